@@ -1,0 +1,110 @@
+"""Strict readers for environment variables.
+
+django-environ parses the values; these wrappers make every bad value stop
+start-up with ``ImproperlyConfigured`` naming the variable, because
+``env.bool("BITRIX_ENABLED")`` alone turns ``maybe`` into ``False`` silently.
+Secrets are never echoed back in the error.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+def _raw(name: str) -> str | None:
+    value = env.str(name, default=None)
+    return None if value is None else value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = _raw(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+    _check_range(name, value, minimum, maximum)
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    raw = _raw(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    _check_range(name, value, minimum, maximum)
+    return value
+
+
+def _check_range(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
+
+
+def env_str(name: str, default: str = "") -> str:
+    raw = _raw(name)
+    return default if raw is None else raw
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_config(name: str, default: str) -> dict:
+    raw = _raw(name) or default
+    try:
+        return environ.Env.db_url_config(raw)
+    except Exception:  # django-environ raises several types for a bad URL
+        raise ImproperlyConfigured(f"{name} is not a valid database URL") from None
+
+
+def redis_url(*, host: str, port: int, password: str, url_name: str = "REDIS_URL") -> str:
+    """The Redis URL to use: ``REDIS_URL`` if set, else built from host/port/password.
+
+    ``REDIS_URL`` accepts ``redis://`` and ``rediss://`` (TLS) with an optional
+    password and database number (``rediss://:pw@host:6380/2``).
+    """
+    raw = _raw(url_name)
+    if not raw:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}{host}:{port}/0"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"{url_name} must start with redis://, rediss:// or unix://")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ImproperlyConfigured(f"{url_name} has an invalid port") from None
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ImproperlyConfigured(f"{url_name} database number must be a whole number")
+    return raw

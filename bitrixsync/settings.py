@@ -1,0 +1,190 @@
+"""Settings for bitrixsync, read from the environment (and an optional .env).
+
+Every variable is documented in ``.env.example``. A bad value stops start-up
+with an error naming the variable (see ``bitrixsync/env_config.py``).
+"""
+
+from pathlib import Path
+
+import environ
+
+from bitrixsync.env_config import (
+    database_config,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    redis_url,
+)
+from crmbridge.bitrix.webhook_url import validate_webhook_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# An optional .env file; real environment variables win over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env_bool("DEBUG", False)
+# Unset SECRET_KEY falls back to a development key so that the README's first
+# command works with no configuration; `manage.py check --deploy` flags it and
+# docker-compose.yml requires a real one.
+SECRET_KEY = env_str("SECRET_KEY", "") or "django-insecure-dev-only-key-set-SECRET_KEY-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "accounts",
+    "orders",
+    "crmbridge",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bitrixsync.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "bitrixsync.wsgi.application"
+
+DATABASES = {"default": database_config("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (web, worker, relay) write to one SQLite file: wait for
+    # the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "bitrixsync.api_errors.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bitrixsync API",
+    "DESCRIPTION": "Orders of manufacturing services, kept in sync with Bitrix24.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Redis -----------------------------------------------------------------
+REDIS_HOST = env_str("REDIS_HOST", "127.0.0.1")
+REDIS_PORT = env_int("REDIS_PORT", 6379, minimum=1, maximum=65535)
+REDIS_PASSWORD = env_str("REDIS_PASSWORD", "")
+REDIS_URL = redis_url(host=REDIS_HOST, port=REDIS_PORT, password=REDIS_PASSWORD)
+REDIS_STREAM_PREFIX = env_str("REDIS_STREAM_PREFIX", "bitrix:")
+# Seconds a publish may wait for Redis before the operation is left in the
+# outbox for the relay (the API request must stay fast when Redis is down).
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.05)
+
+# --- Bitrix24 ----------------------------------------------------------------
+BITRIX_ENABLED = env_bool("BITRIX_ENABLED", True)
+BITRIX_WORKER_ENABLED = env_bool("BITRIX_WORKER_ENABLED", True)
+BITRIX_WEBHOOK_URL = validate_webhook_url(env_str("BITRIX_WEBHOOK_URL", ""), name="BITRIX_WEBHOOK_URL")
+# Names this system in ORIGINATOR_ID; ORIGIN_ID is "<entity>-<local id>".
+BITRIX_ORIGINATOR_ID = env_str("BITRIX_ORIGINATOR_ID", "bitrixsync")
+BITRIX_HTTP_CONNECT_TIMEOUT = env_float("BITRIX_HTTP_CONNECT_TIMEOUT", 3.05, minimum=0.1)
+BITRIX_HTTP_READ_TIMEOUT = env_float("BITRIX_HTTP_READ_TIMEOUT", 30.0, minimum=0.1)
+# The portal's leaky bucket: standard plans 2/s with 50 burst, Enterprise 5/s with 250.
+BITRIX_RATE_LIMIT_PER_SECOND = env_float("BITRIX_RATE_LIMIT_PER_SECOND", 2.0, minimum=0.01)
+BITRIX_RATE_LIMIT_BURST = env_int("BITRIX_RATE_LIMIT_BURST", 50, minimum=1)
+# Order status -> deal STAGE_ID; "status=STAGE" pairs separated by commas.
+BITRIX_STAGE_MAP = env_str(
+    "BITRIX_STAGE_MAP",
+    "new=NEW,confirmed=PREPARATION,in_production=EXECUTING,shipped=FINAL_INVOICE,done=WON,cancelled=LOSE",
+)
+# Token the portal sends as auth[application_token] with outbound events.
+BITRIX_INBOUND_TOKEN = env_str("BITRIX_INBOUND_TOKEN", "")
+# Token for GET /metrics (staff sessions also work); empty = staff only.
+BITRIX_METRICS_TOKEN = env_str("BITRIX_METRICS_TOKEN", "")
+# Link to a record in the portal's UI; derived from the webhook URL when empty.
+BITRIX_PORTAL_URL = env_str("BITRIX_PORTAL_URL", "")
+
+# Worker defaults (the specification's worker_config) and its robustness knobs.
+BITRIX_WORKER = {
+    "max_retries": env_int("BITRIX_WORKER_MAX_RETRIES", 5, minimum=0),
+    "batch_size": env_int("BITRIX_WORKER_BATCH_SIZE", 10, minimum=1, maximum=1000),
+    "poll_interval": env_float("BITRIX_WORKER_POLL_INTERVAL", 1.0, minimum=0.01),
+    # Entries idle this long in a dead consumer's pending list are taken over.
+    "claim_idle_seconds": env_float("BITRIX_WORKER_CLAIM_IDLE", 60.0, minimum=1.0),
+    # Backoff for retry-later errors: base * 2**retry with jitter, capped.
+    "retry_base_seconds": env_float("BITRIX_WORKER_RETRY_BASE", 1.0, minimum=0.0),
+    "retry_max_seconds": env_float("BITRIX_WORKER_RETRY_MAX", 30.0, minimum=0.0),
+    # While paused by a configuration error, probe the portal this often.
+    "pause_probe_seconds": env_float("BITRIX_WORKER_PAUSE_PROBE", 30.0, minimum=0.1),
+    "heartbeat_seconds": env_float("BITRIX_WORKER_HEARTBEAT", 5.0, minimum=0.5),
+}
+# Stream retention: acknowledged entries older than this are trimmed.
+BITRIX_STREAM_RETENTION_SECONDS = env_int("BITRIX_STREAM_RETENTION_SECONDS", 86400, minimum=0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "crmbridge.bitrix.webhook_url.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(levelname)s: %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        "django.server": {"level": "INFO"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

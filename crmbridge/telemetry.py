@@ -1,0 +1,135 @@
+"""What workers record in Redis for the status endpoints, the admin and metrics.
+
+Written by the worker (``crmbridge.worker``), read by diagnostics. Keys:
+
+``{prefix}workers:<consumer>`` (hash, expires ``3 x heartbeat`` after the last beat)
+    ``name``, ``host``, ``pid``, ``started_at``, ``last_beat`` (Unix seconds, float),
+    ``state`` (``running`` | ``paused`` | ``stopping``), ``pause_reason``,
+    ``processed``, ``retried``, ``dead_lettered`` (counters since start),
+    ``current`` (what it holds now, short text), ``config`` (JSON of worker_config)
+``{prefix}workers`` (sorted set) consumer name -> last beat, to list workers
+    without SCAN; members whose hash has expired are stale and pruned by readers.
+``{prefix}stats:<unix minute>`` (hash, kept 2 hours)
+    ``processed``, ``retried``, ``dead_lettered`` and the same per
+    ``<entity>:<op>`` (e.g. ``processed:deal:create``), for the per-minute chart.
+``{prefix}last_success`` / ``{prefix}last_failure`` (strings, JSON)
+    ``{"at": unix seconds, "detail": "..."}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import redis
+
+from crmbridge import streams
+
+STATS_TTL_SECONDS = 2 * 3600
+
+
+def worker_key(consumer: str) -> str:
+    return streams.key(f"workers:{consumer}")
+
+
+def workers_index_key() -> str:
+    return streams.key("workers")
+
+
+def stats_key(minute: int) -> str:
+    return streams.key(f"stats:{minute}")
+
+
+def write_heartbeat(client: redis.Redis, consumer: str, fields: dict, *, ttl_seconds: float) -> None:
+    now = time.time()
+    data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v)) for k, v in fields.items()}
+    data["last_beat"] = f"{now:.3f}"
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(worker_key(consumer), mapping=data)
+    pipe.pexpire(worker_key(consumer), int(ttl_seconds * 1000))
+    pipe.zadd(workers_index_key(), {consumer: now})
+    pipe.execute()
+
+
+def remove_heartbeat(client: redis.Redis, consumer: str) -> None:
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(worker_key(consumer))
+    pipe.zrem(workers_index_key(), consumer)
+    pipe.execute()
+
+
+def read_workers(client: redis.Redis) -> list[dict]:
+    """Live workers (their heartbeat hash still exists), newest beat first."""
+    names = client.zrevrange(workers_index_key(), 0, 199)
+    if not names:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(worker_key(name))
+    workers, gone = [], []
+    for name, data in zip(names, pipe.execute(), strict=True):
+        if not data:
+            gone.append(name)
+            continue
+        if "config" in data:
+            with contextlib.suppress(ValueError):
+                data["config"] = json.loads(data["config"])
+        for counter in ("processed", "retried", "dead_lettered", "pid"):
+            if counter in data:
+                data[counter] = int(float(data[counter]))
+        for stamp in ("last_beat", "started_at"):
+            if stamp in data:
+                data[stamp] = float(data[stamp])
+        workers.append(data)
+    if gone:
+        client.zrem(workers_index_key(), *gone)
+    return workers
+
+
+def count(client: redis.Redis, outcome: str, entity: str, op: str, n: int = 1) -> None:
+    """Add ``n`` to this minute's ``outcome`` counters (processed/retried/dead_lettered)."""
+    if n <= 0:
+        return
+    key = stats_key(int(time.time() // 60))
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(key, outcome, n)
+    pipe.hincrby(key, f"{outcome}:{entity}:{op}", n)
+    pipe.expire(key, STATS_TTL_SECONDS)
+    pipe.execute()
+
+
+def read_minutes(client: redis.Redis, minutes: int = 60) -> list[dict]:
+    """The last ``minutes`` per-minute counters, oldest first (zeros where none)."""
+    now_minute = int(time.time() // 60)
+    wanted = list(range(now_minute - minutes + 1, now_minute + 1))
+    pipe = client.pipeline(transaction=False)
+    for minute in wanted:
+        pipe.hgetall(stats_key(minute))
+    rows = []
+    for minute, data in zip(wanted, pipe.execute(), strict=True):
+        rows.append(
+            {
+                "minute": minute * 60,
+                "processed": int(data.get("processed", 0)),
+                "retried": int(data.get("retried", 0)),
+                "dead_lettered": int(data.get("dead_lettered", 0)),
+                "by_kind": {k: int(v) for k, v in data.items() if k.count(":") == 2},
+            }
+        )
+    return rows
+
+
+def mark(client: redis.Redis, which: str, detail: str) -> None:
+    """Record the time of the last ``success`` or ``failure``."""
+    client.set(streams.key(f"last_{which}"), json.dumps({"at": time.time(), "detail": detail[:500]}))
+
+
+def read_mark(client: redis.Redis, which: str) -> dict | None:
+    raw = client.get(streams.key(f"last_{which}"))
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

@@ -1,0 +1,92 @@
+"""Shared fixtures: a private Redis, named users, API clients.
+
+Every test gets ``settings.REDIS_URL`` pointing at a redis-server this session
+started on a free port, flushed before the test. No test ever talks to a Redis
+it did not start, so no one's data can be flushed.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from crmbridge.redis_connection import reset_clients
+from crmbridge.testing.redis_server import PrivateRedis
+
+
+@pytest.fixture(scope="session")
+def private_redis():
+    server = PrivateRedis().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def redis_url(private_redis, settings):
+    """Point the project at the private Redis, empty, for every test."""
+    if private_redis.process is None:  # a test stopped it; bring it back
+        private_redis.start()
+    private_redis.flush()
+    settings.REDIS_URL = private_redis.url
+    reset_clients()
+    yield private_redis.url
+    reset_clients()
+
+
+@pytest.fixture
+def redis_client(private_redis):
+    return private_redis.client()
+
+
+def _make_user(django_user_model, username: str, **extra):
+    return django_user_model.objects.create_user(
+        username=username,
+        email=f"{username}@example.com",
+        password="S3cure-pass-1",
+        first_name=username.capitalize(),
+        last_name="Tester",
+        **extra,
+    )
+
+
+@pytest.fixture
+def alice(db, django_user_model):
+    return _make_user(django_user_model, "alice")
+
+
+@pytest.fixture
+def bob(db, django_user_model):
+    return _make_user(django_user_model, "bob")
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return _make_user(django_user_model, "admin", is_staff=True, is_superuser=True)
+
+
+def _client_for(user) -> APIClient:
+    from accounts.tokens import token_for
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+@pytest.fixture
+def admin_client_api(admin_user):
+    return _client_for(admin_user)
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
