@@ -1,1 +1,50 @@
-# Register your models here.
+"""Users in the Django admin, with their Bitrix24 contact."""
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from accounts.models import User
+from crmbridge.admin_sync import BitrixSyncAdminMixin
+
+
+@admin.register(User)
+class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
+    bitrix_entity = "contact"
+    bitrix_id_field = "bitrix_contact_id"
+
+    list_display = (
+        "id",
+        "email",
+        "username",
+        "first_name",
+        "last_name",
+        "phone",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "bitrix_contact_id",
+        "bitrix_link",
+        "sync_state",
+    )
+    list_display_links = ("id", "email")
+    list_filter = ("is_staff", "is_superuser", "is_active", "date_joined", "groups")
+    search_fields = ("email", "username", "first_name", "last_name", "phone", "=bitrix_contact_id")
+    ordering = ("-id",)
+    actions = ("resync_selected",)
+    readonly_fields = ("bitrix_contact_id", "last_login", "date_joined")
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email", "phone")}),
+        ("Bitrix24", {"fields": ("bitrix_contact_id",)}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("username", "email", "first_name", "last_name", "phone", "password1", "password2"),
+            },
+        ),
+    )

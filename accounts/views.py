@@ -1,1 +1,92 @@
-# Create your views here.
+"""Account endpoints: register, obtain a token, read and change one's profile."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.serializers import (
+    ProfileInputSerializer,
+    RegisterInputSerializer,
+    RegisterOutputSerializer,
+    TokenInputSerializer,
+    TokenOutputSerializer,
+    UserOutputSerializer,
+)
+from accounts.tokens import token_for
+
+
+class RegisterApi(APIView):
+    # No authentication at all: a stale or bad token must not turn sign-up into a 401.
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    @extend_schema(
+        request=RegisterInputSerializer,
+        responses={201: RegisterOutputSerializer},
+        summary="Create an account and get its API token",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.register_user(**serializer.validated_data)
+        data = {**UserOutputSerializer(user).data, "token": token_for(user)}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class TokenApi(APIView):
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    @extend_schema(
+        request=TokenInputSerializer,
+        responses={200: TokenOutputSerializer},
+        summary="Exchange an e-mail (or username) and password for an API token",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = services.obtain_token(request=request, **serializer.validated_data)
+        return Response(TokenOutputSerializer({"token": token}).data)
+
+
+class ProfileApi(APIView):
+    """The signed-in user.
+
+    ``PUT`` is partial, like ``PATCH``: the specification's example
+    ``curl -X PUT /profile -d '{"email": "newemail@example.com"}'`` must change
+    the e-mail and leave the names and phone as they are. Fields of the answer
+    that a user may not change (``is_staff``, ``bitrix_contact_id``...) are
+    ignored when sent back; unknown fields are a 400.
+    """
+
+    @extend_schema(responses=UserOutputSerializer, summary="The signed-in user")
+    def get(self, request: Request) -> Response:
+        return Response(UserOutputSerializer(request.user).data)
+
+    @extend_schema(
+        request=ProfileInputSerializer,
+        responses=UserOutputSerializer,
+        summary="Change the signed-in user (partial: send only what changes)",
+    )
+    def put(self, request: Request) -> Response:
+        return self._update(request)
+
+    @extend_schema(
+        request=ProfileInputSerializer,
+        responses=UserOutputSerializer,
+        summary="Change the signed-in user",
+    )
+    def patch(self, request: Request) -> Response:
+        return self._update(request)
+
+    def _update(self, request: Request) -> Response:
+        serializer = ProfileInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = services.update_profile(user=request.user, changes=serializer.validated_data)
+        return Response(UserOutputSerializer(user).data)

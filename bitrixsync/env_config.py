@@ -81,6 +81,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def database_config(name: str, default: str) -> dict:
     raw = _raw(name) or default
+    # django-environ passes an unknown scheme through as the ENGINE ("nonsense://"
+    # becomes ENGINE "nonsense"), which fails later far from the variable's name.
+    if urlsplit(raw).scheme not in environ.Env.DB_SCHEMES:
+        raise ImproperlyConfigured(f"{name} must start with one of: postgres://, sqlite:///, mysql://...")
     try:
         return environ.Env.db_url_config(raw)
     except Exception:  # django-environ raises several types for a bad URL

@@ -4,6 +4,8 @@ Every variable is documented in ``.env.example``. A bad value stops start-up
 with an error naming the variable (see ``bitrixsync/env_config.py``).
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -81,6 +83,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, relay) write to one SQLite file: wait for
     # the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # Tests start workers as separate processes: the test database must be a
+    # file they can open (Django's default for SQLite is in memory). One file
+    # per test run, so that parallel runs do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"bitrixsync-test-{os.getpid()}.sqlite3")}
 
 AUTH_USER_MODEL = "accounts.User"
 
@@ -98,6 +104,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Collected static files (the admin's CSS) are served by WhiteNoise under
+# gunicorn: the Docker image runs collectstatic. Without them (development,
+# tests) runserver serves static files itself when DEBUG is on.
+if STATIC_ROOT.is_dir():
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
@@ -106,6 +120,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "bitrixsync.api_errors.SafeJSONParser",  # deeply nested JSON: 400, not 500
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -188,3 +207,8 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Inbound Bitrix events (crmbridge.inbound, issue 8) ----------------------
+# Apply ONCRMCONTACT* events to users (first/last name, phone). Off by default:
+# our users edit their own profile, and the contact is a copy of it.
+BITRIX_INBOUND_CONTACT_UPDATES = env_bool("BITRIX_INBOUND_CONTACT_UPDATES", False)

@@ -1,4 +1,8 @@
-"""URL map. Each app owns its routes; see the app's ``urls.py``."""
+"""URL map. Each app owns its routes; see the app's ``urls.py``.
+
+API routes have no trailing slash (``/orders``, ``/profile``), as the
+specification's curl examples use them; they also accept one.
+"""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,4 +13,8 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("", include("accounts.urls")),
+    path("", include("orders.urls")),
+    # Bitrix diagnostics, metrics and inbound events (crmbridge issues).
+    path("", include("crmbridge.urls")),
 ]

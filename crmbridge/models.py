@@ -8,16 +8,31 @@
   that a create may have reached Bitrix (so a retry looks before it adds).
 """
 
+import uuid
+
 from django.db import models
 
 
 class OutboxEntry(models.Model):
+    """One operation waiting to be added to a stream (see ``crmbridge.outbox``).
+
+    A row is claimed by whoever is publishing it until ``claimed_until``: the
+    request that wrote it (for a few seconds after its commit) or a relay.
+    Claims only keep two publishers from doing the same work; exactly-once
+    comes from ``dedup_key``, the Redis marker set in the same step as XADD.
+    """
+
     stream = models.CharField(max_length=64, default="operations", help_text="stream name without the prefix")
     fields = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, help_text="who holds the claim: request or relay name")
+    # Names the Redis "already sent" marker. A UUID rather than the row ID, so
+    # that a database restored from a backup (IDs reused) is never mistaken
+    # for rows already sent.
+    dedup_key = models.UUIDField(default=uuid.uuid4, editable=False)
 
     class Meta:
         ordering = ("id",)

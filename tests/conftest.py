@@ -22,6 +22,12 @@ def private_redis():
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2 costs ~0.2 s per user: far too slow for tests that make dozens."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def redis_url(private_redis, settings):
     """Point the project at the private Redis, empty, for every test."""
     if private_redis.process is None:  # a test stopped it; bring it back

@@ -14,11 +14,52 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Codes whose meaning does not depend on the HTTP status (a batch command has none).
+RETRY_CODES = frozenset(
+    {
+        "QUERY_LIMIT_EXCEEDED",
+        "OVERLOAD_LIMIT",
+        "OPERATION_TIME_LIMIT",
+        "INTERNAL_SERVER_ERROR",
+        "ERROR_UNEXPECTED_ANSWER",
+    }
+)
+CONFIG_CODES = frozenset(
+    {
+        "NO_AUTH_FOUND",
+        "EXPIRED_TOKEN",
+        "INVALID_TOKEN",
+        "INVALID_CREDENTIALS",
+        "INSUFFICIENT_SCOPE",
+        "ACCESS_DENIED",
+        "PORTAL_DELETED",
+    }
+)
+
 
 class ErrorKind(StrEnum):
     RETRY = "retry"
     CONFIG = "config"
     PERMANENT = "permanent"
+
+
+def classify(code: str, http_status: int | None) -> ErrorKind:
+    """What the worker should do about an error: by its code first, then by its status.
+
+    ``http_status`` is ``None`` for a command inside a batch. Unknown codes
+    without a telling status (``""`` "Not found", ``ERROR_CORE``...) are
+    problems of the record itself: permanent.
+    """
+    normalized = (code or "").upper()
+    if normalized in RETRY_CODES:
+        return ErrorKind.RETRY
+    if normalized in CONFIG_CODES:
+        return ErrorKind.CONFIG
+    if http_status in (401, 403):
+        return ErrorKind.CONFIG
+    if http_status is not None and (http_status >= 500 or http_status in (408, 429)):
+        return ErrorKind.RETRY
+    return ErrorKind.PERMANENT
 
 
 class BitrixError(Exception):

@@ -1,0 +1,29 @@
+# bitrixsync: one image for the web app (gunicorn) and the worker (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY --chown=app:app . .
+
+# collectstatic reads settings, which need no secret to build the image.
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+    && chown -R app:app /app/staticfiles
+
+USER app
+
+EXPOSE 8000
+
+# The worker overrides this with `python manage.py run_bitrix_worker`.
+CMD ["gunicorn", "bitrixsync.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -1,0 +1,230 @@
+"""What publishing costs an API request: POST /orders with sync enabled vs disabled, same run.
+
+Two gunicorn servers (one sync worker each) share one temporary database and a
+private redis-server: one runs with ``BITRIX_ENABLED=true``, the other with
+``false``. Requests alternate between them in ABBA blocks so that drift (disk
+cache, CPU frequency, the growing table) hits both alike. Each request is
+timed on the client, over real HTTP. Nothing outside the temporary directory
+and the private Redis is touched.
+
+    python bench/publish_overhead.py --orders 500
+    python bench/publish_overhead.py --orders 500 --record bench/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from crmbridge.testing.ports import free_port, wait_for_port  # noqa: E402
+from crmbridge.testing.redis_server import PrivateRedis  # noqa: E402
+
+TARGET_PERCENT = 15.0
+ORDER = {"service_id": "cnc-milling", "quantity": 3, "material": "aluminium", "comment": "bench"}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=500, help="timed orders per configuration (default 500)")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed orders per configuration first")
+    parser.add_argument("--block", type=int, default=10, help="requests per block in the ABBA interleaving")
+    parser.add_argument("--record", type=Path, help="append the result to this markdown file (bench/RESULTS.md)")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="a PostgreSQL server to use instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/postgres; "
+        "a temporary database is created on it and dropped afterwards",
+    )
+    return parser.parse_args()
+
+
+def manage(env: dict, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def prepare_database(env: dict) -> str:
+    """Migrate the temporary database and return an API token for a fresh user."""
+    manage(env, "migrate", "--noinput")
+    code = (
+        "from accounts.models import User; from accounts.tokens import token_for; "
+        "u = User.objects.create_user('bench', 'bench@example.com', 'Bench-pass-123'); print(token_for(u))"
+    )
+    return manage({**env, "BITRIX_ENABLED": "false"}, "shell", "--no-imports", "-c", code).strip()
+
+
+def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "bitrixsync.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "sync",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    wait_for_port(port, timeout=30)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def post_order(session: requests.Session, base_url: str) -> float:
+    started = time.perf_counter()
+    response = session.post(f"{base_url}/orders", json=ORDER, timeout=30)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 201:
+        raise SystemExit(f"POST {base_url}/orders answered {response.status_code}: {response.text[:300]}")
+    return elapsed
+
+
+def run(urls: dict[str, str], token: str, *, orders: int, warmup: int, block: int) -> dict[str, list[float]]:
+    """Timed requests per configuration, interleaved A B B A A B B A ..."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    for name in urls:
+        for _ in range(warmup):
+            post_order(session, urls[name])
+    timings: dict[str, list[float]] = {name: [] for name in urls}
+    names = list(urls)
+    blocks = -(-orders // block)
+    for index in range(blocks):
+        pair = names if index % 2 == 0 else names[::-1]
+        for name in pair:
+            for _ in range(min(block, orders - len(timings[name]))):
+                timings[name].append(post_order(session, urls[name]))
+    return timings
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "mean": statistics.fmean(ordered) * 1000,
+        "p50": statistics.median(ordered) * 1000,
+        "p95": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
+    }
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
+    system = f"{platform.system()} {platform.release()}"
+    return f"nproc {os.cpu_count()}, {cpu or 'unknown CPU'}, Python {platform.python_version()}, {system}"
+
+
+def report(timings: dict[str, list[float]], *, orders: int, database: str, redis_version: str) -> str:
+    on, off = summary(timings["enabled"]), summary(timings["disabled"])
+    overhead = {k: (on[k] / off[k] - 1) * 100 for k in on}
+    verdict = "within" if overhead["mean"] <= TARGET_PERCENT else "OVER"
+    lines = [
+        f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC - POST /orders, {orders} per configuration",
+        "",
+        f"Machine: {machine()}. Server: gunicorn, 1 sync worker each, {database}; Redis {redis_version}.",
+        "",
+        "| BITRIX_ENABLED | mean ms | p50 ms | p95 ms |",
+        "|---|---:|---:|---:|",
+        f"| false | {off['mean']:.2f} | {off['p50']:.2f} | {off['p95']:.2f} |",
+        f"| true | {on['mean']:.2f} | {on['p50']:.2f} | {on['p95']:.2f} |",
+        f"| overhead | {overhead['mean']:+.1f}% | {overhead['p50']:+.1f}% | {overhead['p95']:+.1f}% |",
+        "",
+        f"Mean overhead {overhead['mean']:+.1f}%: {verdict} the {TARGET_PERCENT:.0f}% target.",
+    ]
+    return "\n".join(lines)
+
+
+UNPUBLISHED = (
+    "from crmbridge.models import OutboxEntry; from crmbridge.outbox import sent_marker_key; "
+    "from crmbridge.redis_connection import get_redis; "
+    "print(sum(not get_redis().exists(sent_marker_key(e)) for e in OutboxEntry.objects.all()))"
+)
+
+
+def check_published(client: redis.Redis, env: dict, expected: int) -> None:
+    """Every order made with sync on is in the stream and nothing waits in the outbox (a sanity check).
+
+    A row or two may remain whose delete was deferred (already published: its
+    sent marker exists); the relay removes those.
+    """
+    length = client.xlen(f"{env['REDIS_STREAM_PREFIX']}operations")
+    unpublished = manage(env, "shell", "--no-imports", "-c", UNPUBLISHED).strip()
+    if length != expected or unpublished != "0":
+        raise SystemExit(f"expected {expected} stream entries and 0 unpublished rows, got {length} and {unpublished}")
+
+
+@contextmanager
+def temporary_database(workdir: Path, postgres_url: str | None):
+    """A database URL: a SQLite file in ``workdir``, or a new database on ``postgres_url``, dropped after."""
+    if not postgres_url:
+        yield f"sqlite:///{workdir / 'bench.sqlite3'}", "temporary SQLite file"
+        return
+    import psycopg
+
+    name = f"bitrixsync_bench_{os.getpid()}"
+    parts = urlsplit(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}")), "temporary PostgreSQL database"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bitrixsync-bench-"))
+    server = PrivateRedis().start()
+    processes: list[subprocess.Popen] = []
+    try:
+        with temporary_database(workdir, args.postgres) as (database_url, database):
+            env = {
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": server.url,
+                "REDIS_STREAM_PREFIX": "bench:",
+                "BITRIX_WORKER_ENABLED": "false",
+                "DEBUG": "false",
+                "LOG_LEVEL": "INFO",
+            }
+            token = prepare_database(env)
+            urls = {}
+            for name, enabled in (("enabled", "true"), ("disabled", "false")):
+                process, urls[name] = start_server({**env, "BITRIX_ENABLED": enabled}, workdir / f"{name}.log")
+                processes.append(process)
+            timings = run(urls, token, orders=args.orders, warmup=args.warmup, block=args.block)
+            check_published(server.client(), env, args.orders + args.warmup)
+            stop(processes)
+        redis_version = server.client().info("server")["redis_version"]
+        text = report(timings, orders=args.orders, database=database, redis_version=redis_version)
+        print(text)
+        if args.record:
+            with args.record.open("a") as results:
+                results.write("\n" + text + "\n")
+    finally:
+        stop(processes)
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    while processes:
+        process = processes.pop()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The diagnostics API: the specification's two status endpoints."""

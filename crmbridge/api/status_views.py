@@ -1,0 +1,89 @@
+"""``GET /bitrix/sync/worker/status`` and ``GET /bitrix/sync/status`` (admin only).
+
+The answer is the specification's envelope ``{"success", "message", "data"}``.
+When Redis is down the answer is still 200, with ``success: false``, the
+reason in ``message`` and the same ``data`` keys (what needs Redis is null):
+a monitoring probe reads a clear answer instead of a 500 page.
+
+Anonymous requests get 401 (with ``WWW-Authenticate: Bearer``), signed-in
+users who are not staff get 403.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.authentication import BearerTokenAuthentication
+from crmbridge.api.serializers import SyncStatusResponseSerializer, WorkerStatusResponseSerializer
+from crmbridge.diagnostics.redis_errors import redis_error_reason
+from crmbridge.diagnostics.sync_status import sync_status, sync_status_without_redis
+from crmbridge.diagnostics.worker_status import worker_status, worker_status_without_redis
+from crmbridge.redis_connection import get_redis
+
+logger = logging.getLogger(__name__)
+
+
+class DiagnosticsView(APIView):
+    # Bearer first: its authenticate_header makes DRF answer 401, not 403, to anonymous requests.
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAdminUser]
+
+    success_message = ""
+    serializer_class = None
+
+    def build(self, client: redis.Redis) -> dict:
+        raise NotImplementedError
+
+    def build_without_redis(self) -> dict:
+        raise NotImplementedError
+
+    def get(self, request: Request) -> Response:
+        try:
+            body = {"success": True, "message": self.success_message, "data": self.build(get_redis())}
+        except redis.RedisError as exc:
+            reason = redis_error_reason(exc)
+            logger.warning("[STATUS] %s", reason)
+            body = {"success": False, "message": reason, "data": self.build_without_redis()}
+        return Response(self.serializer_class(body).data)
+
+
+class WorkerStatusView(DiagnosticsView):
+    """Is a worker alive, what is it doing, and how much is left to do."""
+
+    success_message = "Worker status retrieved"
+    serializer_class = WorkerStatusResponseSerializer
+
+    @extend_schema(responses=WorkerStatusResponseSerializer, summary="Worker status (admin only)")
+    def get(self, request: Request) -> Response:
+        return super().get(request)
+
+    def build(self, client: redis.Redis) -> dict:
+        return worker_status(client)
+
+    def build_without_redis(self) -> dict:
+        return worker_status_without_redis()
+
+
+class SyncStatusView(DiagnosticsView):
+    """The streams, the backlog, dead letters and the outbox."""
+
+    success_message = "Sync status retrieved"
+    serializer_class = SyncStatusResponseSerializer
+
+    @extend_schema(responses=SyncStatusResponseSerializer, summary="Queue status (admin only)")
+    def get(self, request: Request) -> Response:
+        return super().get(request)
+
+    def build(self, client: redis.Redis) -> dict:
+        return sync_status(client)
+
+    def build_without_redis(self) -> dict:
+        return sync_status_without_redis()

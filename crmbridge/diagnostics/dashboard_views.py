@@ -1,0 +1,276 @@
+"""The "Bitrix sync" dashboard in the Django admin.
+
+Mounted by ``SyncRecordAdmin.get_urls`` (``crmbridge/admin.py``) under
+``/admin/crmbridge/syncrecord/dashboard/``, wrapped in ``admin_site.admin_view``
+(signed-in staff, CSRF, no caching). Permissions:
+
+* viewing: ``crmbridge.view_syncrecord`` (or ``change_syncrecord``; superusers have both);
+* the buttons: ``crmbridge.change_syncrecord``.
+
+Every button is a POST to ``action_view``, which first answers with a
+confirmation page and acts only on the confirmed POST, then reports the result
+with ``messages`` and goes back. Pages are bounded (``PAGE_SIZE`` rows, cursor
+links for more); nothing reads a whole stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from crmbridge import dead_letters, streams, telemetry
+from crmbridge.diagnostics import stream_actions
+from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
+from crmbridge.diagnostics.config_facts import bitrix_config, full_worker_config, redis_config
+from crmbridge.diagnostics.dead_letter_status import dead_letter_count, dead_letter_page
+from crmbridge.diagnostics.minute_chart import minute_chart_svg
+from crmbridge.diagnostics.redis_errors import redis_error_reason
+from crmbridge.diagnostics.stream_status import (
+    consumers,
+    pending_page,
+    queue_status,
+    recent_messages,
+    redis_now_ms,
+    stream_info,
+)
+from crmbridge.diagnostics.sync_status import outbox_backlog
+from crmbridge.diagnostics.timestamps import read_marks
+from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
+from crmbridge.redis_connection import get_redis
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 25
+MAX_IDS_PER_ACTION = 100
+VIEW_PERMS = ("crmbridge.view_syncrecord", "crmbridge.change_syncrecord")
+ACT_PERM = "crmbridge.change_syncrecord"
+STREAM_NAMES = {"operations": streams.operations_stream, "webhooks": streams.webhooks_stream}
+
+
+def can_view(request: HttpRequest) -> bool:
+    user = request.user
+    return user.is_active and user.is_staff and any(user.has_perm(perm) for perm in VIEW_PERMS)
+
+
+def can_act(request: HttpRequest) -> bool:
+    return request.user.is_active and request.user.is_staff and request.user.has_perm(ACT_PERM)
+
+
+def _require_view(request: HttpRequest) -> None:
+    if not can_view(request):
+        raise PermissionDenied
+
+
+def _base_context(request: HttpRequest, admin_site, title: str) -> dict:
+    return {
+        **admin_site.each_context(request),
+        "title": title,
+        "can_act": can_act(request),
+        "dashboard_url": reverse(f"{admin_site.name}:crmbridge_dashboard"),
+        "action_url": reverse(f"{admin_site.name}:crmbridge_dashboard_action"),
+        "pending_url": reverse(f"{admin_site.name}:crmbridge_dashboard_pending"),
+        "dead_url": reverse(f"{admin_site.name}:crmbridge_dashboard_dead"),
+    }
+
+
+def _redis_context(request: HttpRequest, build: Callable[[redis.Redis], dict]) -> dict:
+    """``build``'s context, or ``redis_error`` with the reason when Redis is down."""
+    try:
+        return build(get_redis())
+    except redis.RedisError as exc:
+        reason = redis_error_reason(exc)
+        logger.warning("[DASHBOARD] %s", reason)
+        return {"redis_error": reason}
+
+
+def _overview(client: redis.Redis) -> dict:
+    now_ms = redis_now_ms(client)
+    workers = read_heartbeats(client)
+    stream_rows = []
+    for label, name_of in STREAM_NAMES.items():
+        stream = name_of()
+        stream_rows.append(
+            {
+                "label": label,
+                "name": stream,
+                "info": stream_info(client, stream),
+                "queue": queue_status(client, stream, now_ms=now_ms),
+                "consumers": consumers(client, stream),
+                "pending": pending_page(client, stream, count=PAGE_SIZE),
+                "recent": recent_messages(client, stream, count=10),
+            }
+        )
+    dead_stream = streams.dead_letter_stream()
+    return {
+        "streams": stream_rows,
+        "dead_stream": {"name": dead_stream, "info": stream_info(client, dead_stream)},
+        "workers": workers,
+        "worker_task_status": task_status(workers),
+        "chart": minute_chart_svg(telemetry.read_minutes(client, 60)),
+        "dead_letters": dead_letter_page(client, count=PAGE_SIZE),
+        "dead_letter_count": dead_letter_count(client),
+        **read_marks(client),
+    }
+
+
+def dashboard_view(request: HttpRequest, admin_site) -> HttpResponse:
+    _require_view(request)
+    context = _base_context(request, admin_site, "Bitrix sync")
+    context.update(_redis_context(request, _overview))
+    context.update(
+        {
+            "worker_config": full_worker_config(),
+            "bitrix": bitrix_config(),
+            "redis_config": redis_config(),
+            "outbox_backlog": outbox_backlog(),
+            "page_size": PAGE_SIZE,
+        }
+    )
+    return render(request, "admin/crmbridge/bitrix_dashboard.html", context)
+
+
+def pending_view(request: HttpRequest, admin_site) -> HttpResponse:
+    """One page of a stream's pending list, after the ``after`` ID."""
+    _require_view(request)
+    label = request.GET.get("stream", "operations")
+    if label not in STREAM_NAMES:
+        label = "operations"
+    after = request.GET.get("after") or None
+    stream = STREAM_NAMES[label]()
+    context = _base_context(request, admin_site, f"Pending messages: {stream}")
+    context.update(
+        _redis_context(request, lambda client: {"pending": pending_page(client, stream, after=after, count=PAGE_SIZE)})
+    )
+    rows = context.get("pending") or []
+    context.update({"label": label, "stream": stream, "after": after, "page_size": PAGE_SIZE})
+    context["next_after"] = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
+    return render(request, "admin/crmbridge/bitrix_pending.html", context)
+
+
+def dead_letters_view(request: HttpRequest, admin_site) -> HttpResponse:
+    """One page of dead letters, newest first, older than the ``before`` ID."""
+    _require_view(request)
+    before = request.GET.get("before") or None
+    context = _base_context(request, admin_site, "Dead letters")
+    context.update(
+        _redis_context(
+            request,
+            lambda client: {
+                "dead_letters": dead_letter_page(client, before=before, count=PAGE_SIZE),
+                "dead_letter_count": dead_letter_count(client),
+            },
+        )
+    )
+    rows = context.get("dead_letters") or []
+    context.update({"before": before, "page_size": PAGE_SIZE})
+    context["next_before"] = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
+    return render(request, "admin/crmbridge/bitrix_dead_letters.html", context)
+
+
+@dataclass(frozen=True)
+class Action:
+    title: str
+    needs_ids: bool
+    needs_stream: bool
+    run: Callable[[redis.Redis, str, list[str]], tuple[int, str]]
+
+
+def _retry(client, stream, ids):
+    n = stream_actions.retry_pending_now(client, stream, ids)
+    return messages.SUCCESS if n else messages.WARNING, f"Retried {n} of {len(ids)} pending message(s) now."
+
+
+def _to_dead(client, stream, ids):
+    n = stream_actions.move_pending_to_dead(client, stream, ids)
+    level = messages.SUCCESS if n else messages.WARNING
+    return level, f"Moved {n} of {len(ids)} pending message(s) to the dead letters."
+
+
+def _requeue(client, stream, ids):
+    n = dead_letters.requeue(client, ids)
+    return messages.SUCCESS if n else messages.WARNING, f"Requeued {n} of {len(ids)} dead letter(s)."
+
+
+def _requeue_all(client, stream, ids):
+    result = stream_actions.requeue_all_dead(client)
+    text = f"Requeued {result.requeued} dead letter(s); {result.remaining} left in the dead letters"
+    if result.skipped:
+        text += f" ({result.skipped} without a payload were skipped)"
+    return messages.SUCCESS if not result.remaining else messages.WARNING, text + "."
+
+
+def _delete(client, stream, ids):
+    n = dead_letters.delete(client, ids)
+    return messages.SUCCESS if n else messages.WARNING, f"Deleted {n} of {len(ids)} dead letter(s)."
+
+
+def _test_connection(client, stream, ids):
+    check = check_bitrix_connection()
+    if check.ok:
+        return messages.SUCCESS, f"Bitrix connection OK: {check.summary}."
+    return messages.ERROR, f"Bitrix connection failed ({check.kind}): {check.summary}"
+
+
+ACTIONS: dict[str, Action] = {
+    "retry_pending": Action("Retry now", True, True, _retry),
+    "dead_pending": Action("Move to dead letters", True, True, _to_dead),
+    "requeue": Action("Requeue dead letters", True, False, _requeue),
+    "requeue_all": Action("Requeue all dead letters", False, False, _requeue_all),
+    "delete": Action("Delete dead letters", True, False, _delete),
+    "test_connection": Action("Test the Bitrix connection", False, False, _test_connection),
+}
+
+
+def _parse_action(request: HttpRequest) -> tuple[str, list[str]]:
+    """``action`` may be ``name`` (ids from the checkboxes) or ``name:<id>`` (a row's own button)."""
+    raw = request.POST.get("action", "")
+    name, _, single = raw.partition(":")
+    ids = [single] if single else request.POST.getlist("ids")
+    return name, [i for i in ids if i and len(i) <= 64][:MAX_IDS_PER_ACTION]
+
+
+def _back(request: HttpRequest, admin_site) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return reverse(f"{admin_site.name}:crmbridge_dashboard")
+
+
+def action_view(request: HttpRequest, admin_site) -> HttpResponse:
+    """POST only. Without ``confirmed=yes``: the confirmation page. With it: act, report, go back."""
+    if request.method != "POST":
+        return HttpResponseRedirect(reverse(f"{admin_site.name}:crmbridge_dashboard"))
+    if not can_act(request):
+        raise PermissionDenied
+    name, ids = _parse_action(request)
+    action = ACTIONS.get(name)
+    label = request.POST.get("stream", "operations")
+    back = _back(request, admin_site)
+    if action is None or (action.needs_stream and label not in STREAM_NAMES):
+        messages.error(request, "Unknown action.")
+        return HttpResponseRedirect(back)
+    if action.needs_ids and not ids:
+        messages.warning(request, "Select at least one message first.")
+        return HttpResponseRedirect(back)
+    stream = STREAM_NAMES[label]() if action.needs_stream else ""
+    if request.POST.get("confirmed") != "yes":
+        context = _base_context(request, admin_site, f"Confirm: {action.title}")
+        context.update({"action": action, "action_name": name, "ids": ids, "stream_label": label, "next": back})
+        context["stream"] = stream
+        return render(request, "admin/crmbridge/bitrix_confirm_action.html", context)
+    try:
+        level, text = action.run(get_redis(), stream, ids)
+    except redis.RedisError as exc:
+        level, text = messages.ERROR, f"{action.title} failed: {redis_error_reason(exc)}"
+    logger.info("[DASHBOARD] %s by %s: %s", name, request.user.get_username(), text)
+    messages.add_message(request, level, text)
+    return HttpResponseRedirect(back)

@@ -1,0 +1,24 @@
+"""Read-only views of the dead-letter stream ``{prefix}dead``, newest first, paged."""
+
+from __future__ import annotations
+
+import redis
+
+from crmbridge import streams
+from crmbridge.dead_letters import parse_dead_letter
+
+
+def dead_letter_count(client: redis.Redis) -> int:
+    return int(client.xlen(streams.dead_letter_stream()))
+
+
+def dead_letter_page(client: redis.Redis, *, before: str | None = None, count: int = 25) -> list[dict]:
+    """Up to ``count`` dead letters older than ``before`` (exclusive), newest first."""
+    newest = f"({before}" if before else "+"
+    entries = client.xrevrange(streams.dead_letter_stream(), max=newest, min="-", count=count)
+    return [parse_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+
+def latest_dead_letter(client: redis.Redis) -> dict | None:
+    page = dead_letter_page(client, count=1)
+    return page[0] if page else None

@@ -1,0 +1,369 @@
+"""``bitrix_doctor``: the specification's troubleshooting workflow and monitoring checklist, run by itself.
+
+Each check gives a ``Finding``: ``OK``, ``WARN``, ``FAIL`` or ``SKIP`` (could not
+run, e.g. Redis down), and for anything not OK the likely cause, the fix from
+the specification and which of its "Common Issues" it is. The order follows the
+workflow: configuration, Redis, streams and group, worker, backlog, failures,
+outbox, Bitrix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import redis
+from django.conf import settings
+
+from crmbridge import streams, telemetry
+from crmbridge.bitrix.webhook_url import redact
+from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
+from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
+from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_dead_letter
+from crmbridge.diagnostics.redis_errors import redis_error_reason
+from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
+from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
+
+OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
+
+ISSUE_1 = "Issue 1: Worker Not Running"
+ISSUE_2 = "Issue 2: Messages Not Being Published"
+ISSUE_3 = "Issue 3: Messages Not Being Processed"
+ISSUE_4 = "Issue 4: Processing Failures"
+ISSUE_5 = "Issue 5: Consumer Group Issues"
+
+
+def _ops() -> str:
+    return streams.operations_stream()
+
+
+FIXES = {
+    ISSUE_1: lambda: (
+        "Check BITRIX_WORKER_ENABLED=true; check the worker's start-up log for errors "
+        "('Starting Bitrix worker - entering process_messages()'); start or restart it: "
+        "python manage.py run_bitrix_worker"
+    ),
+    ISSUE_2: lambda: (
+        "Set BITRIX_ENABLED=true; check the Redis connection (REDIS_HOST, REDIS_PORT, REDIS_PASSWORD or REDIS_URL); "
+        "look for exceptions in the [QUEUE] log lines; check the outbox relay is running"
+    ),
+    ISSUE_3: lambda: (
+        f"Check the group: XINFO GROUPS {_ops()}; check pending: XPENDING {_ops()} {streams.GROUP}; "
+        "verify the worker can connect to Redis; look for [WORKER] errors in its log; restart the worker; "
+        "retry by hand with 'Retry now' in the admin's Bitrix sync dashboard "
+        f"(or XCLAIM {_ops()} {streams.GROUP} worker_<id> 60000 <message_id>)"
+    ),
+    ISSUE_4: lambda: (
+        "Check BITRIX_WEBHOOK_URL is valid and not expired and the webhook has the CRM scope; "
+        "read the Bitrix error in the dead letters and the log; fix the data or the configuration, "
+        "then requeue from the admin's Bitrix sync dashboard"
+    ),
+    ISSUE_5: lambda: (
+        "Restart the worker: it creates the group on start (XGROUP CREATE ... MKSTREAM). By hand: "
+        f"XGROUP CREATE {_ops()} {streams.GROUP} 0 MKSTREAM. Look for NOGROUP errors in the log"
+    ),
+}
+
+
+@dataclass
+class Finding:
+    check: str
+    status: str
+    summary: str
+    cause: str = ""
+    fix: str = ""
+    issue: str = ""
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _problem(check: str, status: str, summary: str, cause: str, issue: str, **details) -> Finding:
+    return Finding(check, status, summary, cause=cause, fix=FIXES[issue](), issue=issue, details=details)
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    pending_threshold: int = 10
+    stuck_seconds: float = 300.0
+    outbox_stuck_seconds: float = 60.0
+    check_bitrix: bool = True
+
+
+def default_stuck_seconds() -> float:
+    """Entries idle this long are stuck: well past the point where a live worker takes them over."""
+    return max(300.0, 3 * float(settings.BITRIX_WORKER.get("claim_idle_seconds", 60.0)))
+
+
+# --- configuration ---------------------------------------------------------------
+
+
+def check_bitrix_enabled() -> Finding:
+    if settings.BITRIX_ENABLED:
+        return Finding("config.bitrix_enabled", OK, "BITRIX_ENABLED=true")
+    return _problem(
+        "config.bitrix_enabled", FAIL, "BITRIX_ENABLED=false: no operation is published",
+        "the integration is switched off, so order and user changes are not queued", ISSUE_2,
+    )  # fmt: skip
+
+
+def check_worker_enabled(workers: list[dict] | None) -> Finding:
+    if settings.BITRIX_WORKER_ENABLED:
+        return Finding("config.worker_enabled", OK, "BITRIX_WORKER_ENABLED=true")
+    if workers and any(w["fresh"] for w in workers):
+        return Finding(
+            "config.worker_enabled", WARN,
+            "BITRIX_WORKER_ENABLED=false here, but workers elsewhere are beating",
+            cause="this host's settings disable the worker; the running workers use their own environment",
+        )  # fmt: skip
+    return _problem(
+        "config.worker_enabled", FAIL, "BITRIX_WORKER_ENABLED=false: the worker exits without consuming",
+        "the worker is switched off by configuration", ISSUE_1,
+    )  # fmt: skip
+
+
+def check_webhook_url() -> Finding:
+    problem = webhook_problem()
+    if problem is None:
+        return Finding("config.webhook_url", OK, f"BITRIX_WEBHOOK_URL={redacted_webhook_url()}")
+    return _problem("config.webhook_url", FAIL, problem, "no usable webhook URL: nothing can reach Bitrix", ISSUE_4)
+
+
+# --- Redis -----------------------------------------------------------------------
+
+
+def check_redis(client: redis.Redis) -> Finding:
+    where = redis_config()
+    target = f"{where['host']}:{where['port']}/{where['db']}"
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return _problem(
+            "redis.reachable", FAIL, f"Redis at {target} does not answer",
+            redis_error_reason(exc) + "; publishing falls back to the outbox and workers cannot read", ISSUE_2,
+            redis=where,
+        )  # fmt: skip
+    return Finding("redis.reachable", OK, f"Redis at {target} answers (prefix {where['prefix']!r})", details=where)
+
+
+def check_group(client: redis.Redis, stream: str, *, required: bool) -> Finding:
+    name = f"streams.group:{stream}"
+    info = stream_info(client, stream)
+    if group_info(client, stream) is not None:
+        return Finding(name, OK, f"{stream}: {info['length']} entries, group {streams.GROUP} exists", details=info)
+    if not client.exists(stream):
+        status = WARN if required else OK
+        summary = f"{stream} does not exist yet (nothing published, no worker started)"
+        return Finding(name, status, summary, cause="workers create it on start (MKSTREAM)" if required else "")
+    return _problem(
+        name, FAIL, f"{stream} exists but the group {streams.GROUP} is missing (NOGROUP)",
+        "the group was deleted or lost (Redis restarted without persistence); nothing reads this stream", ISSUE_5,
+        **info,
+    )  # fmt: skip
+
+
+# --- worker ------------------------------------------------------------------------
+
+
+def check_worker_heartbeat(workers: list[dict]) -> Finding:
+    status = task_status(workers)
+    fresh = [w for w in workers if w["fresh"]]
+    names = ", ".join(w["name"] for w in fresh) or "none"
+    if status == "running":
+        return Finding("worker.heartbeat", OK, f"{len(fresh)} live worker(s): {names}", details={"status": status})
+    if status == "paused":
+        reason = next((w["pause_reason"] for w in fresh if w["pause_reason"]), "") or "no reason given"
+        return _problem(
+            "worker.heartbeat", FAIL, f"worker(s) paused: {reason}",
+            "the worker paused itself after a configuration error from Bitrix (401/403); it resumes by itself "
+            "once the portal accepts the webhook again", ISSUE_4, pause_reason=reason,
+        )  # fmt: skip
+    if status == "stale":
+        last = min(w["last_beat_age_seconds"] for w in workers)
+        return _problem(
+            "worker.heartbeat", FAIL, f"no fresh heartbeat: the last worker beat {last:.0f} s ago",
+            "the worker stopped beating without a clean shutdown (crashed, killed, hung or lost Redis)", ISSUE_1,
+        )  # fmt: skip
+    return _problem(
+        "worker.heartbeat", FAIL, "no worker heartbeat: no worker is running",
+        "no run_bitrix_worker process is running (or it cannot reach this Redis)", ISSUE_1,
+    )  # fmt: skip
+
+
+def check_backlog(client: redis.Redis, options: DoctorOptions) -> Finding:
+    now_ms = redis_now_ms(client)
+    queues = [queue_status(client, stream, now_ms=now_ms) for stream in streams.consumed_streams()]
+    waiting = sum(q["unacknowledged"] for q in queues)
+    details = {q["stream"]: {"pending": q["pending"], "lag": q["lag"]} for q in queues}
+    oldest = max((q["oldest_pending_age_seconds"] or 0 for q in queues), default=0)
+    summary = f"{waiting} message(s) not acknowledged (pending + lag), oldest {oldest:.0f} s"
+    if waiting < options.pending_threshold:
+        return Finding("queue.backlog", OK, summary + f" (< {options.pending_threshold})", details=details)
+    recent = sum(row["processed"] for row in telemetry.read_minutes(client, 5))
+    if recent:
+        return Finding(
+            "queue.backlog", WARN, summary + f"; {recent} processed in the last 5 minutes",
+            cause=f"above the threshold of {options.pending_threshold} but draining: a burst, or workers too slow",
+            details=details,
+        )  # fmt: skip
+    return _problem(
+        "queue.backlog", FAIL, summary + "; none processed in the last 5 minutes",
+        f"messages are waiting (>= {options.pending_threshold}) and nothing is being processed", ISSUE_3, **details,
+    )  # fmt: skip
+
+
+def check_stuck_pending(client: redis.Redis, options: DoctorOptions) -> Finding:
+    idle_ms = int(options.stuck_seconds * 1000)
+    stuck = {}
+    for stream in streams.consumed_streams():
+        rows = pending_page(client, stream, count=10, min_idle_ms=idle_ms)
+        if rows:
+            stuck[stream] = rows
+    if not stuck:
+        return Finding(
+            "queue.stuck_pending", OK, f"no pending message idle for more than {options.stuck_seconds:.0f} s"
+        )
+    example = next(iter(stuck.values()))[0]
+    consumers = sorted({row["consumer"] for page in stuck.values() for row in page})
+    return _problem(
+        "queue.stuck_pending", FAIL,
+        f"pending messages idle > {options.stuck_seconds:.0f} s on {', '.join(stuck)} (e.g. {example['id']})",
+        f"held by {', '.join(consumers)}: a worker that died or hangs, and no live worker takes them over",
+        ISSUE_3, stuck=stuck,
+    )  # fmt: skip
+
+
+# --- failures ----------------------------------------------------------------------
+
+
+def check_dead_letters(client: redis.Redis) -> Finding:
+    count = dead_letter_count(client)
+    if not count:
+        return Finding("failures.dead_letters", OK, "no dead letters")
+    latest = latest_dead_letter(client) or {}
+    error = " ".join(filter(None, (latest.get("error_code"), latest.get("error_description"))))
+    return _problem(
+        "failures.dead_letters", WARN, f"{count} dead letter(s); latest: {latest.get('reason', '?')} {error}".strip(),
+        "messages failed permanently or ran out of retries", ISSUE_4, latest=latest,
+    )  # fmt: skip
+
+
+def check_recent_errors(client: redis.Redis) -> Finding:
+    success, failure = telemetry.read_mark(client, "success"), telemetry.read_mark(client, "failure")
+    success_at = float(success["at"]) if success else 0.0
+    failure_at = float(failure["at"]) if failure else 0.0
+    if failure_at and failure_at > success_at:
+        detail = redact(str(failure.get("detail", "")))
+        ago = time.time() - failure_at
+        return _problem(
+            "failures.recent", WARN, f"last failure {ago:.0f} s ago, no success since: {detail}",
+            "the latest attempt failed", ISSUE_4, detail=detail,
+        )  # fmt: skip
+    if success_at:
+        return Finding("failures.recent", OK, f"last success {time.time() - success_at:.0f} s ago")
+    return Finding("failures.recent", OK, "no success or failure recorded yet")
+
+
+# --- outbox and Bitrix -------------------------------------------------------------
+
+
+def check_outbox(options: DoctorOptions) -> Finding:
+    from django.utils import timezone
+
+    from crmbridge.models import OutboxEntry
+
+    count = OutboxEntry.objects.count()
+    if not count:
+        return Finding("publish.outbox", OK, "outbox empty: every committed operation reached Redis")
+    oldest = OutboxEntry.objects.order_by("created_at").values("created_at", "last_error").first()
+    age = (timezone.now() - oldest["created_at"]).total_seconds()
+    summary = f"{count} operation(s) waiting in the outbox, oldest {age:.0f} s"
+    if age > options.outbox_stuck_seconds:
+        cause = "committed operations are not reaching Redis: Redis unreachable from the app, or the relay is down"
+        if oldest["last_error"]:
+            cause += f" (last error: {redact(oldest['last_error'])[:200]})"
+        return _problem("publish.outbox", FAIL, summary, cause, ISSUE_2, count=count, oldest_seconds=age)
+    status = WARN if count >= options.pending_threshold else OK
+    return Finding("publish.outbox", status, summary, details={"count": count})
+
+
+def check_bitrix_api(options: DoctorOptions) -> Finding:
+    if not options.check_bitrix:
+        return Finding("bitrix.api", SKIP, "skipped (--skip-bitrix)")
+    if webhook_problem() is not None:
+        return Finding("bitrix.api", SKIP, "skipped: no usable webhook URL")
+    result = check_bitrix_connection()
+    if result.ok:
+        return Finding("bitrix.api", OK, f"profile: {result.summary}")
+    if result.kind == "unavailable":
+        return Finding("bitrix.api", WARN, result.summary)
+    causes = {
+        "config": "the portal refused the webhook (wrong or expired code, or missing rights): configuration",
+        "retry": "the portal is unreachable or overloaded (network, 5xx, rate limit)",
+        "permanent": "the portal rejected the call",
+    }
+    return _problem(
+        "bitrix.api", FAIL, f"profile failed: {result.summary}", causes.get(result.kind or "", "unknown"), ISSUE_4,
+        kind=result.kind, code=result.code, http_status=result.http_status,
+    )  # fmt: skip
+
+
+# --- running it all ----------------------------------------------------------------
+
+
+def _guarded(check: str, run: Callable[[], Finding]) -> Finding:
+    try:
+        return run()
+    except redis.RedisError as exc:
+        return Finding(check, FAIL, redis_error_reason(exc), cause="Redis failed during the check", issue=ISSUE_2)
+
+
+def _read_workers(client: redis.Redis) -> list[dict] | None:
+    try:
+        return read_heartbeats(client)
+    except redis.RedisError:
+        return None
+
+
+def _hooks() -> str:
+    return streams.webhooks_stream()
+
+
+def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
+    findings = [check_bitrix_enabled(), check_webhook_url()]
+    reach = check_redis(client)
+    workers = _read_workers(client) if reach.status == OK else None
+    findings.insert(1, check_worker_enabled(workers))
+    findings.append(reach)
+    redis_checks: list[tuple[str, Callable[[], Finding]]] = [
+        (f"streams.group:{_ops()}", lambda: check_group(client, _ops(), required=True)),
+        (f"streams.group:{_hooks()}", lambda: check_group(client, _hooks(), required=False)),
+        ("worker.heartbeat", lambda: check_worker_heartbeat(workers or [])),
+        ("queue.backlog", lambda: check_backlog(client, options)),
+        ("queue.stuck_pending", lambda: check_stuck_pending(client, options)),
+        ("failures.dead_letters", lambda: check_dead_letters(client)),
+        ("failures.recent", lambda: check_recent_errors(client)),
+    ]
+    for name, run in redis_checks:
+        findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))
+    findings.append(_outbox_or_database_error(options))
+    findings.append(check_bitrix_api(options))
+    return findings
+
+
+def _outbox_or_database_error(options: DoctorOptions) -> Finding:
+    from django.db import DatabaseError
+
+    try:
+        return check_outbox(options)
+    except DatabaseError as exc:
+        summary = f"cannot read the outbox: {type(exc).__name__}: {redact(str(exc))[:200]}"
+        return Finding("publish.outbox", FAIL, summary, cause="the database is unreachable or not migrated")
+
+
+def exit_code(findings: list[Finding], *, strict: bool = False) -> int:
+    """0: nothing failed (warnings allowed); 1: something failed (or warned, with ``strict``)."""
+    bad = {FAIL, WARN} if strict else {FAIL}
+    return 1 if any(f.status in bad for f in findings) else 0

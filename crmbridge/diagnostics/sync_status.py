@@ -1,0 +1,63 @@
+"""The ``data`` of ``GET /bitrix/sync/status``: streams, backlog, dead letters, outbox."""
+
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+
+from crmbridge import streams
+from crmbridge.diagnostics.config_facts import bitrix_configured, redis_config
+from crmbridge.diagnostics.dead_letter_status import dead_letter_count
+from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
+from crmbridge.diagnostics.timestamps import read_marks
+
+
+def outbox_backlog() -> int:
+    """Operations committed in the database that have not reached Redis yet."""
+    from crmbridge.models import OutboxEntry
+
+    return OutboxEntry.objects.count()
+
+
+def sync_status(client: redis.Redis) -> dict:
+    """Stream facts of the specification plus the backlog around them. Raises ``redis.RedisError``.
+
+    ``total_messages`` is the sum of both streams' lengths: entries kept in the
+    streams, acknowledged or not (acknowledged ones stay until trimmed by
+    retention). What is left to do is ``queues.<name>.unacknowledged``.
+    """
+    operations = stream_info(client, streams.operations_stream())
+    webhooks = stream_info(client, streams.webhooks_stream())
+    now_ms = redis_now_ms(client)
+    return {
+        "operations_stream": operations,
+        "webhooks_stream": webhooks,
+        "total_messages": operations["length"] + webhooks["length"],
+        "bitrix_configured": bitrix_configured(),
+        "bitrix_enabled": bool(settings.BITRIX_ENABLED),
+        "queues": {
+            "operations": queue_status(client, streams.operations_stream(), now_ms=now_ms),
+            "webhooks": queue_status(client, streams.webhooks_stream(), now_ms=now_ms),
+        },
+        "dead_letter_count": dead_letter_count(client),
+        "outbox_backlog": outbox_backlog(),
+        **read_marks(client),
+        "redis": redis_config(),
+    }
+
+
+def sync_status_without_redis() -> dict:
+    """The same keys as ``sync_status`` when Redis cannot be reached: what is known, else ``None``."""
+    return {
+        "operations_stream": None,
+        "webhooks_stream": None,
+        "total_messages": None,
+        "bitrix_configured": bitrix_configured(),
+        "bitrix_enabled": bool(settings.BITRIX_ENABLED),
+        "queues": None,
+        "dead_letter_count": None,
+        "outbox_backlog": outbox_backlog(),
+        "last_success": None,
+        "last_failure": None,
+        "redis": redis_config(),
+    }

@@ -1,0 +1,97 @@
+"""``/_sandbox/...``: inspect and drive the sandbox over HTTP (from tests, benchmarks, other processes).
+
+A local development tool: there is no authentication, which is why the
+sandbox binds to 127.0.0.1 unless told otherwise.
+
+=======================================  ===============================================
+``GET  /_sandbox/stats``                 counters, record counts, duplicates by ORIGIN_ID
+``GET  /_sandbox/records/deal|contact``  every record, as ``*.get`` answers
+``GET|POST /_sandbox/faults``            read / change faults (JSON, see ``faults.Faults``)
+``POST /_sandbox/limit``                 ``{"rate": 2, "burst": 50}``; ``{"rate": null}`` lifts it
+``POST /_sandbox/reset``                 forget records, counters and faults
+``GET|POST /_sandbox/events``            ``{"handler_url", "application_token", "echo_own_changes"}``
+``POST /_sandbox/deals/<id>/stage``      ``{"stage_id": "WON"}``: a manager moves the deal
+``POST /_sandbox/deals/<id>/delete``     a manager deletes the deal
+=======================================  ===============================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from crmbridge.sandbox.crm import ENTITIES
+from crmbridge.sandbox.errors import RestError
+from crmbridge.sandbox.portal import Reply
+
+if TYPE_CHECKING:
+    from crmbridge.sandbox.server import SandboxServer
+
+_DEAL_ACTION = re.compile(r"^/_sandbox/deals/(?P<id>\d+)/(?P<action>stage|delete)/?$")
+
+
+def handle(sandbox: SandboxServer, verb: str, path: str, body: bytes) -> Reply:
+    path = path.rstrip("/")
+    try:
+        data = _json(body) if verb == "POST" else {}
+        return Reply(200, _dispatch(sandbox, verb, path, data))
+    except (ValueError, TypeError) as exc:
+        return Reply(400, {"error": "INVALID_REQUEST", "error_description": str(exc)})
+    except LookupError as exc:
+        return Reply(404, {"error": "NOT_FOUND", "error_description": str(exc)})
+
+
+def _dispatch(sandbox: SandboxServer, verb: str, path: str, data: dict) -> Any:
+    if verb == "GET":
+        return _read(sandbox, path)
+    if path == "/_sandbox/faults":
+        return asdict(sandbox.set_faults(**data))
+    if path == "/_sandbox/limit":
+        sandbox.set_limit(data.get("rate"), data.get("burst"))
+        return sandbox.portal.limit()
+    if path == "/_sandbox/reset":
+        sandbox.reset()
+        return {"ok": True}
+    if path == "/_sandbox/events":
+        return sandbox.set_events(**data)
+    match = _DEAL_ACTION.match(path)
+    if match is None:
+        raise LookupError(f"no such control endpoint: POST {path}")
+    return _deal_action(sandbox, int(match["id"]), match["action"], data)
+
+
+def _read(sandbox: SandboxServer, path: str) -> Any:
+    if path == "/_sandbox/stats":
+        return sandbox.stats()
+    if path == "/_sandbox/faults":
+        return asdict(sandbox.portal.faults.snapshot())
+    if path == "/_sandbox/events":
+        return sandbox.portal.events.settings()
+    entity = path.removeprefix("/_sandbox/records/")
+    if entity in ENTITIES:
+        return sandbox.records(entity)
+    raise LookupError(f"no such control endpoint: GET {path}")
+
+
+def _deal_action(sandbox: SandboxServer, deal_id: int, action: str, data: dict) -> dict:
+    try:
+        if action == "delete":
+            sandbox.delete_deal(deal_id)
+            return {"ok": True}
+        stage_id = data.get("stage_id")
+        if not isinstance(stage_id, str) or not stage_id:
+            raise ValueError('send {"stage_id": "<STAGE>"}')
+        return sandbox.move_deal_stage(deal_id, stage_id)
+    except RestError as exc:
+        raise LookupError(f"deal {deal_id}: {exc.description}") from None
+
+
+def _json(body: bytes) -> dict:
+    if not body:
+        return {}
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return data

@@ -1,0 +1,172 @@
+"""``SandboxServer``: a local HTTP server that behaves like a Bitrix24 portal.
+
+    server = SandboxServer(rate=2, burst=50).start()
+    client = BitrixClient(server.webhook_url)
+    ...
+    server.stats()["duplicates"]  # ORIGIN_IDs held by more than one record
+    server.stop()
+
+Also ``python manage.py bitrix_sandbox``. It binds to 127.0.0.1 by default:
+the ``/_sandbox/`` control endpoints have no authentication.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from crmbridge.bitrix.webhook_url import redact_url
+from crmbridge.sandbox import crm
+from crmbridge.sandbox.faults import Faults
+from crmbridge.sandbox.http_handler import SandboxHTTPServer
+from crmbridge.sandbox.methods import Caller
+from crmbridge.sandbox.portal import MANAGER_USER_ID, Portal
+
+# Changes made through the control endpoints come from "a manager".
+_MANAGER = Caller(user_id=MANAGER_USER_ID, own=False)
+
+
+class SandboxServer:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        user_id: str = "1",
+        code: str = "sandbox-secret-code",
+        rate: float | None = None,
+        burst: int | None = None,
+        db_path: str | None = None,
+        manager_code: str | None = None,
+        handler_url: str | None = None,
+        application_token: str = "",
+        echo_own_changes: bool = False,
+    ) -> None:
+        """``rate=None``: no limit (``burst`` defaults to 50 when a rate is set).
+
+        ``manager_code`` enables a second webhook, ``/rest/2/<manager_code>/``, whose
+        changes count as someone else's (they fire outbound events).
+        """
+        self.host = host
+        self.user_id = user_id
+        self._code = code
+        self._manager_code = manager_code
+        self._requested_port = port
+        self._httpd: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        events = {
+            "handler_url": handler_url,
+            "application_token": application_token,
+            "echo_own_changes": echo_own_changes,
+        }
+        self.portal = Portal(
+            user_id=user_id,
+            code=code,
+            manager_code=manager_code,
+            rate=rate,
+            burst=burst,
+            db_path=db_path,
+            base_url=lambda: self.base_url,
+            events=events,
+        )
+
+    def __repr__(self) -> str:
+        return f"SandboxServer({redact_url(self.webhook_url) if self._httpd else 'stopped'})"
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- life cycle -----------------------------------------------------------------
+    def start(self) -> SandboxServer:
+        """Serve in a daemon thread. A restarted server listens on the port it had before."""
+        self._stopping.clear()
+        self._httpd = SandboxHTTPServer((self.host, self._requested_port), self)
+        self._requested_port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="bitrix-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, drop open connections and wake delayed answers. Records are kept."""
+        if self._httpd is None:
+            return
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.close_connections()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+        self._httpd = None
+        self.portal.events.stop()
+
+    def sleep_unless_stopped(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    # -- addresses ---------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if not self._requested_port:
+            raise RuntimeError("the sandbox has not been started")
+        return self._requested_port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        """The full URL, code included: hand it to a client, never print it."""
+        return f"{self.base_url}/rest/{self.user_id}/{self._code}/"
+
+    @property
+    def manager_webhook_url(self) -> str | None:
+        return f"{self.base_url}/rest/{MANAGER_USER_ID}/{self._manager_code}/" if self._manager_code else None
+
+    # -- inspection and control (also over HTTP: see control.py) --------------------------------
+    def stats(self) -> dict:
+        store = self.portal.store
+        return {
+            **self.portal.stats.snapshot(),
+            "deals": store.count("deal"),
+            "contacts": store.count("contact"),
+            "duplicates": {"deal": store.duplicates("deal"), "contact": store.duplicates("contact")},
+            "limit": self.portal.limit(),
+        }
+
+    def records(self, entity: str) -> list[dict]:
+        if entity not in crm.ENTITIES:
+            raise ValueError(f"entity must be one of {sorted(crm.ENTITIES)}")
+        return [crm.as_answer(record) for record in self.portal.store.all(entity)]
+
+    def set_faults(self, **changes) -> Faults:
+        """See ``faults.Faults``; e.g. ``set_faults(error_503_share=0.5, seed=1)``."""
+        return self.portal.faults.configure(**changes)
+
+    def set_limit(self, rate: float | None, burst: int | None = None) -> None:
+        self.portal.set_limit(rate, burst)
+
+    def set_events(
+        self, *, handler_url: str | None = None, application_token: str = "", echo_own_changes: bool = False
+    ) -> dict:
+        events = self.portal.events
+        events.configure(
+            handler_url=handler_url, application_token=application_token, echo_own_changes=echo_own_changes
+        )
+        return events.settings()
+
+    def reset(self) -> None:
+        self.portal.reset()
+
+    def move_deal_stage(self, deal_id: int, stage_id: str) -> dict:
+        """A manager moves the deal in the portal's UI (fires ``ONCRMDEALUPDATE``)."""
+        crm_methods = self.portal.crm
+        crm_methods.update(crm.DEAL, {"id": deal_id, "fields": {"STAGE_ID": stage_id}}, _MANAGER)
+        return crm_methods.get(crm.DEAL, {"id": deal_id}, _MANAGER).result
+
+    def delete_deal(self, deal_id: int) -> None:
+        """A manager deletes the deal (fires ``ONCRMDEALDELETE``); ``RestError`` if there is none."""
+        self.portal.crm.delete(crm.DEAL, {"id": deal_id}, _MANAGER)

@@ -1,0 +1,124 @@
+"""Where the sandbox keeps deals and contacts: memory, optionally backed by SQLite.
+
+Reads are always served from memory. With ``db_path`` every write also goes
+to a SQLite file (with the ID counters), so a restarted sandbox has the same
+records and never reuses an ID. An index by ``ORIGIN_ID`` serves the lookups
+the sync makes and the duplicate counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import defaultdict
+
+from crmbridge.sandbox.crm import ENTITIES
+
+COUNTERS = (*ENTITIES, "multifield")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (entity TEXT, id INTEGER, data TEXT, PRIMARY KEY (entity, id));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
+"""
+
+
+class RecordStore:
+    def __init__(self, db_path: str | None = None) -> None:
+        # Reentrant: a method reads, computes and saves under one hold.
+        self.lock = threading.RLock()
+        self._records: dict[str, dict[int, dict]] = {name: {} for name in ENTITIES}
+        self._origins: dict[str, dict[str, set[int]]] = {name: defaultdict(set) for name in ENTITIES}
+        self._next = dict.fromkeys(COUNTERS, 1)
+        self._db = self._open(db_path) if db_path else None
+
+    # -- identity ----------------------------------------------------------------
+    def next_id(self, counter: str) -> int:
+        with self.lock:
+            value = self._next[counter]
+            self._next[counter] = value + 1
+            return value
+
+    # -- records --------------------------------------------------------------------
+    def get(self, entity: str, record_id: int) -> dict | None:
+        """The stored record itself: callers copy before changing it."""
+        return self._records[entity].get(record_id)
+
+    def save(self, entity: str, record: dict) -> None:
+        with self.lock:
+            record_id = int(record["ID"])
+            self._unindex(entity, self._records[entity].get(record_id))
+            self._records[entity][record_id] = record
+            if record.get("ORIGIN_ID"):
+                self._origins[entity][record["ORIGIN_ID"]].add(record_id)
+            if self._db is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (entity, record_id, json.dumps(record))
+                )
+                self._persist_counters()
+
+    def delete(self, entity: str, record_id: int) -> bool:
+        with self.lock:
+            record = self._records[entity].pop(record_id, None)
+            self._unindex(entity, record)
+            if record is not None and self._db is not None:
+                self._db.execute("DELETE FROM records WHERE entity = ? AND id = ?", (entity, record_id))
+                self._db.commit()
+            return record is not None
+
+    def all(self, entity: str) -> list[dict]:
+        with self.lock:
+            return [self._records[entity][key] for key in sorted(self._records[entity])]
+
+    def with_origin(self, entity: str, origin: str) -> list[dict]:
+        with self.lock:
+            return [self._records[entity][key] for key in sorted(self._origins[entity].get(origin, ()))]
+
+    def count(self, entity: str) -> int:
+        return len(self._records[entity])
+
+    def duplicates(self, entity: str) -> dict[str, int]:
+        """``ORIGIN_ID`` -> number of records, for origins held by more than one record."""
+        with self.lock:
+            return {origin: len(ids) for origin, ids in self._origins[entity].items() if len(ids) > 1}
+
+    def clear(self) -> None:
+        with self.lock:
+            for entity in ENTITIES:
+                self._records[entity].clear()
+                self._origins[entity].clear()
+            self._next = dict.fromkeys(COUNTERS, 1)
+            if self._db is not None:
+                self._db.execute("DELETE FROM records")
+                self._persist_counters()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+    # -- internals ---------------------------------------------------------------------
+    def _unindex(self, entity: str, record: dict | None) -> None:
+        origin = record.get("ORIGIN_ID") if record else None
+        if origin:
+            ids = self._origins[entity][origin]
+            ids.discard(int(record["ID"]))
+            if not ids:
+                del self._origins[entity][origin]
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False)  # used under self.lock only
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        for entity, data in db.execute("SELECT entity, data FROM records"):
+            record = json.loads(data)
+            self._records[entity][int(record["ID"])] = record
+            if record.get("ORIGIN_ID"):
+                self._origins[entity][record["ORIGIN_ID"]].add(int(record["ID"]))
+        for name, value in db.execute("SELECT name, value FROM counters"):
+            self._next[name] = value
+        return db
+
+    def _persist_counters(self) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?)", self._next.items())
+        self._db.commit()

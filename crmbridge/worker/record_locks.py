@@ -1,0 +1,51 @@
+"""One worker per record at a time, on every host: short leases in Redis.
+
+Two workers can hold messages for the same record at the same moment (a
+duplicate message, a takeover). Without a lock both could send ``add`` and
+Bitrix, which has no idempotency key, would keep two deals. A worker that
+cannot take a record's lock leaves its messages pending and tries again soon.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from crmbridge import streams
+
+_RELEASE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 1
+"""
+
+
+def lock_key(entity: str, local_id: int) -> str:
+    return streams.key(f"lock:{entity}:{local_id}")
+
+
+class RecordLocks:
+    def __init__(self, client: redis.Redis, *, owner: str, lease_ms: int) -> None:
+        self.client = client
+        self.owner = owner
+        self.lease_ms = lease_ms
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self, records: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Take the locks that are free (or already ours); return the records locked."""
+        if not records:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for entity, local_id in records:
+            pipe.set(lock_key(entity, local_id), self.owner, nx=True, px=self.lease_ms)
+        results = pipe.execute()
+        taken = {record for record, ok in zip(records, results, strict=True) if ok}
+        missing = [r for r in records if r not in taken]
+        if missing:  # a lock we hold from an earlier chunk is ours to reuse
+            owners = self.client.mget([lock_key(*r) for r in missing])
+            taken |= {r for r, owner in zip(missing, owners, strict=True) if owner == self.owner}
+        return taken
+
+    def release(self, records: set[tuple[str, int]]) -> None:
+        if records:
+            self._release(keys=[lock_key(*r) for r in records], args=[self.owner])

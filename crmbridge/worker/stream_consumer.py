@@ -1,0 +1,171 @@
+"""Redis Streams mechanics for one consumer of the ``bitrix_workers`` group.
+
+The delivery count Redis keeps per pending entry is the retry counter: it
+survives a worker restart and grows when another worker takes an entry over.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+
+from crmbridge import streams
+
+logger = logging.getLogger("crmbridge.worker")
+
+
+@dataclass
+class StreamMessage:
+    stream: str
+    id: str
+    fields: dict[str, str]
+    deliveries: int = 1
+
+    @property
+    def retry(self) -> int:
+        """Retries made before this delivery (0 on the first delivery)."""
+        return max(self.deliveries - 1, 0)
+
+
+def is_nogroup(exc: BaseException) -> bool:
+    """The group or stream is gone: NOGROUP, or UNBLOCKED (the key was deleted during a blocking read)."""
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+class StreamConsumer:
+    """One consumer name in the group, on every stream the worker consumes."""
+
+    def __init__(self, client: redis.Redis, *, name: str, stream_names: list[str], group: str = streams.GROUP) -> None:
+        self.client = client
+        self.name = name
+        self.streams = stream_names
+        self.group = group
+
+    # -- group ---------------------------------------------------------------
+    def ensure_groups(self) -> None:
+        """Create the group on each stream (with MKSTREAM); "already exists" is fine.
+
+        The group starts at ``0`` so that operations published before any worker
+        ever ran (the outbox may relay them first) are consumed too.
+        """
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(stream, self.group, id="0", mkstream=True)
+                logger.info("[WORKER] Created consumer group %s on %s", self.group, stream)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- reading -------------------------------------------------------------
+    def read_new(self, *, count: int, block_ms: int | None) -> list[StreamMessage]:
+        """New entries (``>``) from all streams, blocking up to ``block_ms`` (None: no block)."""
+        reply = self.client.xreadgroup(
+            self.group, self.name, {stream: ">" for stream in self.streams}, count=count, block=block_ms
+        )
+        return self._messages(reply, deliveries=1)
+
+    def read_own_pending(self, *, count: int) -> list[StreamMessage]:
+        """This consumer's pending entries (history, ID ``0``), with their delivery counts."""
+        messages: list[StreamMessage] = []
+        for stream in self.streams:
+            reply = self.client.xreadgroup(self.group, self.name, {stream: "0"}, count=count)
+            found = [m for m in self._messages(reply, deliveries=1) if m.fields]
+            # Entries deleted from the stream come back with no fields: they
+            # can never be processed, so take them off the pending list.
+            gone = [m.id for m in self._messages(reply, deliveries=1) if not m.fields]
+            if gone:
+                self.client.xack(stream, self.group, *gone)
+            messages.extend(self._with_deliveries(stream, found))
+        return messages
+
+    def autoclaim(self, *, min_idle_ms: int, count: int) -> list[StreamMessage]:
+        """Take over entries idle longer than ``min_idle_ms`` (from consumers that died)."""
+        claimed: list[StreamMessage] = []
+        for stream in self.streams:
+            reply = self.client.xautoclaim(stream, self.group, self.name, min_idle_ms, "0-0", count=count)
+            entries = reply[1] if len(reply) > 1 else []
+            found = [StreamMessage(stream, entry_id, fields or {}) for entry_id, fields in entries if fields]
+            claimed.extend(self._with_deliveries(stream, found))
+        return claimed
+
+    def reclaim(self, messages: list[StreamMessage], *, count_delivery: bool) -> list[StreamMessage]:
+        """Claim held entries again before retrying them; returns those still ours.
+
+        With ``count_delivery`` the delivery count grows (a real retry);
+        without it (a deferral, a pause) only the idle time is reset. Entries that
+        someone acknowledged meanwhile (e.g. "retry now" in the admin) are gone.
+        """
+        still: list[StreamMessage] = []
+        for stream in {m.stream for m in messages}:
+            batch = [m for m in messages if m.stream == stream]
+            ids = [m.id for m in batch]
+            if count_delivery:
+                reply = self.client.xclaim(stream, self.group, self.name, 0, ids)
+                fresh = [StreamMessage(stream, i, f) for i, f in reply if f]
+                still.extend(self._with_deliveries(stream, fresh))
+            else:
+                kept = set(self.client.xclaim(stream, self.group, self.name, 0, ids, justid=True))
+                still.extend(m for m in batch if m.id in kept)
+        return still
+
+    def touch(self, messages: list[StreamMessage]) -> None:
+        """Reset the idle time of held entries so live workers do not take them over."""
+        for stream in {m.stream for m in messages}:
+            ids = [m.id for m in messages if m.stream == stream]
+            self.client.xclaim(stream, self.group, self.name, 0, ids, justid=True)
+
+    # -- acknowledging -------------------------------------------------------
+    def ack(self, messages: list[StreamMessage]) -> None:
+        if not messages:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream in {m.stream for m in messages}:
+            pipe.xack(stream, self.group, *[m.id for m in messages if m.stream == stream])
+        pipe.execute()
+
+    # -- housekeeping --------------------------------------------------------
+    def remove_idle_consumers(self, *, idle_ms: int, live_names: set[str]) -> list[str]:
+        """Delete consumers with nothing pending that have been idle for ``idle_ms``.
+
+        ``XGROUP DELCONSUMER`` drops a consumer's pending entries, so only
+        consumers with an empty pending list and no live heartbeat are removed.
+        """
+        removed = []
+        for stream in self.streams:
+            for consumer in self.client.xinfo_consumers(stream, self.group):
+                name = consumer["name"]
+                if name == self.name or name in live_names:
+                    continue
+                if consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
+                    self.client.xgroup_delconsumer(stream, self.group, name)
+                    removed.append(name)
+        return removed
+
+    # -- helpers -------------------------------------------------------------
+    @staticmethod
+    def _messages(reply, *, deliveries: int) -> list[StreamMessage]:
+        messages = []
+        for stream, entries in reply or []:
+            for entry_id, fields in entries:
+                messages.append(StreamMessage(stream, entry_id, fields or {}, deliveries))
+        return messages
+
+    def _with_deliveries(self, stream: str, messages: list[StreamMessage]) -> list[StreamMessage]:
+        """Fill in delivery counts from XPENDING (one call for the ID range)."""
+        if not messages:
+            return messages
+        ids = sorted((m.id for m in messages), key=_id_key)
+        pending = self.client.xpending_range(
+            stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 1000, consumername=self.name
+        )
+        counts = {p["message_id"]: p["times_delivered"] for p in pending}
+        for message in messages:
+            message.deliveries = counts.get(message.id, message.deliveries)
+        return messages
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

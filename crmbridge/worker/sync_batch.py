@@ -1,0 +1,365 @@
+"""One chunk of stream messages -> Bitrix ``batch`` requests -> an outcome per message.
+
+The path of a chunk:
+
+1. parse the messages; invalid ones are dead letters at once;
+2. coalesce: all messages for one record become one task (the record's
+   *current* state is sent once) and are all acknowledged together;
+3. lock the records (``record_locks``); records another worker holds wait;
+4. load the records from the database (deleted ones are dead letters);
+5. look up what must be known first, in one ``batch``: records whose earlier
+   ``add`` may have reached Bitrix (``ORIGIN_ID`` search, so a crash between
+   Bitrix's answer and our write-back never makes a duplicate) and contacts to
+   update (their multifield IDs, so an e-mail is replaced, not appended);
+6. send the writes in ``batch`` requests of up to 50 commands; a deal whose
+   contact is new rides in the same request and references it with
+   ``$result[...]``;
+7. map every command's result or error back to its messages: write the IDs
+   back, then let the runner acknowledge, retry or dead-letter.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from crmbridge import mapping
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.commands import result_ref
+from crmbridge.bitrix.errors import BitrixError, ErrorKind
+from crmbridge.dead_letters import DeadLetter
+from crmbridge.messages import LOCAL_NAMES, InvalidMessage, Operation
+from crmbridge.worker import write_back
+from crmbridge.worker.record_locks import RecordLocks
+from crmbridge.worker.stream_consumer import StreamMessage
+
+logger = logging.getLogger("crmbridge.worker")
+
+MAX_COMMANDS = 50
+METHODS = {"deal": "crm.deal", "contact": "crm.contact"}
+
+Key = tuple[str, int]  # (entity, local id)
+
+
+@dataclass
+class RecordTask:
+    entity: str
+    local_id: int
+    messages: list[StreamMessage] = field(default_factory=list)
+    record: Any = None
+    bitrix_id: int | None = None
+    adopted: bool = False  # found in Bitrix by ORIGIN_ID after an interrupted create
+    existing: dict | None = None  # current contact, for multifield replacement
+    error: BitrixError | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.entity, self.local_id)
+
+    @property
+    def command_key(self) -> str:
+        return f"{self.entity[0]}{self.local_id}"
+
+    @property
+    def creating(self) -> bool:
+        return self.bitrix_id is None
+
+    def describe(self) -> str:
+        return f"{LOCAL_NAMES[self.entity]} {self.local_id}"
+
+
+@dataclass
+class ChunkOutcome:
+    done: list[StreamMessage] = field(default_factory=list)
+    retry: list[tuple[StreamMessage, BitrixError]] = field(default_factory=list)
+    dead: list[tuple[StreamMessage, DeadLetter]] = field(default_factory=list)
+    deferred: list[StreamMessage] = field(default_factory=list)  # try again soon, not a retry
+    pause: BitrixError | None = None  # a configuration error: stop until it is fixed
+
+    def merge(self, other: ChunkOutcome) -> None:
+        self.done += other.done
+        self.retry += other.retry
+        self.dead += other.dead
+        self.deferred += other.deferred
+        self.pause = self.pause or other.pause
+
+
+def operation_of(message: StreamMessage) -> Operation | None:
+    try:
+        return Operation.from_fields(message.fields)
+    except InvalidMessage:
+        return None
+
+
+class SyncBatch:
+    """Syncs one chunk. Stateless between chunks; the runner owns retries."""
+
+    def __init__(self, client: BitrixClient, locks: RecordLocks, *, consumer: str) -> None:
+        self.client = client
+        self.locks = locks
+        self.consumer = consumer
+
+    # -- entry point -------------------------------------------------------
+    def process(self, messages: list[StreamMessage]) -> ChunkOutcome:
+        outcome = ChunkOutcome()
+        tasks = self._coalesce(messages, outcome)
+        self._add_owner_contacts(tasks)
+        locked = self.locks.acquire(list(tasks))
+        try:
+            self._defer_unlocked(tasks, locked, outcome)
+            self._load(tasks, outcome)
+            if tasks:
+                self._sync(tasks, outcome)
+        finally:
+            self.locks.release(locked)
+        return outcome
+
+    # -- 1-4: parse, coalesce, lock, load ---------------------------------
+    def _coalesce(self, messages: list[StreamMessage], outcome: ChunkOutcome) -> dict[Key, RecordTask]:
+        tasks: dict[Key, RecordTask] = {}
+        for message in messages:
+            try:
+                operation = Operation.from_fields(message.fields)
+            except InvalidMessage as exc:
+                logger.error("[WORKER] Error processing operation message: %s: %s", message.id, exc)
+                outcome.dead.append((message, self._letter(message, "invalid_message", "", str(exc))))
+                continue
+            logger.info(
+                "[WORKER] Processing %s operation for %s %s (retry: %s, message_id: %s)",
+                operation.op, operation.entity, operation.local_id, message.retry, message.id,
+            )  # fmt: skip
+            key = (operation.entity, operation.local_id)
+            tasks.setdefault(key, RecordTask(*key)).messages.append(message)
+        return tasks
+
+    def _add_owner_contacts(self, tasks: dict[Key, RecordTask]) -> None:
+        """A deal needs its user's contact: a user without one is synced in the same chunk."""
+        deal_ids = [local_id for entity, local_id in tasks if entity == "deal"]
+        for owner_id in write_back.owners_without_contact(deal_ids):
+            tasks.setdefault(("contact", owner_id), RecordTask("contact", owner_id))
+
+    def _defer_unlocked(self, tasks: dict[Key, RecordTask], locked: set[Key], outcome: ChunkOutcome) -> None:
+        for key in [k for k in tasks if k not in locked]:
+            outcome.deferred.extend(tasks.pop(key).messages)
+
+    def _load(self, tasks: dict[Key, RecordTask], outcome: ChunkOutcome) -> None:
+        for entity in ("contact", "deal"):
+            ids = [i for e, i in tasks if e == entity]
+            rows = write_back.load_records(entity, ids) if ids else {}
+            for local_id in ids:
+                task = tasks[(entity, local_id)]
+                task.record = rows.get(local_id)
+                if task.record is None:
+                    self._record_gone(tasks.pop((entity, local_id)), outcome)
+                else:
+                    task.bitrix_id = getattr(task.record, write_back.ID_FIELDS[entity])
+        for key in [k for k in tasks if k[0] == "deal"]:  # a deal whose new contact is locked elsewhere waits
+            owner = tasks[key].record.owner
+            if not owner.bitrix_contact_id and ("contact", owner.pk) not in tasks:
+                outcome.deferred.extend(tasks.pop(key).messages)
+
+    def _record_gone(self, task: RecordTask, outcome: ChunkOutcome) -> None:
+        reason = f"{task.describe()} no longer exists in the database"
+        for message in task.messages:
+            logger.error("[WORKER] Error processing operation message: %s: %s", message.id, reason)
+            outcome.dead.append((message, self._letter(message, "record_not_found", "", reason)))
+
+    # -- 5: look up ----------------------------------------------------------
+    def _sync(self, tasks: dict[Key, RecordTask], outcome: ChunkOutcome) -> None:
+        try:
+            self._look_up(list(tasks.values()))
+        except BitrixError as exc:
+            self._fail_all(list(tasks.values()), exc, outcome)
+            return
+        for batch in self._pack(tasks, outcome):
+            self._send(batch, outcome)
+
+    def _look_up(self, tasks: list[RecordTask]) -> None:
+        commands: dict[str, tuple[str, dict]] = {}
+        for entity in ("contact", "deal"):
+            creating = [t.local_id for t in tasks if t.entity == entity and t.creating]
+            suspects = write_back.create_markers(entity, creating) if creating else set()
+            for task in tasks:
+                if task.entity != entity:
+                    continue
+                if task.creating and task.local_id in suspects:
+                    origin = mapping.origin_id(entity, task.local_id)
+                    params = {"filter": {"ORIGIN_ID": origin}, "select": ["ID"], "start": -1}
+                    commands[f"l{task.command_key}"] = (f"{METHODS[entity]}.list", params)
+                elif entity == "contact" and not task.creating:
+                    commands[f"g{task.command_key}"] = ("crm.contact.get", {"id": task.bitrix_id})
+        by_key = {t.command_key: t for t in tasks}
+        for start in range(0, len(commands), MAX_COMMANDS):
+            chunk = dict(list(commands.items())[start : start + MAX_COMMANDS])
+            result = self.client.batch(chunk)
+            for key, value in result.results.items():
+                self._apply_lookup(by_key[key[1:]], key[0], value)
+            for key, error in result.errors.items():
+                by_key[key[1:]].error = error
+
+    def _apply_lookup(self, task: RecordTask, kind: str, value: Any) -> None:
+        if kind == "g":
+            task.existing = value if isinstance(value, dict) else None
+            return
+        found = [int(item["ID"]) for item in value or [] if isinstance(item, dict) and "ID" in item]
+        if found:  # an earlier add reached Bitrix: adopt it instead of adding again
+            task.bitrix_id, task.adopted = min(found), True
+            write_back.write_bitrix_id(task.entity, task.local_id, task.bitrix_id)
+            setattr(task.record, write_back.ID_FIELDS[task.entity], task.bitrix_id)
+            logger.info(
+                "Found existing Bitrix %s %s for %s (ORIGIN_ID match); not creating another",
+                task.entity, task.bitrix_id, task.describe(),
+            )  # fmt: skip
+
+    # -- 6: pack into batches ---------------------------------------------------
+    def _pack(self, tasks: dict[Key, RecordTask], outcome: ChunkOutcome) -> list[list[RecordTask]]:
+        """Units (a new contact with the deals that reference it) packed into <= 50 commands."""
+        units: list[list[RecordTask]] = []
+        for task in [t for t in tasks.values() if t.entity == "contact"]:
+            deals = [
+                t for t in tasks.values()
+                if t.entity == "deal" and t.record.owner_id == task.local_id and task.creating
+            ]  # fmt: skip
+            units.append([task, *deals])
+        placed = {id(t) for unit in units for t in unit}
+        units.extend([t] for t in tasks.values() if id(t) not in placed)
+        batches: list[list[RecordTask]] = [[]]
+        for unit in units:
+            if len(unit) > MAX_COMMANDS:  # a user with very many new orders: the rest next round
+                for task in unit[MAX_COMMANDS:]:
+                    outcome.deferred.extend(task.messages)
+                unit = unit[:MAX_COMMANDS]
+            if len(batches[-1]) + len(unit) > MAX_COMMANDS:
+                batches.append([])
+            batches[-1].extend(unit)
+        return [b for b in batches if b]
+
+    # -- 6-7: send and map --------------------------------------------------
+    def _send(self, batch: list[RecordTask], outcome: ChunkOutcome) -> None:
+        ready = [t for t in batch if not self._settle_early(t, outcome)]
+        commands: dict[str, tuple[str, dict]] = {}
+        for task in ready:
+            command = self._command(task, commands, outcome)
+            if command is not None:
+                commands[task.command_key] = command
+        sent = [t for t in ready if t.command_key in commands]
+        if not sent:
+            return
+        write_back.mark_create_started("contact", [t.local_id for t in sent if t.entity == "contact" and t.creating])
+        write_back.mark_create_started("deal", [t.local_id for t in sent if t.entity == "deal" and t.creating])
+        try:
+            result = self.client.batch(commands)
+        except BitrixError as exc:
+            self._batch_failed(sent, exc, outcome)
+            return
+        failed_contacts: set[int] = set()
+        for task in sent:  # contacts come first: their new IDs serve the deals after them
+            referenced = task.entity == "deal" and self._references_failed(task, commands, failed_contacts)
+            if task.command_key in result.results:
+                self._succeeded(task, result.results[task.command_key], outcome, complete=not referenced)
+                continue
+            error = result.errors.get(task.command_key) or BitrixError("NO_RESULT", "no result for the command")
+            if task.entity == "contact":
+                failed_contacts.add(task.local_id)
+            if referenced:  # the deal failed because its contact did: not the deal's own fault
+                error = BitrixError("CONTACT_FAILED", f"its contact failed: {error}", kind=ErrorKind.RETRY)
+            self._failed(task, error, outcome)
+
+    @staticmethod
+    def _references_failed(deal: RecordTask, commands: dict, failed_contacts: set[int]) -> bool:
+        """Did this deal reference (``$result``) a contact add that failed in the same batch?"""
+        owner_id = deal.record.owner_id
+        return owner_id in failed_contacts and commands[deal.command_key][1]["fields"].get("CONTACT_ID") == result_ref(
+            f"c{owner_id}"
+        )
+
+    def _settle_early(self, task: RecordTask, outcome: ChunkOutcome) -> bool:
+        """A task whose lookup failed is settled without a write."""
+        if task.error is None:
+            return False
+        self._failed(task, task.error, outcome)
+        return True
+
+    def _command(self, task: RecordTask, commands: dict, outcome: ChunkOutcome) -> tuple[str, dict] | None:
+        try:
+            if task.entity == "contact":
+                fields = mapping.contact_fields(task.record, existing=task.existing)
+            else:
+                fields = mapping.deal_fields(task.record, contact_id=self._contact_for(task, commands))
+        except Exception as exc:  # a record our mapping cannot express: never stop the loop
+            logger.exception("[WORKER] Error processing operation message: cannot map %s", task.describe())
+            self._failed(task, BitrixError("MAPPING_ERROR", f"{type(exc).__name__}: {exc}"), outcome)
+            return None
+        method = METHODS[task.entity]
+        params = {"REGISTER_SONET_EVENT": "N"}
+        if task.creating:
+            return (f"{method}.add", {"fields": fields, "params": params})
+        return (f"{method}.update", {"id": task.bitrix_id, "fields": fields, "params": params})
+
+    def _contact_for(self, deal: RecordTask, commands: dict) -> int | str | None:
+        owner = deal.record.owner
+        if owner.bitrix_contact_id:
+            return owner.bitrix_contact_id
+        contact_key = f"c{owner.pk}"
+        return result_ref(contact_key) if contact_key in commands else None
+
+    def _succeeded(self, task: RecordTask, value: Any, outcome: ChunkOutcome, *, complete: bool = True) -> None:
+        """Write back what Bitrix answered. ``complete=False``: the deal lacks its contact, retry it."""
+        local, entity = task.describe(), task.entity
+        if task.creating:
+            try:
+                task.bitrix_id = int(value)
+            except (TypeError, ValueError):
+                self._failed(task, BitrixError("BAD_RESULT", f"add returned {value!r:.80}"), outcome)
+                return
+            logger.info("Created Bitrix %s %s for %s", entity, task.bitrix_id, local)
+            write_back.write_bitrix_id(entity, task.local_id, task.bitrix_id)
+            setattr(task.record, write_back.ID_FIELDS[entity], task.bitrix_id)
+            logger.info("Updated %s with Bitrix %s ID %s", local, entity, task.bitrix_id)
+        else:
+            logger.info("Updated Bitrix %s %s for %s", entity, task.bitrix_id, local)
+        if not complete:
+            error = BitrixError("CONTACT_FAILED", "deal saved without its contact; will be linked on retry")
+            outcome.retry.extend((message, error) for message in task.messages)
+            return
+        write_back.mark_synced(entity, [task.local_id])
+        outcome.done.extend(task.messages)
+
+    def _failed(self, task: RecordTask, error: BitrixError, outcome: ChunkOutcome) -> None:
+        verb = "create" if task.creating else "update"
+        logger.error("Failed to %s Bitrix %s for %s: %s", verb, task.entity, task.describe(), error)
+        if error.kind is ErrorKind.CONFIG:
+            outcome.pause = outcome.pause or error
+            outcome.deferred.extend(task.messages)
+            return
+        write_back.mark_error(task.entity, task.local_id, str(error), final=error.kind is ErrorKind.PERMANENT)
+        if error.kind is ErrorKind.PERMANENT:
+            for message in task.messages:
+                outcome.dead.append((message, self._letter(message, "permanent_error", error.code, str(error))))
+        else:
+            outcome.retry.extend((message, error) for message in task.messages)
+
+    def _batch_failed(self, sent: list[RecordTask], error: BitrixError, outcome: ChunkOutcome) -> None:
+        """The whole request failed. A permanent failure is isolated by sending each task alone."""
+        if error.kind is ErrorKind.PERMANENT and len(sent) > 1:
+            for task in sent:
+                self._send([task], outcome)
+            return
+        self._fail_all(sent, error, outcome)
+
+    def _fail_all(self, tasks: list[RecordTask], error: BitrixError, outcome: ChunkOutcome) -> None:
+        for task in tasks:
+            self._failed(task, error, outcome)
+
+    def _letter(self, message: StreamMessage, reason: str, code: str, description: str) -> DeadLetter:
+        return DeadLetter(
+            source_stream=message.stream,
+            source_id=message.id,
+            payload=message.fields,
+            reason=reason,
+            error_code=code,
+            error_description=description,
+            attempts=message.deliveries,
+            consumer=self.consumer,
+        )

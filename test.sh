@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# ./test.sh [pytest args]: install the test dependencies into .venv, then
+# ruff, the suite on SQLite, and the suite again on PostgreSQL when one answers
+# (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
+# With CI=true, PostgreSQL and Chromium are required: missing means failure.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PG_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+IN_CI=false
+if [ "${CI:-}" = "true" ]; then IN_CI=true; fi
+
+say() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\ntest.sh: %s\n' "$*" >&2; exit 1; }
+
+find_python() {
+    local candidate
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    fail "Python 3.11 or newer is required (python3.11 or python3 on PATH)."
+}
+
+ensure_venv() {
+    [ -x "$VENV/bin/python" ] && return 0
+    local python
+    python=$(find_python)
+    say "Creating $VENV with $($python --version)"
+    "$python" -m venv "$VENV" || fail "could not create $VENV; on Debian/Ubuntu: apt-get install python3-venv"
+}
+
+# The same stamp scheme as run.sh: reinstall only when the files change.
+install_requirements() {
+    local file=$1 stamp="$VENV/.installed-$1.sha256" hash
+    hash=$(cat "$file" requirements.txt | sha256sum | cut -d' ' -f1)
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ] && return 0
+    say "Installing $file into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$file"
+    echo "$hash" >"$stamp"
+}
+
+APT_UPDATED=false
+apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+    if [ "$APT_UPDATED" = false ]; then
+        apt-get update -qq && APT_UPDATED=true
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    say "redis-server is missing: installing it (the tests start private Redis servers)"
+    apt_install redis-server || fail "redis-server is required: apt-get install redis-server (as root)"
+}
+
+# Browser tests use Debian's /usr/bin/chromium; without it they skip, except on CI.
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    say "Chromium is missing: installing Debian's chromium for the browser tests"
+    apt_install chromium && [ -x /usr/bin/chromium ] && return 0
+    if [ "$IN_CI" = true ]; then
+        fail "Chromium could not be installed and CI=true: the browser tests must run (apt-get install chromium)"
+    fi
+    echo "test.sh: WARNING: no Chromium: the browser tests will be SKIPPED (apt-get install chromium)." >&2
+}
+
+postgres_answers() {
+    "$VENV/bin/python" - "$PG_URL" <<'PY' >/dev/null 2>&1
+import sys
+
+import psycopg
+
+psycopg.connect(sys.argv[1], connect_timeout=3).close()
+PY
+}
+
+# pytest's exit code 5 ("no tests ran") counts as a failure.
+run_pytest() {
+    local label=$1
+    shift
+    say "pytest on $label"
+    local code=0
+    "$VENV/bin/python" -m pytest "$@" || code=$?
+    [ "$code" = 0 ] && return 0
+    [ "$code" = 5 ] && fail "pytest on $label ran no tests"
+    fail "pytest on $label failed (exit code $code)"
+}
+
+ensure_venv
+install_requirements requirements-dev.txt
+ensure_redis_server
+ensure_chromium
+
+say "ruff check"
+"$VENV/bin/ruff" check . || fail "ruff check found problems"
+
+run_pytest SQLite "$@"
+
+if postgres_answers; then
+    DATABASE_URL=$PG_URL run_pytest "PostgreSQL ($PG_URL)" "$@"
+    PG_RESULT="passed"
+elif [ "$IN_CI" = true ]; then
+    fail "PostgreSQL does not answer at $PG_URL and CI=true: the PostgreSQL pass is required"
+else
+    PG_RESULT="SKIPPED: no PostgreSQL answers at $PG_URL (set TEST_POSTGRES_URL)"
+    echo "test.sh: WARNING: the PostgreSQL pass was skipped: nothing answers at $PG_URL." >&2
+fi
+
+say "Done: ruff passed; SQLite passed; PostgreSQL $PG_RESULT."

@@ -1,0 +1,169 @@
+"""``manage.py run_stack`` (what ``./run.sh`` runs), started for real on free ports.
+
+It lives here with the API tests because what it proves is that the API is
+served: the specification's manual test (register, token, POST /orders) works
+against the stack, and the worker writes the Bitrix deal ID back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bitrixsync.dev_stack import describe_url
+from crmbridge.testing.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+class Stack:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.tmp = tmp_path
+        self.web_port, self.redis_port, self.sandbox_port = free_port(), free_port(), free_port()
+        self.log = tmp_path / "stack.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "BITRIX_", "DEV_ADMIN"))}
+        self.env.update(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            REDIS_HOST="127.0.0.1",
+            REDIS_PORT=str(self.redis_port),
+            WEB_PORT=str(self.web_port),
+            BITRIX_SANDBOX_PORT=str(self.sandbox_port),
+            BITRIX_WORKER_POLL_INTERVAL="0.2",
+            **env,
+        )
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Stack:
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "-v0"], env=self.env, cwd=ROOT, check=True, timeout=120)
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [*manage, "run_stack", "--var-dir", str(self.tmp / "var")],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait_for(lambda: "Ctrl-C stops everything." in self.output(), what="the banner")
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, check, *, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert self.process is None or self.process.poll() is None or what == "exit", self.output()[-3000:]
+            assert time.monotonic() < deadline, f"no {what} after {timeout}s:\n{self.output()[-3000:]}"
+            time.sleep(0.1)
+
+    def pid_of(self, name: str) -> int:
+        pids = re.findall(rf"started {name} \(pid (\d+)\)", self.output())
+        return int(pids[-1])
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=60)
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str = "") -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.web_port}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+def port_closed(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def stack_factory(tmp_path):
+    stacks: list[Stack] = []
+
+    def make(**env: str) -> Stack:
+        stacks.append(Stack(tmp_path, **env))
+        return stacks[-1].start()
+
+    yield make
+    for stack in stacks:  # never leave a stack running, whatever the test did
+        if stack.process and stack.process.poll() is None:
+            stack.stop(signal.SIGKILL)
+
+
+def test_stack_serves_the_manual_test_and_stops_everything_on_ctrl_c(stack_factory):
+    stack = stack_factory(DEV_ADMIN_EMAIL="boss@example.com", DEV_ADMIN_PASSWORD="Boss-pass-123")
+    output = stack.output()
+    assert f"http://127.0.0.1:{stack.web_port}/api/docs" in output
+    assert f"http://127.0.0.1:{stack.web_port}/admin/" in output
+    assert "redis-server started by run_stack" in output
+    assert "boss@example.com" in output
+
+    token = stack.api("POST", "/auth/register", {"email": "jane@example.com", "password": "Unusual-horse-9"})["token"]
+    order = stack.api("POST", "/orders", {"service_id": "cnc-milling", "quantity": 2}, token)
+    assert stack.api("PUT", f"/orders/{order['id']}", {"quantity": 5}, token)["quantity"] == 5
+    assert stack.api("PUT", "/profile", {"email": "newemail@example.com"}, token)["email"] == "newemail@example.com"
+    admin_token = stack.api("POST", "/auth/token", {"email": "boss@example.com", "password": "Boss-pass-123"})
+    assert stack.api("GET", "/profile", token=admin_token["token"])["is_staff"] is True
+    if "started sandbox" in output and "started worker" in output:
+        stack.wait_for(
+            lambda: stack.api("GET", f"/orders/{order['id']}", token=token)["bitrix_deal_id"],
+            what="the deal ID written back",
+            timeout=30,
+        )
+
+    assert stack.stop(signal.SIGINT) == 0
+    assert all(port_closed(p) for p in (stack.web_port, stack.redis_port, stack.sandbox_port))
+    stopped = re.findall(r"stopping (\w+)", stack.output())
+    assert stopped[0] == "web" and stopped[-1] == "redis"
+
+
+def test_fakeredis_fallback_without_redis_server(stack_factory):
+    # A PATH with Python but without redis-server.
+    stack = stack_factory(PATH=str(Path(sys.executable).parent), BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/")
+
+    assert "DEVELOPMENT FALLBACK" in stack.output()
+    token = stack.api("POST", "/auth/register", {"email": "jane@example.com", "password": "Unusual-horse-9"})["token"]
+    assert stack.api("POST", "/orders", {"service_id": "welding", "quantity": 1}, token)["id"]
+    assert stack.stop(signal.SIGTERM) == 0
+    assert port_closed(stack.redis_port)
+
+
+def test_a_dead_worker_is_restarted_and_a_dead_web_app_stops_everything(stack_factory):
+    stack = stack_factory(BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/")
+    if "started worker" not in stack.output():
+        pytest.fail("run_bitrix_worker is missing: the worker was not started")
+
+    first_worker = stack.pid_of("worker")
+    os.kill(first_worker, signal.SIGKILL)
+    stack.wait_for(lambda: stack.output().count("started worker") == 2, what="the worker restarted")
+    assert "worker DIED" in stack.output()
+
+    os.kill(stack.pid_of("web"), signal.SIGKILL)
+    stack.wait_for(lambda: stack.process.poll() is not None, what="exit")
+    assert stack.process.returncode == 1
+    assert "web EXITED UNEXPECTEDLY" in stack.output()
+    assert port_closed(stack.redis_port)
+
+
+def test_describe_url_hides_the_password():
+    assert describe_url("rediss://:s3cret@host:6380/2") == "rediss://:****@host:6380/2"
+    assert describe_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

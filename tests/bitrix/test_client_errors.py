@@ -1,0 +1,163 @@
+"""Every error class, from a real portal-like server over HTTP, classified for the worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.errors import BitrixError, ErrorKind, classify
+from crmbridge.testing.ports import free_port
+
+RETRY, CONFIG, PERMANENT = ErrorKind.RETRY, ErrorKind.CONFIG, ErrorKind.PERMANENT
+
+
+def failure(call) -> BitrixError:
+    with pytest.raises(BitrixError) as caught:
+        call()
+    return caught.value
+
+
+def test_wrong_webhook_code_is_a_configuration_error(sandbox):
+    wrong = BitrixClient(f"{sandbox.base_url}/rest/1/not-the-code/")
+
+    error = failure(lambda: wrong.call("profile"))
+
+    assert (error.code, error.http_status, error.kind) == ("NO_AUTH_FOUND", 401, CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("auth_error", "status"),
+    [("expired_token", 401), ("invalid_token", 401), ("ACCESS_DENIED", 403), ("insufficient_scope", 403)],
+)
+def test_expired_or_forbidden_webhook_is_a_configuration_error(sandbox, client, auth_error, status):
+    sandbox.set_faults(auth_error=auth_error)
+
+    error = failure(lambda: client.call("profile"))
+
+    assert (error.code, error.http_status, error.kind) == (auth_error, status, CONFIG)
+
+
+def test_unknown_method_is_permanent(client):
+    error = failure(lambda: client.call("crm.deal.frobnicate"))
+
+    assert (error.code, error.http_status, error.kind) == ("ERROR_METHOD_NOT_FOUND", 404, PERMANENT)
+
+
+def test_missing_records_are_permanent(client):
+    deal = failure(lambda: client.get_deal(999))
+    contact = failure(lambda: client.update_contact(999, {"NAME": "x"}))
+
+    assert (deal.code, deal.description, deal.http_status, deal.kind) == ("", "Not found", 400, PERMANENT)
+    assert (contact.description, contact.kind) == ("Contact is not found", PERMANENT)
+
+
+def test_validation_error_is_permanent(client):
+    error = failure(lambda: client.add_contact({"NAME": "x", "EMAIL": [{"VALUE": "not-an-email"}]}))
+
+    assert (error.code, error.http_status, error.kind) == ("ERROR_CORE", 400, PERMANENT)
+
+
+def test_rate_limit_is_retryable_and_makes_every_process_back_off(sandbox, limited_client, limiter, redis_client):
+    sandbox.set_limit(rate=0.5, burst=2)
+    limited_client.call("profile")
+    limited_client.call("profile")
+
+    error = failure(lambda: limited_client.call("profile"))
+
+    assert (error.code, error.http_status, error.kind) == ("QUERY_LIMIT_EXCEEDED", 503, RETRY)
+    assert float(redis_client.get(f"{limiter.key}:penalty")) > time.time()  # shared: every process waits
+
+
+def test_injected_503_and_500_are_retryable(sandbox, client):
+    sandbox.set_faults(error_503_share=1.0)
+    busy = failure(lambda: client.call("profile"))
+    sandbox.set_faults(error_503_share=0.0, error_500_share=1.0)
+    broken = failure(lambda: client.call("profile"))
+
+    assert (busy.http_status, busy.kind) == (503, RETRY)
+    assert (broken.code, broken.http_status, broken.kind) == ("INTERNAL_SERVER_ERROR", 500, RETRY)
+
+
+def test_operation_time_limit_blocks_that_method_only(sandbox, limited_client, limiter):
+    sandbox.set_faults(operation_limits={"crm.deal.add": 30})
+
+    error = failure(lambda: limited_client.add_deal({"TITLE": "x"}))
+
+    assert (error.code, error.http_status, error.kind) == ("OPERATION_TIME_LIMIT", 429, RETRY)
+    assert 25 < error.retry_after <= 30
+    assert limiter.method_blocked_until("crm.deal.add") == pytest.approx(time.time() + 30, abs=5)
+    requests_before = sandbox.stats()["requests"]
+    again = failure(lambda: limited_client.add_deal({"TITLE": "x"}))  # refused here, not sent
+    assert again.code == "OPERATION_TIME_LIMIT" and again.retry_after > 25
+    assert sandbox.stats()["requests"] == requests_before
+    assert limited_client.add_contact({"NAME": "other methods still work"}) == 1
+
+
+def test_timeout_is_retryable_and_the_portal_may_have_applied_it(sandbox):
+    slow = BitrixClient(sandbox.webhook_url, read_timeout=0.3)
+    sandbox.set_faults(timeout_share=1.0, timeout_seconds=2.0)
+
+    error = failure(lambda: slow.add_deal({"TITLE": "slow"}))
+
+    assert (error.code, error.http_status, error.kind) == ("TIMEOUT", None, RETRY)
+    assert sandbox.stats()["deals"] == 1  # why a blind retry of an add makes duplicates
+
+
+def test_html_body_is_a_retryable_transport_error(sandbox, client):
+    sandbox.set_faults(html_share=1.0)
+
+    error = failure(lambda: client.call("profile"))
+
+    assert (error.code, error.http_status, error.kind) == ("INVALID_RESPONSE", 502, RETRY)
+    assert "text/html" in error.description
+
+
+def test_connection_refused_is_retryable():
+    nowhere = BitrixClient(f"http://127.0.0.1:{free_port()}/rest/1/some-secret-code/", connect_timeout=1)
+
+    error = failure(lambda: nowhere.call("profile"))
+
+    assert (error.code, error.kind) == ("CONNECTION_ERROR", RETRY)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        ("QUERY_LIMIT_EXCEEDED", 503, RETRY),
+        ("OVERLOAD_LIMIT", 503, RETRY),
+        ("OPERATION_TIME_LIMIT", None, RETRY),
+        ("INTERNAL_SERVER_ERROR", None, RETRY),
+        ("", 502, RETRY),
+        ("INVALID_CREDENTIALS", 401, CONFIG),
+        ("insufficient_scope", None, CONFIG),
+        ("ACCESS_DENIED", 403, CONFIG),
+        ("PORTAL_DELETED", 410, CONFIG),
+        ("INVALID_REQUEST", 400, PERMANENT),
+        ("ERROR_BATCH_LENGTH_EXCEEDED", 400, PERMANENT),
+        ("", None, PERMANENT),
+    ],
+)
+def test_classification(code, status, kind):
+    assert classify(code, status) is kind
+
+
+def test_from_settings_needs_a_webhook_url(settings):
+    settings.BITRIX_WEBHOOK_URL = ""
+
+    with pytest.raises(ImproperlyConfigured, match="BITRIX_WEBHOOK_URL"):
+        BitrixClient.from_settings()
+
+
+def test_from_settings_shares_the_redis_limiter(settings, sandbox):
+    settings.BITRIX_WEBHOOK_URL = sandbox.webhook_url
+    settings.BITRIX_RATE_LIMIT_PER_SECOND = 5
+    settings.BITRIX_RATE_LIMIT_BURST = 250
+
+    client = BitrixClient.from_settings()
+
+    assert client.call("profile")["ID"] == "1"
+    assert (client.limiter.rate, client.limiter.burst, client.limiter.key) == (5, 250, "bitrix:ratelimit")
+    assert client.originator_id == settings.BITRIX_ORIGINATOR_ID

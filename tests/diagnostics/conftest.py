@@ -1,0 +1,50 @@
+"""Fixtures for diagnostics tests: the Bitrix sandbox over HTTP and signed-in staff."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from crmbridge.sandbox.server import SandboxServer
+
+# Recognisable, so that tests can search every answer for it.
+WEBHOOK_CODE = "zq7SECRETwebhook93xk"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Users are created in most tests here; the real hasher costs 0.3 s each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def portal(settings):
+    server = SandboxServer(port=0, code=WEBHOOK_CODE).start()
+    settings.BITRIX_WEBHOOK_URL = server.webhook_url
+    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
+    settings.BITRIX_RATE_LIMIT_BURST = 1000
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secret_webhook(settings):
+    """A webhook URL with a recognisable code, pointing nowhere useful."""
+    settings.BITRIX_WEBHOOK_URL = f"https://example.bitrix24.test/rest/1/{WEBHOOK_CODE}/"
+    return WEBHOOK_CODE
+
+
+@pytest.fixture
+def staff_browser(admin_user) -> Client:
+    """A Django test client signed in as the superuser ``admin``."""
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def plain_staff(db, django_user_model):
+    """Staff without any permission on the sync."""
+    return django_user_model.objects.create_user(
+        username="carol", email="carol@example.com", password="S3cure-pass-1", is_staff=True
+    )

@@ -1,0 +1,67 @@
+"""Fixtures for inbound events: the configured token, a form-posting helper, the webhooks stream."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmbridge import streams
+
+TOKEN = "inbound-token-7f3a9c"
+URL = "/bitrix/webhook"
+
+
+def event_form(event: str = "ONCRMDEALUPDATE", deal_id="410", *, token: str | None = TOKEN, **extra) -> dict:
+    """A form as the portal sends it (``None`` leaves a key out)."""
+    form = {
+        "event": event,
+        "event_handler_id": "7",
+        "data[FIELDS][ID]": deal_id,
+        "ts": "1718000000",
+        "auth[domain]": "example.bitrix24.ru",
+        "auth[client_endpoint]": "https://example.bitrix24.ru/rest/",
+        "auth[server_endpoint]": "https://oauth.bitrix.info/rest/",
+        "auth[member_id]": "a223c6b3710f85df22e9377d6c4f7553",
+        "auth[application_token]": token,
+        **extra,
+    }
+    return {key: value for key, value in form.items() if value is not None}
+
+
+@pytest.fixture(autouse=True)
+def inbound_token(settings):
+    settings.BITRIX_INBOUND_TOKEN = TOKEN
+    settings.BITRIX_INBOUND_CONTACT_UPDATES = False
+    return TOKEN
+
+
+@pytest.fixture
+def webhook_entries(redis_client):
+    """A function returning the fields of every entry in ``{prefix}webhooks``."""
+
+    def read() -> list[dict]:
+        return [fields for _, fields in redis_client.xrange(streams.webhooks_stream())]
+
+    return read
+
+
+@pytest.fixture
+def operation_entries(redis_client):
+    """A function returning the fields of every entry in ``{prefix}operations``."""
+
+    def read() -> list[dict]:
+        return [fields for _, fields in redis_client.xrange(streams.operations_stream())]
+
+    return read
+
+
+@pytest.fixture
+def sandbox(settings, live_server):
+    """The sandbox portal, sending its deal events to our endpoint on the live server."""
+    from crmbridge.sandbox.server import SandboxServer
+
+    server = SandboxServer(port=0, handler_url=live_server.url + URL, application_token=TOKEN).start()
+    settings.BITRIX_WEBHOOK_URL = server.webhook_url
+    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
+    settings.BITRIX_RATE_LIMIT_BURST = 1000
+    yield server
+    server.stop()

@@ -1,0 +1,20 @@
+"""Publishing tests: sync enabled, a fresh publishing client and circuit breaker per test."""
+
+import logging
+
+import pytest
+
+from crmbridge.outbox import sent_rows
+from crmbridge.publishing import reset_publish_clients
+
+
+@pytest.fixture(autouse=True)
+def fresh_publisher(settings, caplog):
+    caplog.set_level(logging.INFO)  # the [QUEUE] lines, whatever LOG_LEVEL says
+    settings.BITRIX_ENABLED = True
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    reset_publish_clients()
+    sent_rows.take()  # deferred deletes belong to the test that made them
+    yield
+    reset_publish_clients()
+    sent_rows.take()

@@ -1,0 +1,213 @@
+"""Redis down, slow or racing: every committed operation reaches the stream exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+
+from crmbridge.messages import Operation
+from crmbridge.models import OutboxEntry
+from crmbridge.outbox import PUBLISH_SCRIPT, claim, publish_entries, relay_outbox, sent_marker_key, write_entries
+from crmbridge.publishing import publish_client
+from tests.publishing.helpers import messages, published, unsent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def create_orders(client, n: int) -> list[float]:
+    """POST n orders through the API; return each request's duration."""
+    durations = []
+    for i in range(n):
+        started = time.monotonic()
+        response = client.post("/orders", {"service_id": "cnc-milling", "quantity": i + 1}, format="json")
+        durations.append(time.monotonic() - started)
+        assert response.status_code == 201, response.content
+    return durations
+
+
+def write(n: int, *, entity: str = "deal", op: str = "create") -> list[OutboxEntry]:
+    with transaction.atomic():
+        return write_entries([Operation(entity=entity, op=op, local_id=i + 1) for i in range(n)])
+
+
+@pytest.fixture
+def blackhole():
+    """A port that accepts TCP connections and never answers: a hung Redis."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(128)
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    server.close()
+
+
+def test_orders_created_while_redis_is_down_reach_the_stream_once_it_is_back(
+    alice_client, alice, private_redis, redis_client, caplog
+):
+    private_redis.stop()
+    durations = create_orders(alice_client, 20)
+
+    assert sum(durations) < 5 and max(durations) < 1.5  # the API answers; no request waits on Redis
+    assert OutboxEntry.objects.count() == 20
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "publishing after commit paused" in warnings[0]  # once, not per request
+    assert len(messages(caplog, "[QUEUE_DEAL] Redis unavailable; deal creation for order")) == 20
+    assert "kept in outbox (entry " in messages(caplog, "[QUEUE_DEAL]")[0]
+
+    private_redis.start()
+    assert relay_outbox() == 20
+    order_ids = sorted(e[2] for e in published(redis_client))
+    assert published(redis_client) == [("deal", "create", pk, "signal") for pk in order_ids]
+    assert len(set(order_ids)) == 20
+    assert len(messages(caplog, "[QUEUE] Published create operation for deal")) == 20
+    assert not OutboxEntry.objects.exists()
+    assert relay_outbox() == 0
+    assert len(published(redis_client)) == 20
+
+
+def test_a_hung_redis_costs_one_timeout_then_the_breaker_skips_it(
+    alice_client, alice, settings, blackhole, caplog
+):
+    settings.REDIS_URL = blackhole
+    settings.REDIS_PUBLISH_TIMEOUT = 0.3
+    started = time.monotonic()
+    durations = create_orders(alice_client, 10)
+    elapsed = time.monotonic() - started
+
+    assert durations[0] >= 0.3  # the one request that tried waited the publish timeout, no more
+    assert elapsed < 0.3 + 1.5 and max(durations[1:]) < 0.3  # the others skipped Redis
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+    entries = list(OutboxEntry.objects.order_by("id"))
+    assert len(entries) == 10
+    assert entries[0].attempts == 1 and "Timeout" in entries[0].last_error
+    assert all(e.claimed_until is None for e in entries)  # all left to the relay
+
+
+def test_the_breaker_closes_once_redis_answers_again(alice_client, alice, private_redis, redis_client, settings, caplog):
+    settings.BITRIX_PUBLISH_BREAKER_SECONDS = 0.2
+    private_redis.stop()
+    create_orders(alice_client, 2)
+    private_redis.start()
+    time.sleep(0.25)
+    create_orders(alice_client, 2)
+
+    assert messages(caplog, "[QUEUE] Redis reachable again") == [
+        "[QUEUE] Redis reachable again; publishing after commit resumed"
+    ]
+    assert len(published(redis_client)) == 2  # the two made after the cool-down, at once
+    assert len(unsent(redis_client)) == 2
+    assert relay_outbox() == 2
+    assert len(published(redis_client)) == 4
+
+
+def test_publishing_one_entry_twice_adds_it_once(redis_client):
+    (entry,) = write(1)
+    first = publish_entries(publish_client(), [entry])
+    second = publish_entries(publish_client(), [entry])  # e.g. on-commit hook and relay
+
+    assert [s.added for s in first.sent + second.sent] == [True, False]
+    assert first.sent[0].message_id == second.sent[0].message_id
+    assert published(redis_client) == [("deal", "create", 1, "signal")]
+    assert redis_client.ttl(sent_marker_key(entry)) > 86000
+    assert not OutboxEntry.objects.exists()
+
+
+def test_a_publisher_that_died_after_xadd_is_not_repeated_by_the_relay(redis_client, caplog):
+    entries = write(3)
+    script = redis_client.register_script(PUBLISH_SCRIPT)
+    for entry in entries[:2]:  # XADD done, then the process died before deleting the rows
+        pairs = [item for pair in entry.fields.items() for item in pair]
+        script(keys=["bitrix:operations", sent_marker_key(entry)], args=[86400, *pairs])
+
+    assert relay_outbox() == 3
+    assert published(redis_client) == [("deal", "create", i, "signal") for i in (1, 2, 3)]
+    assert len(messages(caplog, "[QUEUE] Published")) == 1  # only the one really added now
+    assert not OutboxEntry.objects.exists()
+
+
+def test_relays_and_a_direct_publisher_racing_on_the_same_rows_publish_each_once(redis_client):
+    entries = write(60)
+    barrier = threading.Barrier(4)
+
+    def run(work):
+        try:
+            barrier.wait()
+            work()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(lambda: relay_outbox(limit=25),)) for _ in range(3)]
+    threads.append(threading.Thread(target=run, args=(lambda: publish_entries(publish_client(), entries),)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    relay_outbox()  # whatever the racing relays' limits left
+
+    ids = [e[2] for e in published(redis_client)]
+    assert sorted(ids) == list(range(1, 61))
+    assert not OutboxEntry.objects.exists()
+
+
+def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends():
+    entries = write(3)
+    ids = [e.pk for e in entries]
+    now = timezone.now()
+
+    assert [e.pk for e in claim(ids, now=now, lease_seconds=60)] == ids
+    assert claim(ids, now=now, lease_seconds=60) == []
+    assert [e.pk for e in claim(ids, now=now + timedelta(seconds=61), lease_seconds=60)] == ids
+
+
+def test_the_relay_publishes_oldest_first_and_leaves_rows_claimed_by_a_live_publisher(redis_client):
+    with transaction.atomic():
+        write_entries([Operation("contact", "create", 5), Operation("deal", "update", 3)])
+        write_entries([Operation("deal", "create", 4)], claimed_by="publisher:test", lease_seconds=30)
+
+    assert relay_outbox() == 2
+    assert published(redis_client) == [("contact", "create", 5, "signal"), ("deal", "update", 3, "signal")]
+    assert OutboxEntry.objects.get().claimed_by == "publisher:test"
+
+
+def test_the_relay_on_an_empty_outbox_is_one_query(django_assert_num_queries):
+    with django_assert_num_queries(1):
+        assert relay_outbox() == 0
+
+
+def test_the_relay_with_redis_down_keeps_the_rows_and_says_why(private_redis, caplog):
+    write(2)
+    private_redis.stop()
+
+    assert relay_outbox() == 0
+    rows = list(OutboxEntry.objects.all())
+    assert [(r.attempts, r.claimed_until) for r in rows] == [(1, None), (1, None)]
+    assert "ConnectionError" in rows[0].last_error
+    assert messages(caplog, "[QUEUE] Relay could not publish 2 outbox entries")
+
+
+def test_the_relay_command_drains_the_outbox(redis_client):
+    write(3)
+    out = StringIO()
+    call_command("bitrix_relay_outbox", "--limit", "2", stdout=out)
+
+    assert out.getvalue().strip() == "Relayed 3 operation(s); 0 left in the outbox."
+    assert len(published(redis_client)) == 3
+
+
+def test_the_relay_command_loops_until_sigterm(redis_client):
+    threading.Timer(0.5, lambda: write(2)).start()
+    threading.Timer(1.0, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+    out = StringIO()
+    call_command("bitrix_relay_outbox", "--loop", "--interval", "0.1", stdout=out)
+
+    assert out.getvalue().strip() == "Relayed 2 operation(s); 0 left in the outbox."
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored

@@ -1,0 +1,107 @@
+"""``trim_acknowledged`` never removes an entry some group has not acknowledged or not received."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crmbridge.trimming import trim_acknowledged
+
+STREAM = "bitrix:operations"
+
+
+@pytest.fixture
+def ids(redis_client) -> list[str]:
+    return [redis_client.xadd(STREAM, {"n": str(i)}) for i in range(10)]
+
+
+def read(client, group: str, count: int) -> list[str]:
+    reply = client.xreadgroup(group, "c1", {STREAM: ">"}, count=count)
+    return [entry_id for entry_id, _ in reply[0][1]] if reply else []
+
+
+def left(client) -> list[str]:
+    return [entry_id for entry_id, _ in client.xrange(STREAM)]
+
+
+def trim(client, retention_seconds: int = 0) -> int:
+    return trim_acknowledged(client, STREAM, retention_seconds=retention_seconds)
+
+
+def test_keeps_pending_and_undelivered_entries(redis_client, ids):
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    delivered = read(redis_client, "g1", 6)
+    redis_client.xack(STREAM, "g1", *delivered[:3])  # 3 acknowledged, 3 pending, 4 never delivered
+
+    assert trim(redis_client) == 3
+    assert left(redis_client) == ids[3:]
+    assert trim(redis_client) == 0
+
+
+def test_the_oldest_pending_entry_bounds_the_trim_even_if_later_ones_are_acknowledged(redis_client, ids):
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    delivered = read(redis_client, "g1", 10)
+    redis_client.xack(STREAM, "g1", *delivered[:2], *delivered[3:])  # only the third is pending
+
+    assert trim(redis_client) == 2
+    assert left(redis_client) == ids[2:]
+
+
+def test_every_group_must_be_done(redis_client, ids):
+    redis_client.xgroup_create(STREAM, "fast", id="0")
+    redis_client.xgroup_create(STREAM, "slow", id="0")
+    redis_client.xack(STREAM, "fast", *read(redis_client, "fast", 10))
+    redis_client.xack(STREAM, "slow", *read(redis_client, "slow", 4))
+
+    assert trim(redis_client) == 4
+    assert left(redis_client) == ids[4:]
+
+
+def test_a_group_that_received_nothing_keeps_everything(redis_client, ids):
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    redis_client.xgroup_create(STREAM, "idle", id="0")
+    redis_client.xack(STREAM, "g1", *read(redis_client, "g1", 10))
+
+    assert trim(redis_client) == 0
+    assert left(redis_client) == ids
+
+
+def test_all_acknowledged_by_all_groups_trims_everything(redis_client, ids):
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    redis_client.xack(STREAM, "g1", *read(redis_client, "g1", 10))
+    assert trim(redis_client) == 10
+    assert left(redis_client) == []
+
+
+def test_no_group_or_no_stream_trims_nothing(redis_client, ids):
+    assert trim(redis_client) == 0
+    assert left(redis_client) == ids
+    assert trim_acknowledged(redis_client, "bitrix:nothing-here", retention_seconds=0) == 0
+
+
+def test_retention_keeps_recent_acknowledged_entries(redis_client):
+    now_ms = int(time.time() * 1000)
+    old = [redis_client.xadd(STREAM, {"n": "old"}, id=f"{now_ms - 7_200_000 + i}-0") for i in range(3)]
+    recent = [redis_client.xadd(STREAM, {"n": "new"}) for _ in range(3)]
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    redis_client.xack(STREAM, "g1", *read(redis_client, "g1", 10))
+
+    assert trim(redis_client, retention_seconds=3600) == 3
+    assert left(redis_client) == recent
+    assert old  # trimmed above
+
+
+def test_the_command_trims_the_consumed_streams(redis_client, ids):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    redis_client.xgroup_create(STREAM, "bitrix_workers", id="0")
+    redis_client.xack(STREAM, "bitrix_workers", *read(redis_client, "bitrix_workers", 5))
+    out = StringIO()
+    call_command("bitrix_trim_streams", "--retention", "0", stdout=out)
+
+    assert "bitrix:operations: trimmed 5 entries" in out.getvalue()
+    assert "bitrix:webhooks: trimmed 0 entries" in out.getvalue()
+    assert left(redis_client) == ids[5:]

@@ -1,0 +1,117 @@
+"""Failing well: retries, dead letters with reasons, pause and resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from accounts.models import User
+from crmbridge import streams, telemetry
+from crmbridge.dead_letters import parse_dead_letter
+from crmbridge.messages import Operation
+from crmbridge.publishing import queue_contact_update
+from crmbridge.worker.runner import Worker
+from orders.models import Order
+from tests.worker.helpers import fast_config, run_worker_once
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def dead_letters(redis_client) -> list[dict]:
+    return [parse_dead_letter(i, f) for i, f in redis_client.xrange(streams.dead_letter_stream())]
+
+
+def pending(redis_client) -> int:
+    return redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"]
+
+
+def make_orders(user, n: int) -> list[Order]:
+    return [Order.objects.create(owner=user, service_id="laser-cutting", quantity=i + 1) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"error_500_share": 0.5},
+        {"error_503_share": 0.5},
+        {"html_share": 0.5},
+        {"timeout_share": 0.3, "timeout_seconds": 0.5},
+    ],
+    ids=["500", "503", "non-json", "timeout"],
+)
+def test_transient_faults_are_retried_until_they_succeed(sandbox, alice, redis_client, settings, faults):
+    settings.BITRIX_HTTP_READ_TIMEOUT = 0.3
+    orders = make_orders(alice, 8)
+    sandbox.set_faults(seed=7, **faults)
+
+    assert run_worker_once(max_retries=30) == 0
+
+    sandbox.portal.faults.reset()
+    assert all(o.bitrix_deal_id for o in Order.objects.filter(pk__in=[o.pk for o in orders]))
+    assert len(sandbox.records("deal")) == len(orders)
+    assert not sandbox.stats()["duplicates"]["deal"]
+    assert dead_letters(redis_client) == [] and pending(redis_client) == 0
+
+
+def test_poison_and_permanent_errors_go_to_dead_letters_others_go_through(sandbox, alice, bob, redis_client):
+    orders = make_orders(alice, 3)
+    redis_client.xadd(streams.operations_stream(), {"garbage": "yes"})
+    redis_client.xadd(streams.operations_stream(), Operation("deal", "explode", 1).to_fields() | {"op": "explode"})
+    # An e-mail the portal refuses (ERROR_CORE): permanent for this record.
+    User.objects.filter(pk=bob.pk).update(email="not-an-email")
+    queue_contact_update(bob.pk)
+    gone = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    Order.objects.filter(pk=gone.pk).delete()
+
+    run_worker_once()
+
+    reasons = sorted(letter["reason"] for letter in dead_letters(redis_client))
+    assert reasons.count("invalid_message") == 2
+    assert "record_not_found" in reasons
+    assert "permanent_error" in reasons
+    bob_letter = next(x for x in dead_letters(redis_client) if x["reason"] == "permanent_error")
+    assert bob_letter["error_code"] == "ERROR_CORE" and bob_letter["payload"]["id"] == str(bob.pk)
+    assert all(o.bitrix_deal_id for o in Order.objects.filter(pk__in=[o.pk for o in orders]))
+    assert pending(redis_client) == 0
+
+
+def test_retries_exhausted_go_to_dead_letters_not_dropped(sandbox, alice, redis_client):
+    [order] = make_orders(alice, 1)
+    sandbox.set_faults(error_500_share=1.0)
+
+    run_worker_once(max_retries=2)
+
+    [letter] = [x for x in dead_letters(redis_client) if x["payload"].get("entity") == "deal"]
+    assert letter["reason"] == "max_retries_exceeded"
+    assert letter["attempts"] == 3
+    assert letter["payload"]["id"] == str(order.pk)
+    assert pending(redis_client) == 0
+
+
+def test_expired_webhook_pauses_then_resumes_without_losing_anything(sandbox, alice, redis_client):
+    sandbox.set_faults(auth_error="expired_token")
+    orders = make_orders(alice, 5)
+    worker = Worker(fast_config(pause_probe_seconds=0.3))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.paused_reason != "")
+        [beat] = telemetry.read_workers(redis_client)
+        assert beat["state"] == "paused" and "expired" in beat["pause_reason"].lower()
+        assert dead_letters(redis_client) == []  # no retries burned on a configuration error
+        sandbox.portal.faults.reset()
+        wait_for(lambda: all(o.bitrix_deal_id for o in Order.objects.filter(pk__in=[o.pk for o in orders])))
+        wait_for(lambda: worker.paused_reason == "")
+    finally:
+        worker.shutdown = True
+        thread.join(10)
+    assert len(sandbox.records("deal")) == 5 and pending(redis_client) == 0
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

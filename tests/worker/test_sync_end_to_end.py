@@ -1,0 +1,124 @@
+"""Orders and users reach the sandbox as deals and contacts, exactly once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import User
+from crmbridge import streams
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.models import SyncRecord
+from orders.models import Order
+from tests.worker.helpers import run_worker_once
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRICKY = "Заказ № 5 & co = [100%] 🎉"
+
+
+def create_order(client, **fields) -> int:
+    body = {"service_id": "cnc-milling", "quantity": 3, "amount": "1500.00", "currency": "RUB", **fields}
+    response = client.post("/orders", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def one(records: list[dict], **match) -> dict:
+    found = [r for r in records if all(str(r.get(k)) == str(v) for k, v in match.items())]
+    assert len(found) == 1, (match, records)
+    return found[0]
+
+
+def test_order_and_user_become_deal_and_contact(sandbox, alice, alice_client):
+    order_id = create_order(alice_client, comment=TRICKY, material="Сталь 45")
+
+    assert run_worker_once() == 0
+
+    order = Order.objects.select_related("owner").get(pk=order_id)
+    contact = one(sandbox.records("contact"), ORIGIN_ID=f"user-{alice.pk}")
+    deal = one(sandbox.records("deal"), ORIGIN_ID=f"order-{order_id}")
+    assert order.bitrix_deal_id == int(deal["ID"])
+    assert order.owner.bitrix_contact_id == int(contact["ID"])
+    assert str(deal["CONTACT_ID"]) == str(contact["ID"])
+    assert deal["ORIGINATOR_ID"] == "bitrixsync"
+    assert float(deal["OPPORTUNITY"]) == 1500.0
+    assert deal["CURRENCY_ID"] == "RUB"
+    assert deal["STAGE_ID"] == "NEW"
+    assert TRICKY in deal["COMMENTS"] and "Сталь 45" in deal["COMMENTS"]
+    assert contact["NAME"] == "Alice"
+    assert [e["VALUE"] for e in contact["EMAIL"]] == ["alice@example.com"]
+    assert SyncRecord.objects.get(entity="deal", local_id=order_id).state == SyncRecord.State.SYNCED
+    assert not sandbox.stats()["duplicates"]["deal"]
+    assert not sandbox.stats()["duplicates"]["contact"]
+
+
+def test_updates_reach_bitrix_and_replace_the_email(sandbox, alice, alice_client):
+    order_id = create_order(alice_client)
+    run_worker_once()
+
+    assert alice_client.put(f"/orders/{order_id}", {"quantity": 5}, format="json").status_code == 200
+    assert alice_client.put("/profile", {"email": "newemail@example.com"}, format="json").status_code == 200
+    run_worker_once()
+
+    deal = one(sandbox.records("deal"), ORIGIN_ID=f"order-{order_id}")
+    contact = one(sandbox.records("contact"), ORIGIN_ID=f"user-{alice.pk}")
+    assert "5" in deal["TITLE"]
+    assert [e["VALUE"] for e in contact["EMAIL"]] == ["newemail@example.com"]
+    assert len(sandbox.records("deal")) == 1 and len(sandbox.records("contact")) == 1
+
+
+def test_spec_log_lines(sandbox, alice, alice_client, caplog):
+    caplog.set_level(logging.INFO)
+    order_id = create_order(alice_client)
+    run_worker_once()
+
+    deal_id = Order.objects.get(pk=order_id).bitrix_deal_id
+    text = caplog.text
+    assert "Starting Bitrix worker - entering process_messages()" in text
+    assert "Worker loop iteration 1 - running=True" in text
+    assert f"[WORKER] Processing create operation for deal {order_id} (retry: 0, message_id: " in text
+    assert f"Created Bitrix deal {deal_id} for order {order_id}" in text
+    assert f"Updated order {order_id} with Bitrix deal ID {deal_id}" in text
+    assert f"Created Bitrix contact {User.objects.get(pk=alice.pk).bitrix_contact_id} for user {alice.pk}" in text
+
+
+def test_messages_for_one_record_are_coalesced(sandbox, alice, alice_client, redis_client):
+    order_id = create_order(alice_client)
+    run_worker_once()
+    calls_before = sandbox.stats()["by_method"].copy()
+    for quantity in (5, 6, 7):
+        alice_client.patch(f"/orders/{order_id}", {"quantity": quantity}, format="json")
+
+    run_worker_once()
+
+    stats = sandbox.stats()["by_method"]
+    assert stats.get("batch", 0) - calls_before.get("batch", 0) == 1  # one request for three messages
+    assert "7" in one(sandbox.records("deal"), ORIGIN_ID=f"order-{order_id}")["TITLE"]
+    assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
+
+
+def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings):
+    """A crash after Bitrix created the deal but before the ID was written back."""
+    order = Order.objects.create(owner=alice, service_id="3d-printing", quantity=1)
+    existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add_deal({"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}"})
+    SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(create_started_at=timezone.now())
+
+    run_worker_once()
+
+    order.refresh_from_db()
+    assert order.bitrix_deal_id == existing
+    assert len([d for d in sandbox.records("deal") if d["ORIGIN_ID"] == f"order-{order.pk}"]) == 1
+    assert one(sandbox.records("deal"), ID=existing)["TITLE"] != "earlier"  # then updated to the current state
+
+
+def test_write_back_queues_nothing(sandbox, alice, alice_client, redis_client):
+    create_order(alice_client)
+    run_worker_once()
+    length = redis_client.xlen(streams.operations_stream())
+
+    run_worker_once()
+
+    assert redis_client.xlen(streams.operations_stream()) == length
