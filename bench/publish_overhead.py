@@ -122,7 +122,11 @@ def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
     system = f"{platform.system()} {platform.release()}"
-    return f"nproc {os.cpu_count()}, {cpu or 'unknown CPU'}, Python {platform.python_version()}, {system}"
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"nproc {os.cpu_count()}, {cpu or 'unknown CPU'}, Python {platform.python_version()}, {system}, "
+        f"load average at the end {load}"
+    )
 
 
 def report(timings: dict[str, list[float]], *, orders: int, database: str, redis_version: str) -> str:

@@ -79,10 +79,18 @@ TEMPLATES = [
 WSGI_APPLICATION = "bitrixsync.wsgi.application"
 
 DATABASES = {"default": database_config("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Keep connections between requests / worker iterations (the worker calls
+# close_old_connections() each iteration; with 0 it would reconnect every time).
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, relay) write to one SQLite file: wait for
     # the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # WAL lets the web app read while the worker writes; synchronous=NORMAL is
+    # safe with WAL (a power cut may lose the last commits, never corrupt).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
     # Tests start workers as separate processes: the test database must be a
     # file they can open (Django's default for SQLite is in memory). One file
     # per test run, so that parallel runs do not share it.

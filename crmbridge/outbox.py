@@ -277,6 +277,15 @@ def available(now) -> QuerySet:
     return OutboxEntry.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
 
 
+def waiting_entries() -> QuerySet:
+    """Rows waiting for the relay: what an operator's "outbox backlog" should count.
+
+    Leaves out rows a live publisher holds: those being published right after
+    their commit, and those already sent whose delete is deferred (see above).
+    """
+    return available(timezone.now())
+
+
 def relay_outbox(*, limit: int = 500) -> int:
     """Publish up to ``limit`` leftover outbox entries, oldest first; return how many left the outbox.
 

@@ -116,15 +116,8 @@ class BitrixClient:
         sent on its own after the batch, so that it arrives as typed (and so are
         the commands that reference its result).
         """
-        if len(commands) > MAX_BATCH_COMMANDS:
-            raise ValueError(f"a batch holds at most {MAX_BATCH_COMMANDS} commands, got {len(commands)}")
-        bad_keys = [key for key in commands if not _BATCH_KEY.match(key)]
-        if bad_keys:
-            raise ValueError(f"batch keys may hold letters, digits, _ and - only: {bad_keys[:3]}")
-        alone: list[str] = []
-        for key, (_, params) in commands.items():
-            if rewritten_in_batch(params) or referenced_keys(params) & set(alone):
-                alone.append(key)
+        _check_batch(commands)
+        alone = _sent_alone(commands)
         together = {key: command for key, command in commands.items() if key not in alone}
         outcome = self._send_batch(together, halt=halt) if together else BatchResult()
         for key in alone:
@@ -295,6 +288,23 @@ class BitrixClient:
                 method=method,
                 retry_after=max(0.0, until - time.time()),
             )
+
+
+def _check_batch(commands: dict[str, tuple[str, dict]]) -> None:
+    if len(commands) > MAX_BATCH_COMMANDS:
+        raise ValueError(f"a batch holds at most {MAX_BATCH_COMMANDS} commands, got {len(commands)}")
+    bad_keys = [key for key in commands if not _BATCH_KEY.match(key)]
+    if bad_keys:  # other characters break $result[key] references
+        raise ValueError(f"batch keys may hold letters, digits, _ and - only: {bad_keys[:3]}")
+
+
+def _sent_alone(commands: dict[str, tuple[str, dict]]) -> list[str]:
+    """Keys to send outside the batch: text Bitrix would rewrite, and commands that need their results."""
+    alone: list[str] = []
+    for key, (_, params) in commands.items():
+        if rewritten_in_batch(params) or referenced_keys(params) & set(alone):
+            alone.append(key)
+    return alone
 
 
 def _as_map(value: Any) -> dict[str, Any]:

@@ -80,11 +80,6 @@ class LeakyBucket:
             self._level = self.capacity
             self._updated = max(self._updated, moment)
 
-    @property
-    def level(self) -> float:
-        with self._lock:
-            return max(0.0, self._level - max(0.0, self._clock() - self._updated) * self.rate)
-
 
 class _WaitingLimiter:
     """``acquire`` as a loop over ``_try_acquire`` (0 = granted, else seconds to wait)."""

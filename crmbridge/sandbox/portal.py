@@ -152,23 +152,35 @@ class Portal:
         halt = str(params.get("halt", "0")).lower() in ("1", "true", "y")
         maps: dict[str, dict[str, Any]] = {name: {} for name in ("result", "error", "total", "next", "time")}
         for key, (method, command_params) in commands.items():
-            started = time.time()
-            try:
-                outcome = self._call(method, _substitute(command_params, maps), caller)
-            except RestError as exc:
-                self.stats.count("errors", exc.code)
-                maps["error"][key] = exc.body()
-                maps["time"][key] = time_block(started, exc.reset_at)
-                if halt:
-                    break
-                continue
-            maps["result"][key] = outcome.result
-            if outcome.total is not None:
-                maps["total"][key] = outcome.total
-            if outcome.next is not None:
-                maps["next"][key] = outcome.next
-            maps["time"][key] = time_block(started)
-        return Outcome({f"result_{name}" if name != "result" else name: php_map(m) for name, m in maps.items()})
+            if not self._batch_command(key, method, command_params, maps, caller) and halt:
+                break
+        return Outcome(
+            {
+                "result": php_map(maps["result"]),
+                "result_error": php_map(maps["error"]),
+                "result_total": php_map(maps["total"]),
+                "result_next": php_map(maps["next"]),
+                "result_time": php_map(maps["time"]),
+            }
+        )
+
+    def _batch_command(self, key: str, method: str, params: dict, maps: dict, caller: Caller) -> bool:
+        """Run one command into the result maps; ``False`` if it failed."""
+        started = time.time()
+        try:
+            outcome = self._call(method, _substitute(params, maps), caller)
+        except RestError as exc:
+            self.stats.count("errors", exc.code)
+            maps["error"][key] = exc.body()
+            maps["time"][key] = time_block(started, exc.reset_at)
+            return False
+        maps["result"][key] = outcome.result
+        if outcome.total is not None:
+            maps["total"][key] = outcome.total
+        if outcome.next is not None:
+            maps["next"][key] = outcome.next
+        maps["time"][key] = time_block(started)
+        return True
 
     def _count_event(self, delivered: bool) -> None:
         self.stats.count("events", "sent" if delivered else "failed")

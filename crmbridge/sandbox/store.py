@@ -92,10 +92,6 @@ class RecordStore:
                 self._db.execute("DELETE FROM records")
                 self._persist_counters()
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-
     # -- internals ---------------------------------------------------------------------
     def _unindex(self, entity: str, record: dict | None) -> None:
         origin = record.get("ORIGIN_ID") if record else None

@@ -19,6 +19,8 @@ class WorkerConfig:
     heartbeat_seconds: float = 5.0
     # The most messages one chunk takes: enough to fill a 50-command batch.
     max_chunk: int = 50
+    # Commands per Bitrix request: 50 (batch) normally; 1 = the original design, for benchmarks.
+    commands_per_request: int = 50
 
     @classmethod
     def from_settings(cls, **overrides) -> WorkerConfig:

@@ -304,7 +304,9 @@ class Worker:
                 self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
                 return None
             locks = RecordLocks(self.redis, owner=self.name, lease_ms=int(self.config.claim_idle_seconds * 2000))
-            self._sync = SyncBatch(self._bitrix, locks, consumer=self.name)
+            self._sync = SyncBatch(
+                self._bitrix, locks, consumer=self.name, max_commands=self.config.commands_per_request
+            )
         return self._sync
 
     def _pause(self, error: BitrixError) -> None:

@@ -52,6 +52,7 @@ class RecordTask:
     adopted: bool = False  # found in Bitrix by ORIGIN_ID after an interrupted create
     existing: dict | None = None  # current contact, for multifield replacement
     error: BitrixError | None = None
+    new_id: int | None = None  # what ``add`` answered, until it is written back
 
     @property
     def key(self) -> Key:
@@ -63,6 +64,7 @@ class RecordTask:
 
     @property
     def creating(self) -> bool:
+        """No Bitrix ID known yet: the command is an ``add``."""
         return self.bitrix_id is None
 
     def describe(self) -> str:
@@ -95,10 +97,14 @@ def operation_of(message: StreamMessage) -> Operation | None:
 class SyncBatch:
     """Syncs one chunk. Stateless between chunks; the runner owns retries."""
 
-    def __init__(self, client: BitrixClient, locks: RecordLocks, *, consumer: str) -> None:
+    def __init__(
+        self, client: BitrixClient, locks: RecordLocks, *, consumer: str, max_commands: int = MAX_COMMANDS
+    ) -> None:
         self.client = client
         self.locks = locks
         self.consumer = consumer
+        # 50 is Bitrix's limit; 1 reproduces the original one-request-per-operation design (benchmarks).
+        self.max_commands = max(1, min(max_commands, MAX_COMMANDS))
 
     # -- entry point -------------------------------------------------------
     def process(self, messages: list[StreamMessage]) -> ChunkOutcome:
@@ -190,8 +196,8 @@ class SyncBatch:
                 elif entity == "contact" and not task.creating:
                     commands[f"g{task.command_key}"] = ("crm.contact.get", {"id": task.bitrix_id})
         by_key = {t.command_key: t for t in tasks}
-        for start in range(0, len(commands), MAX_COMMANDS):
-            chunk = dict(list(commands.items())[start : start + MAX_COMMANDS])
+        for start in range(0, len(commands), self.max_commands):
+            chunk = dict(list(commands.items())[start : start + self.max_commands])
             result = self.client.batch(chunk)
             for key, value in result.results.items():
                 self._apply_lookup(by_key[key[1:]], key[0], value)
@@ -226,11 +232,11 @@ class SyncBatch:
         units.extend([t] for t in tasks.values() if id(t) not in placed)
         batches: list[list[RecordTask]] = [[]]
         for unit in units:
-            if len(unit) > MAX_COMMANDS:  # a user with very many new orders: the rest next round
-                for task in unit[MAX_COMMANDS:]:
+            if len(unit) > self.max_commands:  # a user with very many new orders: the rest next round
+                for task in unit[self.max_commands :]:
                     outcome.deferred.extend(task.messages)
-                unit = unit[:MAX_COMMANDS]
-            if len(batches[-1]) + len(unit) > MAX_COMMANDS:
+                unit = unit[: self.max_commands]
+            if len(batches[-1]) + len(unit) > self.max_commands:
                 batches.append([])
             batches[-1].extend(unit)
         return [b for b in batches if b]
@@ -246,25 +252,28 @@ class SyncBatch:
         sent = [t for t in ready if t.command_key in commands]
         if not sent:
             return
-        write_back.mark_create_started("contact", [t.local_id for t in sent if t.entity == "contact" and t.creating])
-        write_back.mark_create_started("deal", [t.local_id for t in sent if t.entity == "deal" and t.creating])
+        write_back.mark_create_started([t.key for t in sent if t.creating])
         try:
             result = self.client.batch(commands)
         except BitrixError as exc:
             self._batch_failed(sent, exc, outcome)
             return
+        succeeded: list[tuple[RecordTask, bool]] = []  # (task, complete)
         failed_contacts: set[int] = set()
         for task in sent:  # contacts come first: their new IDs serve the deals after them
             referenced = task.entity == "deal" and self._references_failed(task, commands, failed_contacts)
-            if task.command_key in result.results:
-                self._succeeded(task, result.results[task.command_key], outcome, complete=not referenced)
+            if task.command_key in result.results and self._take_result(task, result.results[task.command_key]):
+                succeeded.append((task, not referenced))
                 continue
-            error = result.errors.get(task.command_key) or BitrixError("NO_RESULT", "no result for the command")
+            error = result.errors.get(task.command_key) or BitrixError(
+                "BAD_RESULT", f"no usable result: {result.results.get(task.command_key)!r:.80}"
+            )
             if task.entity == "contact":
                 failed_contacts.add(task.local_id)
             if referenced:  # the deal failed because its contact did: not the deal's own fault
                 error = BitrixError("CONTACT_FAILED", f"its contact failed: {error}", kind=ErrorKind.RETRY)
             self._failed(task, error, outcome)
+        self._write_back(succeeded, outcome)
 
     @staticmethod
     def _references_failed(deal: RecordTask, commands: dict, failed_contacts: set[int]) -> bool:
@@ -304,27 +313,41 @@ class SyncBatch:
         contact_key = f"c{owner.pk}"
         return result_ref(contact_key) if contact_key in commands else None
 
-    def _succeeded(self, task: RecordTask, value: Any, outcome: ChunkOutcome, *, complete: bool = True) -> None:
-        """Write back what Bitrix answered. ``complete=False``: the deal lacks its contact, retry it."""
-        local, entity = task.describe(), task.entity
-        if task.creating:
-            try:
-                task.bitrix_id = int(value)
-            except (TypeError, ValueError):
-                self._failed(task, BitrixError("BAD_RESULT", f"add returned {value!r:.80}"), outcome)
-                return
-            logger.info("Created Bitrix %s %s for %s", entity, task.bitrix_id, local)
-            write_back.write_bitrix_id(entity, task.local_id, task.bitrix_id)
-            setattr(task.record, write_back.ID_FIELDS[entity], task.bitrix_id)
-            logger.info("Updated %s with Bitrix %s ID %s", local, entity, task.bitrix_id)
-        else:
-            logger.info("Updated Bitrix %s %s for %s", entity, task.bitrix_id, local)
-        if not complete:
-            error = BitrixError("CONTACT_FAILED", "deal saved without its contact; will be linked on retry")
-            outcome.retry.extend((message, error) for message in task.messages)
+    @staticmethod
+    def _take_result(task: RecordTask, value: Any) -> bool:
+        """Read the new ID from an ``add`` result; ``update`` answers ``true``."""
+        if not task.creating:
+            return bool(value)
+        try:
+            task.new_id = int(value)
+        except (TypeError, ValueError):
+            return False
+        logger.info("Created Bitrix %s %s for %s", task.entity, task.new_id, task.describe())
+        return True
+
+    def _write_back(self, succeeded: list[tuple[RecordTask, bool]], outcome: ChunkOutcome) -> None:
+        """One transaction for the whole batch: new IDs, sync state, create markers cleared.
+
+        ``complete=False`` marks a deal that Bitrix saved without its contact
+        (the contact failed in the same batch): its ID is kept, and it is retried
+        so that the next attempt links the contact.
+        """
+        if not succeeded:
             return
-        write_back.mark_synced(entity, [task.local_id])
-        outcome.done.extend(task.messages)
+        created = [(t.entity, t.local_id, t.new_id) for t, _ in succeeded if t.new_id is not None]
+        write_back.record_success(created=created, synced=[(t.entity, t.local_id) for t, ok in succeeded if ok])
+        for task, complete in succeeded:
+            if task.new_id is not None:
+                task.bitrix_id, task.new_id = task.new_id, None
+                setattr(task.record, write_back.ID_FIELDS[task.entity], task.bitrix_id)
+                logger.info("Updated %s with Bitrix %s ID %s", task.describe(), task.entity, task.bitrix_id)
+            else:
+                logger.info("Updated Bitrix %s %s for %s", task.entity, task.bitrix_id, task.describe())
+            if complete:
+                outcome.done.extend(task.messages)
+            else:
+                error = BitrixError("CONTACT_FAILED", "deal saved without its contact; will be linked on retry")
+                outcome.retry.extend((message, error) for message in task.messages)
 
     def _failed(self, task: RecordTask, error: BitrixError, outcome: ChunkOutcome) -> None:
         verb = "create" if task.creating else "update"

@@ -88,6 +88,8 @@ def test_page_size_is_capped(alice_client, alice):
 
     assert len(alice_client.get("/orders?page_size=2").data["results"]) == 2
     assert len(alice_client.get("/orders?page_size=100000").data["results"]) == 3
+    assert len(alice_client.get("/orders?page_size=-1").data["results"]) == 3  # ignored: the default
+    assert len(alice_client.get("/orders?page_size=abc").data["results"]) == 3
 
 
 @pytest.mark.parametrize("query", ["page=999", "page=abc", "page=-1", "page=" + "9" * 400])

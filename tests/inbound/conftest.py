@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from crmbridge import streams
@@ -32,6 +34,15 @@ def inbound_token(settings):
     settings.BITRIX_INBOUND_TOKEN = TOKEN
     settings.BITRIX_INBOUND_CONTACT_UPDATES = False
     return TOKEN
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """A worker run in the main thread installs SIGTERM/SIGINT handlers and leaves them: put them back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -30,8 +30,9 @@ def last_entry(redis_client) -> tuple[str, dict]:
 
 def assert_logged(caplog, entity: str, op: str, local_id: int, tag: str, what: str, message_id: str) -> None:
     local = "order" if entity == "deal" else "user"
+    stream = "bitrix:operations"
     assert messages(caplog, "[QUEUE]") == [
-        f"[QUEUE] Published {op} operation for {entity} {local_id} to stream bitrix:operations (message_id: {message_id})"
+        f"[QUEUE] Published {op} operation for {entity} {local_id} to stream {stream} (message_id: {message_id})"
     ]
     assert messages(caplog, f"[{tag}]") == [f"[{tag}] Queued {what} for {local} {local_id} (message_id: {message_id})"]
     published_at = next(i for i, r in enumerate(caplog.records) if r.getMessage().startswith("[QUEUE]"))
@@ -48,7 +49,10 @@ def test_order_creation_publishes_deal_create(carol, redis_client, caplog):
         "1", "deal", "create", str(order.pk), "signal",
     )  # fmt: skip
     assert datetime.fromisoformat(fields["ts"]).tzinfo is not None
-    assert published(redis_client) == [("contact", "create", carol.pk, "signal"), ("deal", "create", order.pk, "signal")]
+    assert published(redis_client) == [
+        ("contact", "create", carol.pk, "signal"),
+        ("deal", "create", order.pk, "signal"),
+    ]
     assert_logged(caplog, "deal", "create", order.pk, "QUEUE_DEAL", "deal creation", message_id)
     assert unsent(redis_client) == []
     record = SyncRecord.objects.get(entity="deal", local_id=order.pk)
@@ -63,7 +67,10 @@ def test_order_update_publishes_deal_update(carol, redis_client, caplog):
 
     message_id, fields = last_entry(redis_client)
     assert (fields["entity"], fields["op"], fields["id"]) == ("deal", "update", str(order.pk))
-    assert published(redis_client)[-2:] == [("deal", "create", order.pk, "signal"), ("deal", "update", order.pk, "signal")]
+    assert published(redis_client)[-2:] == [
+        ("deal", "create", order.pk, "signal"),
+        ("deal", "update", order.pk, "signal"),
+    ]
     assert_logged(caplog, "deal", "update", order.pk, "QUEUE_DEAL_UPDATE", "deal update", message_id)
     assert unsent(redis_client) == []
 
@@ -71,7 +78,7 @@ def test_order_update_publishes_deal_update(carol, redis_client, caplog):
 def test_user_creation_publishes_contact_create(django_user_model, redis_client, caplog):
     dave = make_user(django_user_model, "dave")
 
-    message_id, fields = last_entry(redis_client)
+    message_id, _fields = last_entry(redis_client)
     assert published(redis_client) == [("contact", "create", dave.pk, "signal")]
     assert_logged(caplog, "contact", "create", dave.pk, "QUEUE_CONTACT", "contact creation", message_id)
     assert SyncRecord.objects.get(entity="contact", local_id=dave.pk).state == SyncRecord.State.WAITING

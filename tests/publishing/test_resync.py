@@ -13,7 +13,7 @@ from crmbridge.models import OutboxEntry, SyncRecord
 from crmbridge.outbox import relay_outbox
 from crmbridge.resync import queue_resync_for
 from orders.models import Order
-from tests.publishing.helpers import make_order, make_user, published, unsent
+from tests.publishing.helpers import make_order, make_user, published
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,14 +7,16 @@ is empty or Redis fails, then exits.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
-from crmbridge.models import OutboxEntry
-from crmbridge.outbox import relay_outbox
+from crmbridge.outbox import relay_outbox, waiting_entries
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -28,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, loop: bool, interval: float, limit: int, **options):
         self.stopping = False
         total = self.run_loop(interval, limit) if loop else self.drain(limit)
-        left = OutboxEntry.objects.count()
+        left = waiting_entries().count()
         self.stdout.write(f"Relayed {total} operation(s); {left} left in the outbox.")
 
     def run_loop(self, interval: float, limit: int) -> int:
@@ -36,7 +38,10 @@ class Command(BaseCommand):
         try:
             total = 0
             while not self.stopping:
-                total += self.drain(limit)
+                try:
+                    total += self.drain(limit)
+                except DatabaseError:  # the database restarting: keep the relay alive
+                    logger.exception("[QUEUE] Outbox relay could not read the outbox; retrying in %s s", interval)
                 close_old_connections()
                 self.wait(interval)
             return total

@@ -19,7 +19,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from crmbridge.models import OutboxEntry
+from crmbridge.outbox import waiting_entries
 from crmbridge.resync import resync, resync_plan
 
 LABELS = {"deal": "orders (deals)", "contact": "users (contacts)"}
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         self.report(queued)
 
     def report(self, queued: int) -> None:
-        left = OutboxEntry.objects.count()
+        left = waiting_entries().count()
         self.stdout.write(
             f"Queued {queued} operation(s) (src=resync). Running this again is safe: the worker syncs "
             "each record's current state, so a duplicate message only repeats an update."

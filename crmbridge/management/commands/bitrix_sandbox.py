@@ -21,6 +21,9 @@ from crmbridge.sandbox.server import SandboxServer
 
 class Command(BaseCommand):
     help = "Run a local Bitrix24 sandbox portal (REST webhook API, rate limit, faults, events)."
+    # It runs precisely when the project is not configured for a portal: the
+    # project's checks (e.g. a missing BITRIX_WEBHOOK_URL) must not stop it.
+    requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -30,8 +33,12 @@ class Command(BaseCommand):
             default=env_int("BITRIX_SANDBOX_PORT", 8001, minimum=0, maximum=65535),
             help="port (default BITRIX_SANDBOX_PORT or 8001; 0 picks a free one)",
         )
-        parser.add_argument("--code", default=env_str("BITRIX_SANDBOX_CODE", "sandbox-secret-code"))
-        parser.add_argument("--user-id", default="1")
+        parser.add_argument(
+            "--code",
+            default=env_str("BITRIX_SANDBOX_CODE", "sandbox-secret-code"),
+            help="webhook code (default BITRIX_SANDBOX_CODE or sandbox-secret-code)",
+        )
+        parser.add_argument("--user-id", default="1", help="webhook user id (default 1)")
         parser.add_argument("--rate", type=float, default=2.0, help="leaky bucket drain, requests/s (default 2)")
         parser.add_argument("--burst", type=int, default=50, help="leaky bucket size (default 50)")
         parser.add_argument("--no-limit", action="store_true", help="no rate limit at all")

@@ -24,6 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--retry-max", type=float, help="longest retry delay in seconds")
         parser.add_argument("--pause-probe", type=float, help="seconds between portal probes while paused")
         parser.add_argument("--name", help="consumer name (default worker_<host>-<pid>)")
+        parser.add_argument(
+            "--commands-per-request", type=int, help="Bitrix commands per request: 50 (batch, default) .. 1"
+        )
 
     def handle(self, *args, **options):
         if not settings.BITRIX_WORKER_ENABLED:
@@ -37,6 +40,7 @@ class Command(BaseCommand):
             retry_base_seconds=options["retry_base"],
             retry_max_seconds=options["retry_max"],
             pause_probe_seconds=options["pause_probe"],
+            commands_per_request=options["commands_per_request"],
         )
         code = Worker(config, name=options["name"], once=options["once"]).run()
         if code:
