@@ -17,4 +17,5 @@ urlpatterns = [
     path("", include("orders.urls")),
     # Bitrix diagnostics, metrics and inbound events (crmbridge issues).
     path("", include("crmbridge.urls")),
+    path("", include("crmbridge.inbound.urls")),
 ]

@@ -74,6 +74,7 @@ class Worker:
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
+        self._previous_handlers: dict[int, object] = {}
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> int:
@@ -111,8 +112,11 @@ class Worker:
             self.heartbeat.remove()
         if self._bitrix is not None:
             self._bitrix.close()
+        self._restore_signal_handlers()
 
     def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT set the shutdown flag; the previous handlers come back in ``_stop``."""
+
         def handle(signum, frame):
             if self.shutdown:  # second signal: stop at once
                 os._exit(128 + signum)
@@ -121,9 +125,14 @@ class Worker:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                signal.signal(sig, handle)
+                self._previous_handlers[sig] = signal.signal(sig, handle)
             except ValueError:  # not the main thread (tests): no handlers
                 return
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, previous in self._previous_handlers.items():
+            signal.signal(sig, previous)
+        self._previous_handlers.clear()
 
     # -- one iteration -------------------------------------------------------------
     def _guarded_step(self) -> bool:
@@ -289,11 +298,18 @@ class Worker:
         setattr(self.heartbeat.counters, outcome, getattr(self.heartbeat.counters, outcome) + len(messages))
         kinds: dict[tuple[str, str], int] = {}
         for message in messages:
-            operation = operation_of(message)
-            kind = (operation.entity, operation.op) if operation else ("invalid", "invalid")
+            kind = self._kind(message)
             kinds[kind] = kinds.get(kind, 0) + 1
         for (entity, op), n in kinds.items():
             telemetry.count(self.redis, outcome, entity, op, n)
+
+    @staticmethod
+    def _kind(message: StreamMessage) -> tuple[str, str]:
+        """(entity, op) labels for the counters; inbound events count as ``(<entity>, "event")``."""
+        if message.stream != streams.operations_stream():
+            return (message.fields.get("entity") or "unknown", "event")
+        operation = operation_of(message)
+        return (operation.entity, operation.op) if operation else ("invalid", "invalid")
 
     # -- pause on configuration errors ------------------------------------------
     def _sync_batch(self) -> SyncBatch | None:

@@ -1,15 +1,18 @@
 """A separate process using the shared limiter, for ``test_rate_limit``.
 
     python -m tests.bitrix.limiter_process --redis-url ... --key ... --rate 5 --burst 5 \
-        --start-at <unix time> (--webhook <url> --seconds 3 | --acquire-once)
+        (--start-at <unix time> --webhook <url> --seconds 3 | --acquire-once)
 
-Prints one JSON line: ``{"ok", "limited", "waits"}`` or ``{"waited"}``.
+Calls for ``--seconds`` and prints ``{"ok", "limited", "waits"}``; or, with
+``--acquire-once``, prints ``{"ready": true}``, waits for a line on stdin,
+acquires once and prints ``{"waited"}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import redis
@@ -25,16 +28,18 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--burst", type=int, required=True)
-    parser.add_argument("--start-at", type=float, required=True, help="Unix time: start together with the others")
+    parser.add_argument("--start-at", type=float, default=0.0, help="Unix time: start together with the others")
     parser.add_argument("--webhook")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--acquire-once", action="store_true")
     args = parser.parse_args()
     limiter = RedisRateLimiter(redis.Redis.from_url(args.redis_url), rate=args.rate, burst=args.burst, key=args.key)
-    time.sleep(max(0.0, args.start_at - time.time()))
     if args.acquire_once:
+        print(json.dumps({"ready": True}), flush=True)
+        sys.stdin.readline()
         print(json.dumps({"waited": limiter.acquire()}))
         return
+    time.sleep(max(0.0, args.start_at - time.time()))
     print(json.dumps({**call_for(BitrixClient(args.webhook, limiter=limiter), args.seconds), "waits": limiter.waits}))
 
 

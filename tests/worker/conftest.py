@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 from crmbridge.sandbox.server import SandboxServer
+from tests.worker.helpers import kill_stray_workers
+
+
+@pytest.fixture(autouse=True)
+def no_stray_workers():
+    """A failing test must not leave worker processes running behind it."""
+    yield
+    kill_stray_workers()
 
 
 @pytest.fixture

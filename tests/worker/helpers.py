@@ -67,4 +67,18 @@ def start_worker_process(*args: str, log_path: Path, **env: str) -> subprocess.P
         *args,
     ]  # fmt: skip
     log = open(log_path, "ab")  # noqa: SIM115 - closed by the process owner
-    return subprocess.Popen(command, cwd=ROOT, env=worker_env(**env), stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=ROOT, env=worker_env(**env), stdout=log, stderr=subprocess.STDOUT)
+    STARTED.append(process)
+    return process
+
+
+# Every worker process a test started; the ``no_stray_workers`` fixture kills what is left.
+STARTED: list[subprocess.Popen] = []
+
+
+def kill_stray_workers() -> None:
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

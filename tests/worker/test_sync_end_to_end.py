@@ -103,7 +103,9 @@ def test_messages_for_one_record_are_coalesced(sandbox, alice, alice_client, red
 def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings):
     """A crash after Bitrix created the deal but before the ID was written back."""
     order = Order.objects.create(owner=alice, service_id="3d-printing", quantity=1)
-    existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add_deal({"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}"})
+    existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add_deal(
+        {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}"}
+    )
     SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(create_started_at=timezone.now())
 
     run_worker_once()
