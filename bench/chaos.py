@@ -39,13 +39,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos_check import Findings, backlog, check_dead_letters, check_records, expected_records, wait_drained  # noqa: E402
-from chaos_clients import Tally, start_clients  # noqa: E402
-from chaos_faults import FaultLog, RedisFaults, SandboxChaos, SystemChaos, WorkerPool  # noqa: E402
-from stack import ROOT, BenchStack  # noqa: E402
-from throughput import machine  # noqa: E402
+from chaos_check import (
+    Findings,
+    backlog,
+    check_dead_letters,
+    check_records,
+    expected_records,
+    wait_drained,
+)
+from chaos_clients import Tally, start_clients
+from chaos_faults import FaultLog, RedisFaults, SandboxChaos, SystemChaos, WorkerPool
+from stack import ROOT, BenchStack
+from throughput import machine
 
-from crmbridge.testing.ports import free_port, wait_for_port  # noqa: E402
+from crmbridge.testing.ports import free_port, wait_for_port
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 READ_TIMEOUT = 2.0  # the workers' Bitrix read timeout
@@ -73,7 +80,7 @@ class Outcome:
         return bool(self.problems or self.findings.broken)
 
 
-def start_web(stack: BenchStack) -> str:
+def start_web(stack: BenchStack) -> tuple[subprocess.Popen, str]:
     port = free_port()
     log = open(stack.dir / "web.log", "ab")  # noqa: SIM115 - lives as long as the process
     command = [sys.executable, "-m", "gunicorn", "bitrixsync.wsgi:application", "--bind", f"127.0.0.1:{port}",
@@ -81,39 +88,21 @@ def start_web(stack: BenchStack) -> str:
     process = subprocess.Popen(command, cwd=ROOT, env=stack.env(LOG_LEVEL="INFO"), stdout=log, stderr=subprocess.STDOUT)
     stack.processes.append(process)
     wait_for_port(port, timeout=30)
-    return f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
 
 
-def run(options: argparse.Namespace) -> tuple[Outcome, BenchStack]:
-    stack = BenchStack(rate=None, burst=None, appendonly=True).start()
-    base_url = start_web(stack)
+def run(stack: BenchStack, options: argparse.Namespace) -> Outcome:
+    web, base_url = start_web(stack)
     pool = WorkerPool(stack, WORKER_ARGS, WORKER_ENV)
     for _ in range(options.workers):
         pool.start()
     tally, log = Tally(), FaultLog()
-    schedulers = [
-        SystemChaos(pool, RedisFaults(stack), log, seed=options.seed),
-        SandboxChaos(stack.sandbox_url, log, seed=options.seed + 1, timeout_seconds=SANDBOX_TIMEOUT),
-    ]
-    for scheduler in schedulers:
-        scheduler.start()
-    clients = start_clients(
-        base_url, users=options.users, orders_per_user=options.orders_per_user, threads=options.clients,
-        duration=options.duration, seed=options.seed, tally=tally,
-    )  # fmt: skip
-    print(f"driving {options.users} users from {options.clients} threads for ~{options.duration:.0f}s ...", flush=True)
-    for client in clients:
-        client.join(options.duration * 3)
-    for scheduler in schedulers:
-        scheduler.stop()
-        scheduler.join(60)
-    problems = [f"{t.name} failed: {t.error!r}" for t in [*clients, *schedulers] if t.error]
-    problems += [f"{t.name} did not finish" for t in [*clients, *schedulers] if t.is_alive()]
+    problems = drive(stack, pool, base_url, tally, log, options)
     crashed = pool.crashed()
     print("faults stopped; waiting for the queue to drain ...", flush=True)
     client = stack.redis.client()
     drain_seconds, left = wait_drained(stack.db_path, client, timeout=options.drain_timeout)
-    stack.processes[1].terminate()  # the web app (0 is the sandbox): nothing new from now on
+    web.terminate()  # nothing new from now on
     stop = pool.stop_all()
     left = backlog(stack.db_path, client)  # after the workers are gone: what they left behind
     findings = Findings()
@@ -121,8 +110,37 @@ def run(options: argparse.Namespace) -> tuple[Outcome, BenchStack]:
     check_dead_letters(client, log.injected, findings)
     sandbox_faults = stack.sandbox_stats().get("faults", {})
     problems += _process_problems(crashed, stop, left)
-    outcome = Outcome(options, tally, log, findings, sandbox_faults, drain_seconds, left, stop, crashed, problems)
-    return outcome, stack
+    return Outcome(options, tally, log, findings, sandbox_faults, drain_seconds, left, stop, crashed, problems)
+
+
+def drive(stack: BenchStack, pool: WorkerPool, base_url: str, tally: Tally, log: FaultLog,
+          options: argparse.Namespace) -> list[str]:  # fmt: skip
+    """Clients and fault schedulers until the clients are done; the faults always end healed."""
+    schedulers = [
+        SystemChaos(pool, RedisFaults(stack), log, seed=options.seed),
+        SandboxChaos(stack.sandbox_url, log, seed=options.seed + 1, timeout_seconds=SANDBOX_TIMEOUT),
+    ]
+    clients = []
+    try:
+        for scheduler in schedulers:
+            scheduler.start()
+        clients = start_clients(
+            base_url, users=options.users, orders_per_user=options.orders_per_user, threads=options.clients,
+            duration=options.duration, seed=options.seed, tally=tally,
+        )  # fmt: skip
+        print(f"driving {options.users} users from {options.clients} threads for ~{options.duration:.0f}s ...",
+              flush=True)  # fmt: skip
+        for client in clients:
+            client.join(options.duration * 3)
+    finally:
+        for thread in [*clients, *schedulers]:
+            thread.stop()
+        for scheduler in schedulers:
+            scheduler.join(60)
+    threads = [*clients, *schedulers]
+    problems = [f"{t.name} failed: {t.error!r}" for t in threads if t.error]
+    problems += [f"{t.name} did not finish" for t in threads if t.is_alive()]
+    return problems
 
 
 def _process_problems(crashed: list, stop: dict, left: dict[str, int]) -> list[str]:
@@ -220,12 +238,15 @@ def main() -> int:
     parser.add_argument("--keep-logs", type=Path, help="copy every process's log here")
     options = parser.parse_args()
     started = time.monotonic()
-    outcome, stack = run(options)
+    stack = BenchStack(rate=None, burst=None, appendonly=True).start()
     try:
+        outcome = run(stack, options)
         print(f"\nchaos run finished in {time.monotonic() - started:.0f} s\n")
         print(table(outcome))
         print("\n" + details(outcome))
-        logs = options.keep_logs or (Path(tempfile.mkdtemp(prefix="bitrixsync-chaos-logs-")) if outcome.failed else None)
+        logs = options.keep_logs
+        if logs is None and outcome.failed:
+            logs = Path(tempfile.mkdtemp(prefix="bitrixsync-chaos-logs-"))
         if logs:
             keep_logs(stack, logs)
             print(f"\nlogs kept in {logs}")

@@ -119,6 +119,9 @@ class ClientThread(threading.Thread):
         except BaseException as exc:
             self.error = exc
 
+    def stop(self) -> None:
+        self.stop_event.set()
+
     def _play(self) -> None:
         total = sum(len(c.steps) for c in self.customers)
         pace = self.duration / max(total, 1)
@@ -155,7 +158,7 @@ class ClientThread(threading.Thread):
         body = {"email": f"chaos{i}@example.com", "password": PASSWORD, "first_name": f"Имя{i}",
                 "last_name": "Chaos", "phone": f"+7 900 {i:07d}"}  # fmt: skip
         response = self.api.send("POST", "/auth/register", body, retry=True)
-        taken = response.status_code == 400 and "email" in response.json()
+        taken = response.status_code == 400 and "email" in _json(response)
         if response.status_code == 201 or taken:  # taken: our earlier attempt went through
             self.api.tally.add("register")
         else:
@@ -231,6 +234,14 @@ class ClientThread(threading.Thread):
     def _unexpected(self, response: requests.Response, what: str) -> None:
         if response.status_code < 500:
             self.api.tally.finding("unexpected_4xx", f"{what} -> {response.status_code}: {response.text[:200]}")
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def customer_steps(rng: random.Random, *, orders: int, order_updates: int, profile_updates: int) -> list[str]:

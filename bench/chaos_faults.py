@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 
 import redis
 import requests
-
 from stack import BenchStack
 
 OPERATIONS_STREAM = "bitrix:operations"

@@ -4,15 +4,21 @@ Each ``queue_*`` function is called inside the caller's transaction (the
 signal handlers in ``crmbridge.signals`` call them on every relevant save). It
 writes an ``OutboxEntry`` and marks the ``SyncRecord`` "waiting" - both commit
 or roll back with the caller's change - and registers an on-commit hook that
-adds the entry to ``{prefix}operations`` and deletes the row. It returns the
-stream message ID when that happened at once (no transaction was open), else
-``None``: published at commit, or left in the outbox for the relay.
+adds the entry to ``{prefix}operations`` (and deletes the row, see
+``crmbridge.outbox``). A rolled-back transaction publishes nothing.
 
-A request must stay fast when Redis is down or slow: the publishing client has
-short timeouts and no retries, and a circuit breaker stops trying for
-``BITRIX_PUBLISH_BREAKER_SECONDS`` after a failure, so a burst of requests
-does not each wait the timeout. Their entries wait in the outbox for
-``crmbridge.outbox.relay_outbox``. ``BITRIX_ENABLED=false`` queues nothing.
+When the hook runs: outside a web request (commands, the shell, tests), at
+commit, and the function returns the stream message ID when no transaction
+was open. Inside a request, the entries committed by it are published when
+the response has been sent (``request_finished``): the client never waits for
+the Redis round trip, nor for a slow or unreachable Redis. Then, and when left
+in the outbox, the function returns ``None``.
+
+Redis down or slow: the publishing client has short timeouts and no retries,
+and a circuit breaker stops trying for ``BITRIX_PUBLISH_BREAKER_SECONDS``
+after a failure, so a burst of requests does not each wait the timeout. Their
+entries wait in the outbox for ``crmbridge.outbox.relay_outbox``.
+``BITRIX_ENABLED=false`` queues nothing.
 """
 
 from __future__ import annotations
@@ -86,26 +92,38 @@ def queue_operation(entity: str, op: str, local_id: int, *, src: str = "signal")
         (entry,) = write_entries([operation], claimed_by=publisher_name(), lease_seconds=direct_lease())
     message_ids: list[str] = []
     # With no transaction open, this runs at once and the message ID is known.
-    transaction.on_commit(lambda: message_ids.extend(_publish_queued(entry, KINDS[entity, op])), robust=True)
+    transaction.on_commit(lambda: message_ids.extend(_after_commit(entry, KINDS[entity, op])), robust=True)
     return message_ids[0] if message_ids else None
 
 
-def _publish_queued(entry: OutboxEntry, kind: Kind) -> list[str]:
-    sent = publish_now([entry])
-    local_id = entry.fields["id"]
-    if not sent:
-        logger.info(
-            "[%s] Redis unavailable; %s for %s %s kept in outbox (entry %d)",
-            kind.tag,
-            kind.what,
-            kind.local_name,
-            local_id,
-            entry.pk,
-        )
+def _after_commit(entry: OutboxEntry, kind: Kind) -> list[str]:
+    waiting = getattr(_request, "committed", None)
+    if waiting is not None:  # inside a request: after the response
+        waiting.append((entry, kind))
         return []
-    message_id = sent[0].message_id
-    logger.info("[%s] Queued %s for %s %s (message_id: %s)", kind.tag, kind.what, kind.local_name, local_id, message_id)
-    return [message_id]
+    return publish_queued([(entry, kind)])
+
+
+def publish_queued(queued: Sequence[tuple[OutboxEntry, Kind]]) -> list[str]:
+    """Publish committed entries, log the line of each, return the message IDs of those sent."""
+    sent = {item.entry_id: item.message_id for item in publish_now([entry for entry, _kind in queued])}
+    for entry, kind in queued:
+        local_id = entry.fields["id"]
+        if entry.pk in sent:
+            logger.info(
+                "[%s] Queued %s for %s %s (message_id: %s)",
+                kind.tag,
+                kind.what,
+                kind.local_name,
+                local_id,
+                sent[entry.pk],
+            )
+        else:
+            logger.info(
+                "[%s] Redis unavailable; %s for %s %s kept in outbox (entry %d)",
+                kind.tag, kind.what, kind.local_name, local_id, entry.pk,
+            )  # fmt: skip
+    return list(sent.values())
 
 
 def publish_now(entries: Sequence[OutboxEntry], *, log_level: int = logging.INFO) -> list[Sent]:
@@ -124,6 +142,36 @@ def publish_now(entries: Sequence[OutboxEntry], *, log_level: int = logging.INFO
         return []
     breaker.record_success()
     return result.sent
+
+
+# --- after the response ------------------------------------------------------------
+# ``committed`` exists (a list) only while this thread serves a request.
+
+_request = threading.local()
+
+
+def begin_request(**kwargs) -> None:
+    """``request_started``: collect this request's committed entries until it is answered."""
+    leftover = getattr(_request, "committed", None)
+    _request.committed = []
+    if leftover:  # the last request never finished (a server that skipped close()): send them now
+        _publish_safely(leftover)
+
+
+def publish_after_response(**kwargs) -> None:
+    """``request_finished`` (the response has been sent): publish what the request committed."""
+    committed, _request.committed = getattr(_request, "committed", None), None
+    if committed:
+        _publish_safely(committed)
+
+
+def _publish_safely(queued: Sequence[tuple[OutboxEntry, Kind]]) -> None:
+    # An exception here would reach the web server after the response: log it,
+    # the rows stay in the outbox for the relay.
+    try:
+        publish_queued(queued)
+    except Exception:
+        logger.exception("[QUEUE] Publishing %d committed operations failed; the relay will send them", len(queued))
 
 
 def direct_lease() -> float:

@@ -19,6 +19,7 @@ import functools
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_init, post_save
 
 from crmbridge import publishing
@@ -32,6 +33,9 @@ def connect() -> None:
     for model in (apps.get_model("orders", "Order"), get_user_model()):
         post_init.connect(remember_bitrix_values, sender=model, dispatch_uid=f"bitrix-snapshot-{model._meta.label}")
         post_save.connect(queue_on_save, sender=model, dispatch_uid=f"bitrix-queue-{model._meta.label}")
+    # Inside a request, what it committed is published once the response is sent.
+    request_started.connect(publishing.begin_request, dispatch_uid="bitrix-begin-request")
+    request_finished.connect(publishing.publish_after_response, dispatch_uid="bitrix-publish-after-response")
 
 
 def queue_on_save(sender, instance, created: bool, raw: bool = False, update_fields=None, **kwargs) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from django.core.signals import request_finished, request_started
 from django.db import transaction
 
 from crmbridge.models import OutboxEntry, SyncRecord
@@ -144,3 +145,35 @@ def test_bitrix_disabled_queues_nothing(settings, django_user_model, redis_clien
     assert not OutboxEntry.objects.exists()
     assert not SyncRecord.objects.exists()
     assert messages(caplog, "[QUEUE") == []
+
+
+def test_inside_a_request_it_publishes_once_the_response_is_sent(carol, redis_client, caplog):
+    request_started.send(sender=None)
+    order = make_order(carol)
+    assert queue_deal_update(order.pk) is None
+    assert published(redis_client) == [("contact", "create", carol.pk, "signal")]  # committed, not yet sent
+    assert messages(caplog, "[QUEUE_DEAL]") == []
+
+    request_finished.send(sender=None)
+
+    assert published(redis_client)[1:] == [
+        ("deal", "create", order.pk, "signal"),
+        ("deal", "update", order.pk, "signal"),
+    ]
+    assert len(messages(caplog, "[QUEUE_DEAL] Queued deal creation")) == 1
+    assert len(messages(caplog, "[QUEUE_DEAL_UPDATE] Queued deal update")) == 1
+    assert unsent(redis_client) == []
+
+
+def test_a_request_that_never_finished_is_published_when_the_next_one_starts(carol, redis_client):
+    request_started.send(sender=None)
+    order = make_order(carol)
+    request_started.send(sender=None)  # the server skipped request_finished
+    assert published(redis_client)[-1] == ("deal", "create", order.pk, "signal")
+    request_finished.send(sender=None)
+
+
+def test_through_the_api_the_order_is_in_the_stream_when_the_response_arrives(alice_client, alice, redis_client):
+    response = alice_client.post("/orders", {"service_id": "welding", "quantity": 1}, format="json")
+    assert response.status_code == 201
+    assert published(redis_client)[-1] == ("deal", "create", response.json()["id"], "signal")

@@ -35,7 +35,7 @@ def make_orders(user, n: int) -> list[Order]:
     "faults",
     [
         {"error_500_share": 0.5},
-        {"error_503_share": 0.5},
+        {"error_503_share": 0.2},
         {"html_share": 0.5},
         {"timeout_share": 0.3, "timeout_seconds": 0.5},
     ],
