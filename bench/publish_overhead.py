@@ -164,9 +164,12 @@ def check_published(client: redis.Redis, env: dict, expected: int) -> None:
     """Every order made with sync on is in the stream and nothing waits in the outbox (a sanity check).
 
     A row or two may remain whose delete was deferred (already published: its
-    sent marker exists); the relay removes those.
+    sent marker exists); the relay removes those. The last request's entry is
+    published just after its response: allow it a moment.
     """
-    length = client.xlen(f"{env['REDIS_STREAM_PREFIX']}operations")
+    deadline = time.monotonic() + 5
+    while (length := client.xlen(f"{env['REDIS_STREAM_PREFIX']}operations")) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
     unpublished = manage(env, "shell", "--no-imports", "-c", UNPUBLISHED).strip()
     if length != expected or unpublished != "0":
         raise SystemExit(f"expected {expected} stream entries and 0 unpublished rows, got {length} and {unpublished}")

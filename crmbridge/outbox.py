@@ -54,8 +54,8 @@ logger = logging.getLogger(__name__)
 SENT_MARKER_TTL_SECONDS = 86400
 # How long a relay may work on the rows it claimed before another may take them.
 RELAY_LEASE_SECONDS = 60
-# Rows per upsert statement (SQLite allows 32766 parameters per statement).
-UPSERT_BATCH = 500
+# Rows per INSERT statement (SQLite allows 32766 parameters per statement).
+INSERT_BATCH = 500
 
 # KEYS[1] stream, KEYS[2] sent marker; ARGV[1] marker TTL, ARGV[2..] field/value pairs.
 # Returns {1, new id} or {0, id it was added with before}. XADD comes before SET
@@ -116,7 +116,7 @@ def delete_sent_rows() -> int:
     its own). If that transaction rolls back, the rows stay until the relay
     finds them sent. Rows are matched on ID *and* ``dedup_key``, so an ID
     reused meanwhile (a restored database) can never delete an unsent row.
-    Plain SQL: ``QuerySet.delete()`` cost more Python time than the statement.
+    Plain SQL, as the inserts below.
     """
     rows = sent_rows.take()
     if not rows:
@@ -144,41 +144,73 @@ def write_entries(operations: Sequence[Operation], *, claimed_by: str = "", leas
 
     ``lease_seconds`` > 0 creates the rows already claimed by ``claimed_by``
     (the publisher that will send them after the commit), so the relay leaves
-    them alone unless that publisher dies.
+    them alone unless that publisher dies. Rows this process sent earlier are
+    deleted in the same transaction (see "Deferred deletes").
     """
     delete_sent_rows()
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds) if lease_seconds > 0 else None
-    rows = [
-        OutboxEntry(fields=op.to_fields(), claimed_until=until, claimed_by=claimed_by if until else "")
+    entries = [
+        OutboxEntry(
+            fields=op.to_fields(),
+            created_at=now,
+            claimed_until=until,
+            claimed_by=claimed_by if until else "",
+            dedup_key=uuid.uuid4(),
+        )
         for op in operations
     ]
-    entries = OutboxEntry.objects.bulk_create(rows)
+    insert_entries(entries)
     mark_waiting(operations, now)
     return entries
 
 
-def mark_waiting(operations: Sequence[Operation], now) -> None:
-    """Upsert each record's SyncRecord to "waiting" (and ``last_queued_at``) in one statement.
+# --- plain SQL on the request path ----------------------------------------------
+# The three statements every queued operation costs (insert the row, upsert
+# the SyncRecord, delete the row sent before) are plain SQL, the same on SQLite
+# and PostgreSQL: the ORM spent more Python time on each than the database
+# spent on the statement (measured, bench/README.md). Columns and values still
+# come from the model fields, so a new field gets its default as with the ORM.
 
-    Plain SQL, the same on SQLite and PostgreSQL (``INSERT ... ON CONFLICT DO
-    UPDATE``), because it runs on every save that queues an operation and
-    ``bulk_create(update_conflicts=True)`` spent more Python time than the
-    statement itself (measured: bench/README.md). New rows get every other
-    column's model default, as the ORM would give them.
-    """
+
+def insert_entries(entries: Sequence[OutboxEntry]) -> None:
+    """INSERT the entries (in batches) and set their primary keys from RETURNING."""
+    connection = connections[router.db_for_write(OutboxEntry)]
+    meta, quote = OutboxEntry._meta, connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    key_field = meta.get_field("dedup_key")
+    for start in range(0, len(entries), INSERT_BATCH):
+        batch = entries[start : start + INSERT_BATCH]
+        params = [
+            field.get_db_prep_save(getattr(entry, field.attname), connection) for entry in batch for field in fields
+        ]
+        returning = f" RETURNING {quote(meta.pk.column)}, {quote(key_field.column)}"
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(connection, OutboxEntry, fields, len(batch)) + returning, params)
+            pks = {key_field.to_python(key): pk for pk, key in cursor.fetchall()}  # RETURNING order is not promised
+        for entry in batch:
+            entry.pk = pks[entry.dedup_key]
+            entry._state.adding = False
+
+
+def mark_waiting(operations: Sequence[Operation], now) -> None:
+    """Upsert each record's SyncRecord to "waiting" (and ``last_queued_at``) in one statement."""
     keys = list(dict.fromkeys((op.entity, op.local_id) for op in operations))  # PostgreSQL: one row per key
     connection = connections[router.db_for_write(SyncRecord)]
-    fields = [field for field in SyncRecord._meta.concrete_fields if not field.primary_key]
+    meta, quote = SyncRecord._meta, connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    unique = ", ".join(quote(meta.get_field(name).column) for name in ("entity", "local_id"))
+    updated = [quote(meta.get_field(name).column) for name in ("state", "last_queued_at")]
+    upsert = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updated)
     given = {"state": SyncRecord.State.WAITING, "last_queued_at": now}
-    for start in range(0, len(keys), UPSERT_BATCH):
-        batch = keys[start : start + UPSERT_BATCH]
+    for start in range(0, len(keys), INSERT_BATCH):
+        batch = keys[start : start + INSERT_BATCH]
         params = []
         for entity, local_id in batch:
             values = {**given, "entity": entity, "local_id": local_id}
             params += [_db_value(field, values, connection) for field in fields]
         with connection.cursor() as cursor:
-            cursor.execute(_upsert_sql(connection, fields, len(batch)), params)
+            cursor.execute(_insert_sql(connection, SyncRecord, fields, len(batch)) + upsert, params)
 
 
 def _db_value(field, values: dict, connection):
@@ -186,16 +218,11 @@ def _db_value(field, values: dict, connection):
     return field.get_db_prep_save(value, connection)
 
 
-def _upsert_sql(connection, fields: list, rows: int) -> str:
+def _insert_sql(connection, model, fields: list, rows: int) -> str:
     quote = connection.ops.quote_name
-    table = quote(SyncRecord._meta.db_table)
     columns = ", ".join(quote(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    unique = ", ".join(quote(SyncRecord._meta.get_field(name).column) for name in ("entity", "local_id"))
-    updated = [quote(SyncRecord._meta.get_field(name).column) for name in ("state", "last_queued_at")]
-    assignments = ", ".join(f"{column} = excluded.{column}" for column in updated)
-    values = ", ".join([row] * rows)
-    return f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT ({unique}) DO UPDATE SET {assignments}"
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
 
 
 def publish_entries(

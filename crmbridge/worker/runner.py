@@ -45,7 +45,8 @@ from crmbridge.worker.sync_batch import ChunkOutcome, SyncBatch, operation_of
 
 logger = logging.getLogger("crmbridge.worker")
 
-DEFER_SECONDS = 0.5  # a record another worker holds: look again soon
+DEFER_SECONDS = 0.25  # a record another worker holds: look again soon...
+DEFER_MAX_SECONDS = 5.0  # ...but never less often than this
 REDIS_BACKOFF_MAX = 30.0
 
 
@@ -249,7 +250,12 @@ class Worker:
                 self._schedule_retry(message, error)
         self._dead_letter(dead)
         for message in outcome.deferred:
-            delay = self.config.pause_probe_seconds if outcome.pause else DEFER_SECONDS
+            # Another worker holds the record (or a dead one's lock has not expired yet): look
+            # again soon, then less and less often, so a long wait does not flood the log.
+            delay = min(DEFER_MAX_SECONDS, DEFER_SECONDS * 2**message.deferrals)
+            if outcome.pause:
+                delay = self.config.pause_probe_seconds
+            message.deferrals += 1
             self.schedule.hold(message, delay=delay, counted=False)
         if outcome.pause:
             self._pause(outcome.pause)

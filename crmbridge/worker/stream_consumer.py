@@ -22,6 +22,7 @@ class StreamMessage:
     id: str
     fields: dict[str, str]
     deliveries: int = 1
+    deferrals: int = 0  # times this worker put it back because another held the record (in memory only)
 
     @property
     def retry(self) -> int:
