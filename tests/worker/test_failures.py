@@ -115,3 +115,21 @@ def wait_for(condition, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_a_deal_whose_new_contact_fails_is_kept_once_and_reported(sandbox, django_user_model, redis_client):
+    """The contact add fails in the same batch as the deal that references it."""
+    carol = django_user_model.objects.create_user(username="carol", email="carol@example.com", password="x-Pass-1")
+    User.objects.filter(pk=carol.pk).update(email="not-an-email")  # the portal will refuse this contact
+    order = Order.objects.create(owner=carol, service_id="welding", quantity=2)
+
+    run_worker_once(max_retries=2)
+
+    order.refresh_from_db()
+    deals = [d for d in sandbox.records("deal") if d["ORIGIN_ID"] == f"order-{order.pk}"]
+    assert len(deals) == 1 and order.bitrix_deal_id == int(deals[0]["ID"])  # created once, never again
+    letters = {x["payload"]["entity"]: x for x in dead_letters(redis_client)}
+    assert letters["contact"]["reason"] == "permanent_error"
+    assert letters["deal"]["reason"] == "max_retries_exceeded"
+    assert letters["deal"]["error_code"] == "CONTACT_FAILED"
+    assert pending(redis_client) == 0
