@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos_check import (
     Findings,
@@ -45,6 +47,7 @@ from chaos_check import (
     check_dead_letters,
     check_records,
     expected_records,
+    log_anomalies,
     wait_drained,
 )
 from chaos_clients import Tally, start_clients
@@ -73,6 +76,7 @@ class Outcome:
     left: dict[str, int]
     stop: dict
     crashed: list[tuple[int, int]]
+    logs: dict[str, int]
     problems: list[str]
 
     @property
@@ -100,7 +104,8 @@ def run(stack: BenchStack, options: argparse.Namespace) -> Outcome:
     problems = drive(stack, pool, base_url, tally, log, options)
     crashed = pool.crashed()
     print("faults stopped; waiting for the queue to drain ...", flush=True)
-    client = stack.redis.client()
+    # Dead letters may hold any bytes (see chaos_faults.MALFORMED): never fail to read them.
+    client = redis.Redis(port=stack.redis.port, decode_responses=True, encoding_errors="backslashreplace")
     drain_seconds, left = wait_drained(stack.db_path, client, timeout=options.drain_timeout)
     web.terminate()  # nothing new from now on
     stop = pool.stop_all()
@@ -110,7 +115,8 @@ def run(stack: BenchStack, options: argparse.Namespace) -> Outcome:
     check_dead_letters(client, log.injected, findings)
     sandbox_faults = stack.sandbox_stats().get("faults", {})
     problems += _process_problems(crashed, stop, left)
-    return Outcome(options, tally, log, findings, sandbox_faults, drain_seconds, left, stop, crashed, problems)
+    logs = log_anomalies(stack.dir)
+    return Outcome(options, tally, log, findings, sandbox_faults, drain_seconds, left, stop, crashed, logs, problems)
 
 
 def drive(stack: BenchStack, pool: WorkerPool, base_url: str, tally: Tally, log: FaultLog,
@@ -183,6 +189,7 @@ def table(o: Outcome) -> str:
         ("workers left running / non-zero exits", f"{len(o.stop['stragglers'])} / "
          f"{sum(1 for code in o.stop['exit_codes'].values() if code)}"),
         ("time to drain", f"{o.drain_seconds:.1f} s"),
+        ("errors in the logs", ", ".join(f"{k} {v}" for k, v in o.logs.items())),
         ("result", "FAILED: " + "; ".join(f.broken + o.problems) if o.failed else "all invariants held"),
     ]  # fmt: skip
     return "\n".join(["| measure | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
@@ -227,9 +234,9 @@ def keep_logs(stack: BenchStack, target: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--orders-per-user", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=150.0, help="seconds of traffic and faults")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of traffic and faults")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4, help="API client threads")

@@ -177,6 +177,21 @@ def check_dead_letters(client: redis.Redis, injected: dict[str, tuple[str, str]]
                                              f"got {seen.get(message_id)!r}")  # fmt: skip
 
 
+def log_anomalies(log_dir: Path) -> dict[str, int]:
+    """Errors the processes logged (not invariants: evidence for the report)."""
+    patterns = {"worker tracebacks": ("worker", "Traceback (most recent call last)"),
+                "web tracebacks": ("web", "Traceback (most recent call last)"),
+                "'database is locked'": ("worker", "OperationalError: database is locked"),
+                "UnicodeDecodeError": ("worker", "UnicodeDecodeError:")}  # fmt: skip
+    counts = dict.fromkeys(patterns, 0)
+    for path in log_dir.glob("*.log"):
+        text = path.read_text(errors="replace")
+        for name, (prefix, needle) in patterns.items():
+            if path.name.startswith(prefix):
+                counts[name] += text.count(needle)
+    return counts
+
+
 # -- the Django side ---------------------------------------------------------------------------------
 
 

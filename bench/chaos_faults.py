@@ -42,7 +42,7 @@ from stack import BenchStack
 OPERATIONS_STREAM = "bitrix:operations"
 
 # What each malformed message is, and the dead-letter reason the worker must give it.
-MALFORMED: list[tuple[str, dict[str, str], str]] = [
+MALFORMED: list[tuple[str, dict, str]] = [
     ("no fields of ours", {"garbage": "1"}, "invalid_message"),
     ("id not a number", {"v": "1", "entity": "deal", "op": "create", "id": "abc"}, "invalid_message"),
     ("future schema version", {"v": "9", "entity": "deal", "op": "create", "id": "1"}, "invalid_message"),
@@ -52,6 +52,8 @@ MALFORMED: list[tuple[str, dict[str, str], str]] = [
     ("id too long", {"v": "1", "entity": "deal", "op": "update", "id": "9" * 30}, "invalid_message"),
     ("order that never existed", {"v": "1", "entity": "deal", "op": "update", "id": "987654321"}, "record_not_found"),
     ("user that never existed", {"v": "1", "entity": "contact", "op": "create", "id": "987654321"}, "record_not_found"),
+    # Redis stores bytes: anyone with XADD can write a value that is not UTF-8.
+    ("bytes that are not UTF-8", {"v": "1", "entity": b"\xff\xfedeal", "op": "create", "id": "1"}, "invalid_message"),
 ]
 
 
@@ -173,9 +175,9 @@ class RedisFaults:
             self.redis.start()
 
 
-def inject_malformed(client: redis.Redis, log: FaultLog, rng: random.Random, count: int) -> None:
-    """XADD ``count`` malformed messages straight into the operations stream, remembering their IDs."""
-    for description, fields, reason in rng.sample(MALFORMED, k=min(count, len(MALFORMED))):
+def inject_malformed(client: redis.Redis, log: FaultLog, kinds: list[tuple[str, dict, str]]) -> None:
+    """XADD malformed messages straight into the operations stream, remembering their IDs."""
+    for description, fields, reason in kinds:
         try:
             message_id = client.xadd(OPERATIONS_STREAM, fields)
         except redis.RedisError:
@@ -235,6 +237,7 @@ class SystemChaos(_Scheduler):
         self.pool = pool
         self.redis_faults = redis_faults
         self.client = redis_faults.redis.client()
+        self.malformed: list[tuple[str, dict, str]] = []
 
     def plan(self) -> list[str]:
         return self.rng.sample(self.ROUND, k=len(self.ROUND))
@@ -256,13 +259,18 @@ class SystemChaos(_Scheduler):
             seconds = self.rng.uniform(3, 8)
             self.log.note(kind, f"SIGSTOP {seconds:.1f}s")
             self.redis_faults.hang(seconds, self.stop_event)
-        elif kind == "malformed":
-            inject_malformed(self.client, self.log, self.rng, self.rng.randint(1, 3))
+        elif kind == "malformed":  # every kind once before any twice
+            if len(self.malformed) < 3:
+                self.malformed += self.rng.sample(MALFORMED, k=len(MALFORMED))
+            inject_malformed(self.client, self.log, [self.malformed.pop(0) for _ in range(3)])
 
     def heal(self) -> None:
         self.redis_faults.heal()
 
 
+# Every answer of the sandbox takes this long (a real portal takes 100-500 ms): workers hold
+# their messages for a while, so a SIGKILL often lands in the middle of a batch.
+LATENCY_MS = 50
 SANDBOX_WINDOWS: dict[str, dict] = {
     "sandbox_500": {"error_500_share": 0.4},
     "sandbox_503": {"error_503_share": 0.4},
@@ -286,6 +294,7 @@ class SandboxChaos(_Scheduler):
         self.seed = seed
 
     def plan(self) -> list[str]:
+        self._set({"latency_ms": LATENCY_MS})
         return self.rng.sample(list(SANDBOX_WINDOWS), k=len(SANDBOX_WINDOWS))
 
     def step(self, kind: str) -> None:

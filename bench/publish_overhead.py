@@ -2,9 +2,12 @@
 
 Two gunicorn servers (one sync worker each) share one temporary database and a
 private redis-server: one runs with ``BITRIX_ENABLED=true``, the other with
-``false``. Requests alternate between them (A B B A A B ...) so that drift and
+``false``. Requests alternate between them in A B B A blocks so that drift and
 a neighbour's load (disk cache, CPU frequency, the growing table) hit both
-alike. Each request is timed on the client, over real HTTP. Nothing outside the temporary directory
+alike. Each request is timed on the client, over real HTTP. A second phase
+(``--saturate``) keeps each server's one worker busy with 4 concurrent
+clients: orders per second count all the work sync adds, including what
+happens after the response. Nothing outside the temporary directory
 and the private Redis is touched.
 
     python bench/publish_overhead.py --orders 500
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +48,19 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=500, help="timed orders per configuration (default 500)")
     parser.add_argument("--warmup", type=int, default=30, help="untimed orders per configuration first")
-    parser.add_argument("--block", type=int, default=1, help="requests per block in the ABBA interleaving (1)")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=10,
+        help="consecutive requests to one server in the ABBA interleaving (default 10; 1 lets a server's "
+        "after-response publish overlap the other server's request, which flatters sync on)",
+    )
+    parser.add_argument(
+        "--saturate",
+        type=int,
+        default=400,
+        help="orders per configuration sent by 4 concurrent clients, for the worker's own cost (0: skip)",
+    )
     parser.add_argument("--record", type=Path, help="append the result to this markdown file (bench/RESULTS.md)")
     parser.add_argument(
         "--postgres",
@@ -91,13 +107,22 @@ def post_order(session: requests.Session, base_url: str) -> float:
     return elapsed
 
 
-def run(urls: dict[str, str], token: str, *, orders: int, warmup: int, block: int) -> dict[str, list[float]]:
-    """Timed requests per configuration, interleaved A B B A A B B A ..."""
+def session_for(token: str) -> requests.Session:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
-    for name in urls:
-        for _ in range(warmup):
-            post_order(session, urls[name])
+    return session
+
+
+def warm_up(urls: dict[str, str], token: str, *, orders: int) -> None:
+    session = session_for(token)
+    for url in urls.values():
+        for _ in range(orders):
+            post_order(session, url)
+
+
+def run(urls: dict[str, str], token: str, *, orders: int, block: int) -> dict[str, list[float]]:
+    """Timed requests per configuration, interleaved A B B A A B B A ..."""
+    session = session_for(token)
     timings: dict[str, list[float]] = {name: [] for name in urls}
     names = list(urls)
     blocks = -(-orders // block)
@@ -107,6 +132,45 @@ def run(urls: dict[str, str], token: str, *, orders: int, warmup: int, block: in
             for _ in range(min(block, orders - len(timings[name]))):
                 timings[name].append(post_order(session, urls[name]))
     return timings
+
+
+def saturate(urls: dict[str, str], token: str, *, orders: int, clients: int = 4) -> dict[str, float]:
+    """Orders per second each server sustains with ``clients`` concurrent clients (A B B A rounds).
+
+    With its one worker always busy, this counts all the work a request causes,
+    including the publish that follows the response, which latency alone hides.
+    """
+    sessions = [session_for(token) for _ in range(clients)]
+    elapsed = dict.fromkeys(urls, 0.0)
+    names = list(urls)
+    per_round = max(orders // 4, clients)
+    with ThreadPoolExecutor(clients) as pool:
+        for index in range(4):
+            for name in names if index % 2 == 0 else names[::-1]:
+                started = time.perf_counter()
+                jobs = [pool.submit(post_order, sessions[i % clients], urls[name]) for i in range(per_round)]
+                for job in jobs:
+                    job.result()
+                elapsed[name] += time.perf_counter() - started
+    return {name: 4 * per_round / seconds for name, seconds in elapsed.items()}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pid(master: subprocess.Popen) -> int:
+    """The one worker process of a gunicorn master."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master.pid:
+            return int(stat.parent.name)
+    raise RuntimeError(f"no worker found for gunicorn {master.pid}")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -129,7 +193,15 @@ def machine() -> str:
     )
 
 
-def report(timings: dict[str, list[float]], *, orders: int, database: str, redis_version: str) -> str:
+def report(
+    timings: dict[str, list[float]],
+    rates: dict[str, float],
+    cpu: dict[str, float],
+    *,
+    orders: int,
+    database: str,
+    redis_version: str,
+) -> str:
     on, off = summary(timings["enabled"]), summary(timings["disabled"])
     overhead = {k: (on[k] / off[k] - 1) * 100 for k in on}
     # Requests i of both configurations ran next to each other: their difference
@@ -150,6 +222,17 @@ def report(timings: dict[str, list[float]], *, orders: int, database: str, redis
         f"Mean overhead {overhead['mean']:+.1f}%: {verdict} the {TARGET_PERCENT:.0f}% target. "
         f"Median of paired differences: {paired:+.2f} ms ({paired / off['p50'] * 100:+.1f}% of the p50).",
     ]
+    if rates:
+        drop = (1 - rates["enabled"] / rates["disabled"]) * 100
+        lines.append(
+            f"Saturated (4 concurrent clients, all work counted): {rates['disabled']:.0f} orders/s with sync off, "
+            f"{rates['enabled']:.0f} with sync on ({drop:+.1f}% fewer)."
+        )
+    lines.append(
+        f"CPU per order (all timed requests): web worker {cpu['disabled']:.2f} ms with sync off, "
+        f"{cpu['enabled']:.2f} ms with sync on ({(cpu['enabled'] / cpu['disabled'] - 1) * 100:+.0f}%); "
+        f"redis-server {cpu['redis']:.2f} ms."
+    )
     return "\n".join(lines)
 
 
@@ -215,11 +298,21 @@ def main() -> None:
             for name, enabled in (("enabled", "true"), ("disabled", "false")):
                 process, urls[name] = start_server({**env, "BITRIX_ENABLED": enabled}, workdir / f"{name}.log")
                 processes.append(process)
-            timings = run(urls, token, orders=args.orders, warmup=args.warmup, block=args.block)
-            check_published(server.client(), env, args.orders + args.warmup)
+            warm_up(urls, token, orders=args.warmup)
+            pids = {
+                "enabled": worker_pid(processes[0]),
+                "disabled": worker_pid(processes[1]),
+                "redis": server.process.pid,
+            }
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            timings = run(urls, token, orders=args.orders, block=args.block)
+            rates = saturate(urls, token, orders=args.saturate) if args.saturate else {}
+            timed = args.orders + (4 * max(args.saturate // 4, 4) if args.saturate else 0)
+            cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / timed * 1000 for name, pid in pids.items()}
+            check_published(server.client(), env, args.warmup + timed)
             stop(processes)
         redis_version = server.client().info("server")["redis_version"]
-        text = report(timings, orders=args.orders, database=database, redis_version=redis_version)
+        text = report(timings, rates, cpu, orders=args.orders, database=database, redis_version=redis_version)
         print(text)
         if args.record:
             with args.record.open("a") as results:

@@ -156,6 +156,11 @@ REDIS_STREAM_PREFIX = env_str("REDIS_STREAM_PREFIX", "bitrix:")
 # Seconds a publish may wait for Redis before the operation is left in the
 # outbox for the relay (the API request must stay fast when Redis is down).
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.05)
+# Publishing after a commit waits at most this long for Redis (capped by
+# REDIS_SOCKET_TIMEOUT); after a failure the breaker skips direct publishing for
+# BITRIX_PUBLISH_BREAKER_SECONDS and leaves operations to the outbox relay.
+REDIS_PUBLISH_TIMEOUT = env_float("REDIS_PUBLISH_TIMEOUT", 0.5, minimum=0.01)
+BITRIX_PUBLISH_BREAKER_SECONDS = env_float("BITRIX_PUBLISH_BREAKER_SECONDS", 5.0, minimum=0.0)
 
 # --- Bitrix24 ----------------------------------------------------------------
 BITRIX_ENABLED = env_bool("BITRIX_ENABLED", True)

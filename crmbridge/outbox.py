@@ -1,7 +1,8 @@
 """The transactional outbox: an operation is written with the change, published after.
 
 ``crmbridge.publishing`` writes an ``OutboxEntry`` in the caller's transaction
-and publishes it right after the commit. Whatever is left over (Redis down or
+and publishes it after the commit (in a web request, once the response has
+been sent). Whatever is left over (Redis down or
 slow, the process died after the commit) is published by ``relay_outbox``,
 which the worker runs on every loop iteration and ``manage.py
 bitrix_relay_outbox`` runs on its own. A rolled-back transaction takes its
@@ -17,10 +18,10 @@ later one finds the marker and only deletes the row. The marker lives
 sent again, which is harmless (the worker syncs the record's current state).
 
 Deferred deletes: a request that published its entry after commit does not
-delete the row in a transaction of its own (on SQLite and PostgreSQL that
-extra commit was most of the cost of publishing). It notes the row in
-``sent_rows``, and the next ``write_entries`` of this process deletes it
-inside its caller's transaction, for free. A row whose process goes idle or
+delete the row in a transaction of its own (that extra commit was most of the
+cost of publishing). It notes the row in ``sent_rows``, and the next
+``write_entries`` of this process deletes it inside its caller's transaction,
+without a commit of its own. A row whose process goes idle or
 dies is removed by the relay once its claim runs out: the marker tells the
 relay it was sent, so it deletes it without adding it again.
 
@@ -44,9 +45,9 @@ from django.db import connections, router
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from crmbridge import streams
+from crmbridge import outbox_sql, streams
 from crmbridge.messages import Operation
-from crmbridge.models import OutboxEntry, SyncRecord
+from crmbridge.models import OutboxEntry
 from crmbridge.redis_connection import get_redis
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,6 @@ logger = logging.getLogger(__name__)
 SENT_MARKER_TTL_SECONDS = 86400
 # How long a relay may work on the rows it claimed before another may take them.
 RELAY_LEASE_SECONDS = 60
-# Rows per INSERT statement (SQLite allows 32766 parameters per statement).
-INSERT_BATCH = 500
 
 # KEYS[1] stream, KEYS[2] sent marker; ARGV[1] marker TTL, ARGV[2..] field/value pairs.
 # Returns {1, new id} or {0, id it was added with before}. XADD comes before SET
@@ -112,26 +111,13 @@ sent_rows = SentRows()
 def delete_sent_rows() -> int:
     """Delete the rows this process published but has not deleted yet; return how many it had.
 
-    ``write_entries`` calls it inside its caller's transaction (no commit of
+    ``write_entries`` does this inside its caller's transaction (no commit of
     its own). If that transaction rolls back, the rows stay until the relay
-    finds them sent. Rows are matched on ID *and* ``dedup_key``, so an ID
-    reused meanwhile (a restored database) can never delete an unsent row.
-    Plain SQL, as the inserts below.
+    finds them sent.
     """
     rows = sent_rows.take()
-    if not rows:
-        return 0
-    connection = connections[router.db_for_write(OutboxEntry)]
-    meta, quote = OutboxEntry._meta, connection.ops.quote_name
-    key_field = meta.get_field("dedup_key")
-    placeholders = ", ".join(["%s"] * len(rows))
-    sql = (
-        f"DELETE FROM {quote(meta.db_table)} "
-        f"WHERE {quote(meta.pk.column)} IN ({placeholders}) AND {quote(key_field.column)} IN ({placeholders})"
-    )
-    params = [pk for pk, _key in rows] + [key_field.get_db_prep_value(key, connection) for _pk, key in rows]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    if rows:
+        outbox_sql.delete_sent(connections[router.db_for_write(OutboxEntry)], rows)
     return len(rows)
 
 
@@ -145,9 +131,9 @@ def write_entries(operations: Sequence[Operation], *, claimed_by: str = "", leas
     ``lease_seconds`` > 0 creates the rows already claimed by ``claimed_by``
     (the publisher that will send them after the commit), so the relay leaves
     them alone unless that publisher dies. Rows this process sent earlier are
-    deleted in the same transaction (see "Deferred deletes").
+    deleted in the same transaction (see "Deferred deletes"); the SQL is in
+    ``crmbridge.outbox_sql``.
     """
-    delete_sent_rows()
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds) if lease_seconds > 0 else None
     entries = [
@@ -160,69 +146,10 @@ def write_entries(operations: Sequence[Operation], *, claimed_by: str = "", leas
         )
         for op in operations
     ]
-    insert_entries(entries)
-    mark_waiting(operations, now)
-    return entries
-
-
-# --- plain SQL on the request path ----------------------------------------------
-# The three statements every queued operation costs (insert the row, upsert
-# the SyncRecord, delete the row sent before) are plain SQL, the same on SQLite
-# and PostgreSQL: the ORM spent more Python time on each than the database
-# spent on the statement (measured, bench/README.md). Columns and values still
-# come from the model fields, so a new field gets its default as with the ORM.
-
-
-def insert_entries(entries: Sequence[OutboxEntry]) -> None:
-    """INSERT the entries (in batches) and set their primary keys from RETURNING."""
-    connection = connections[router.db_for_write(OutboxEntry)]
-    meta, quote = OutboxEntry._meta, connection.ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    key_field = meta.get_field("dedup_key")
-    for start in range(0, len(entries), INSERT_BATCH):
-        batch = entries[start : start + INSERT_BATCH]
-        params = [
-            field.get_db_prep_save(getattr(entry, field.attname), connection) for entry in batch for field in fields
-        ]
-        returning = f" RETURNING {quote(meta.pk.column)}, {quote(key_field.column)}"
-        with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(connection, OutboxEntry, fields, len(batch)) + returning, params)
-            pks = {key_field.to_python(key): pk for pk, key in cursor.fetchall()}  # RETURNING order is not promised
-        for entry in batch:
-            entry.pk = pks[entry.dedup_key]
-            entry._state.adding = False
-
-
-def mark_waiting(operations: Sequence[Operation], now) -> None:
-    """Upsert each record's SyncRecord to "waiting" (and ``last_queued_at``) in one statement."""
     keys = list(dict.fromkeys((op.entity, op.local_id) for op in operations))  # PostgreSQL: one row per key
-    connection = connections[router.db_for_write(SyncRecord)]
-    meta, quote = SyncRecord._meta, connection.ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    unique = ", ".join(quote(meta.get_field(name).column) for name in ("entity", "local_id"))
-    updated = [quote(meta.get_field(name).column) for name in ("state", "last_queued_at")]
-    upsert = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updated)
-    given = {"state": SyncRecord.State.WAITING, "last_queued_at": now}
-    for start in range(0, len(keys), INSERT_BATCH):
-        batch = keys[start : start + INSERT_BATCH]
-        params = []
-        for entity, local_id in batch:
-            values = {**given, "entity": entity, "local_id": local_id}
-            params += [_db_value(field, values, connection) for field in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(connection, SyncRecord, fields, len(batch)) + upsert, params)
-
-
-def _db_value(field, values: dict, connection):
-    value = values[field.name] if field.name in values else field.get_default()
-    return field.get_db_prep_save(value, connection)
-
-
-def _insert_sql(connection, model, fields: list, rows: int) -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+    connection = connections[router.db_for_write(OutboxEntry)]
+    outbox_sql.write(connection, sent=sent_rows.take(), entries=entries, keys=keys, now=now)
+    return entries
 
 
 def publish_entries(

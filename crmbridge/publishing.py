@@ -121,8 +121,12 @@ def publish_queued(queued: Sequence[tuple[OutboxEntry, Kind]]) -> list[str]:
         else:
             logger.info(
                 "[%s] Redis unavailable; %s for %s %s kept in outbox (entry %d)",
-                kind.tag, kind.what, kind.local_name, local_id, entry.pk,
-            )  # fmt: skip
+                kind.tag,
+                kind.what,
+                kind.local_name,
+                local_id,
+                entry.pk,
+            )
     return list(sent.values())
 
 
@@ -191,7 +195,7 @@ _clients_lock = threading.Lock()
 
 def publish_timeout() -> float:
     """``REDIS_PUBLISH_TIMEOUT`` (connect and read), at most ``REDIS_SOCKET_TIMEOUT``; 0.5 s by default."""
-    return min(getattr(settings, "REDIS_PUBLISH_TIMEOUT", 0.5), settings.REDIS_SOCKET_TIMEOUT)
+    return min(settings.REDIS_PUBLISH_TIMEOUT, settings.REDIS_SOCKET_TIMEOUT)
 
 
 def publish_client() -> redis.Redis:
@@ -240,7 +244,7 @@ class CircuitBreaker:
         self._retry_at = 0.0
 
     def cooldown(self) -> float:
-        return float(getattr(settings, "BITRIX_PUBLISH_BREAKER_SECONDS", 5.0))
+        return settings.BITRIX_PUBLISH_BREAKER_SECONDS
 
     def is_open(self) -> bool:
         return self._open

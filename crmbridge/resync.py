@@ -27,8 +27,6 @@ from crmbridge.messages import ENTITIES, Operation
 from crmbridge.outbox import delete_sent_rows, write_entries
 from crmbridge.publishing import direct_lease, publish_now, publisher_name
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class EntitySource:

@@ -7,6 +7,9 @@
   with ``update_fields``, only those fields count, so
   ``save(update_fields=["last_login"])`` queues nothing.
 
+It also connects ``request_started``/``request_finished`` so that what a
+request commits is published once its response has been sent.
+
 No feedback loop: the worker writes ``bitrix_deal_id``/``bitrix_contact_id``
 with ``QuerySet.update()`` (no signal), and a ``save()`` that changes only
 those fields changes no Bitrix field. Fixtures (``loaddata``, ``raw=True``)

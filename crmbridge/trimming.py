@@ -68,7 +68,9 @@ def trim_streams(client: redis.Redis, *, retention_seconds: int | None = None) -
     }
 
 
-def parse_id(raw: str) -> StreamId:
+def parse_id(raw: str | bytes) -> StreamId:
+    if isinstance(raw, bytes):  # a client without decode_responses
+        raw = raw.decode()
     ms, _, seq = raw.partition("-")
     return int(ms), int(seq or 0)
 

@@ -272,12 +272,13 @@ def check_recent_errors(client: redis.Redis) -> Finding:
 def check_outbox(options: DoctorOptions) -> Finding:
     from django.utils import timezone
 
-    from crmbridge.models import OutboxEntry
+    from crmbridge.outbox import waiting_entries
 
-    count = OutboxEntry.objects.count()
+    waiting = waiting_entries()
+    count = waiting.count()
     if not count:
         return Finding("publish.outbox", OK, "outbox empty: every committed operation reached Redis")
-    oldest = OutboxEntry.objects.order_by("created_at").values("created_at", "last_error").first()
+    oldest = waiting.order_by("created_at").values("created_at", "last_error").first()
     age = (timezone.now() - oldest["created_at"]).total_seconds()
     summary = f"{count} operation(s) waiting in the outbox, oldest {age:.0f} s"
     if age > options.outbox_stuck_seconds:

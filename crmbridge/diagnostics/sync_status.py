@@ -13,10 +13,14 @@ from crmbridge.diagnostics.timestamps import read_marks
 
 
 def outbox_backlog() -> int:
-    """Operations committed in the database that have not reached Redis yet."""
-    from crmbridge.models import OutboxEntry
+    """Operations committed in the database that have not reached Redis yet.
 
-    return OutboxEntry.objects.count()
+    Rows a live publisher holds (being published, or sent and awaiting their
+    deferred delete) are not a backlog: ``waiting_entries`` leaves them out.
+    """
+    from crmbridge.outbox import waiting_entries
+
+    return waiting_entries().count()
 
 
 def sync_status(client: redis.Redis) -> dict:

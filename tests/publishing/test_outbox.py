@@ -14,10 +14,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crmbridge.messages import Operation
-from crmbridge.models import OutboxEntry
+from crmbridge.models import OutboxEntry, SyncRecord
 from crmbridge.outbox import (
     PUBLISH_SCRIPT,
     claim,
@@ -255,3 +256,16 @@ def test_a_deferred_delete_never_takes_a_row_it_did_not_send(redis_client):
 
     assert delete_sent_rows() == 1
     assert OutboxEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_a_queued_operation_costs_one_round_trip_on_postgresql_three_statements_on_sqlite(redis_client):
+    (sent,) = write(1)
+    publish_entries(publish_client(), [sent], defer_delete=True)  # its delete now rides on the next write
+
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        (entry,) = write_entries([Operation("deal", "update", 1)])
+
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "DELETE", "WITH"))]
+    assert len(statements) == (1 if connection.vendor == "postgresql" else 3)
+    assert list(OutboxEntry.objects.values_list("pk", flat=True)) == [entry.pk]
+    assert SyncRecord.objects.get(entity="deal", local_id=1).state == SyncRecord.State.WAITING

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from io import StringIO
 
 import pytest
+import redis
+from django.core.management import call_command
 
 from crmbridge.trimming import trim_acknowledged
 
@@ -93,10 +96,6 @@ def test_retention_keeps_recent_acknowledged_entries(redis_client):
 
 
 def test_the_command_trims_the_consumed_streams(redis_client, ids):
-    from io import StringIO
-
-    from django.core.management import call_command
-
     redis_client.xgroup_create(STREAM, "bitrix_workers", id="0")
     redis_client.xack(STREAM, "bitrix_workers", *read(redis_client, "bitrix_workers", 5))
     out = StringIO()
@@ -105,3 +104,11 @@ def test_the_command_trims_the_consumed_streams(redis_client, ids):
     assert "bitrix:operations: trimmed 5 entries" in out.getvalue()
     assert "bitrix:webhooks: trimmed 0 entries" in out.getvalue()
     assert left(redis_client) == ids[5:]
+
+
+def test_a_client_that_does_not_decode_works_too(private_redis, redis_client, ids):
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    redis_client.xack(STREAM, "g1", *read(redis_client, "g1", 4))
+    raw = redis.Redis(host="127.0.0.1", port=private_redis.port)
+
+    assert trim_acknowledged(raw, STREAM, retention_seconds=0) == 4
