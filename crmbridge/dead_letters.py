@@ -46,6 +46,20 @@ class DeadLetter:
     first_seen: str = ""
     consumer: str = ""
 
+    @classmethod
+    def of(cls, message, *, reason: str, consumer: str, error_code: str = "", description: str = "") -> DeadLetter:
+        """The dead letter for a stream message (anything with ``stream``, ``id``, ``fields``, ``deliveries``)."""
+        return cls(
+            source_stream=message.stream,
+            source_id=message.id,
+            payload=message.fields,
+            reason=reason,
+            error_code=error_code,
+            error_description=description,
+            attempts=message.deliveries,
+            consumer=consumer,
+        )
+
     def to_fields(self) -> dict[str, str]:
         return {
             "source_stream": self.source_stream,

@@ -34,12 +34,11 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 from django.db import transaction
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from crmbridge.messages import Operation
 from crmbridge.models import OutboxEntry
 from crmbridge.outbox import Sent, describe_error, publish_entries, release, write_entries
+from crmbridge.redis_connection import get_redis, reset_clients
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +188,6 @@ def publisher_name() -> str:
 
 # --- the publishing Redis client -------------------------------------------
 
-_clients: dict[tuple[str, float], redis.Redis] = {}
-_clients_lock = threading.Lock()
-
 
 def publish_timeout() -> float:
     """``REDIS_PUBLISH_TIMEOUT`` (connect and read), at most ``REDIS_SOCKET_TIMEOUT``; 0.5 s by default."""
@@ -201,28 +197,12 @@ def publish_timeout() -> float:
 def publish_client() -> redis.Redis:
     """A client whose every call gives up within ``publish_timeout()``: no retries, short connect."""
     timeout = publish_timeout()
-    key = (settings.REDIS_URL, timeout)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = redis.Redis.from_url(
-                settings.REDIS_URL,
-                decode_responses=True,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                client_name="bitrixsync-publisher",
-            )
-            _clients[key] = client
-    return client
+    return get_redis(socket_timeout=timeout, connect_timeout=timeout, retries=False, name="bitrixsync-publisher")
 
 
 def reset_publish_clients() -> None:
     """Close cached clients and close the breaker (tests; a settings change)."""
-    with _clients_lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
+    reset_clients()
     breaker.reset()
 
 

@@ -11,33 +11,40 @@ import threading
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, float | None], redis.Redis] = {}
+_clients: dict[tuple, redis.Redis] = {}
 
 
-def get_redis(*, socket_timeout: float | None = None) -> redis.Redis:
+def get_redis(
+    *, socket_timeout: float | None = None, connect_timeout: float | None = None, retries: bool = True,
+    name: str = "bitrixsync",
+) -> redis.Redis:  # fmt: skip
     """A shared client (connection pool) for ``settings.REDIS_URL``, decoding to str.
 
-    ``socket_timeout`` overrides ``REDIS_SOCKET_TIMEOUT``; blocking reads pass a
-    larger one so that ``XREADGROUP ... BLOCK`` is not cut short.
+    ``socket_timeout`` overrides ``REDIS_SOCKET_TIMEOUT``: blocking reads pass a
+    larger one so that ``XREADGROUP ... BLOCK`` is not cut short, the publisher
+    a smaller one (with ``retries=False``) so that a request never waits long.
     """
     timeout = settings.REDIS_SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
-    key = (settings.REDIS_URL, timeout)
-    client = _clients.get(key)
-    if client is None:
-        with _lock:
-            client = _clients.get(key)
-            if client is None:
-                client = redis.Redis.from_url(
-                    settings.REDIS_URL,
-                    decode_responses=True,
-                    socket_timeout=timeout,
-                    socket_connect_timeout=min(settings.REDIS_SOCKET_TIMEOUT, 5.0),
-                    health_check_interval=30,
-                    client_name="bitrixsync",
-                )
-                _clients[key] = client
+    connect = min(settings.REDIS_SOCKET_TIMEOUT, 5.0) if connect_timeout is None else connect_timeout
+    key = (settings.REDIS_URL, timeout, connect, retries, name)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            extra = {} if retries else {"retry": Retry(NoBackoff(), 0)}
+            client = redis.Redis.from_url(
+                settings.REDIS_URL,
+                decode_responses=True,
+                socket_timeout=timeout,
+                socket_connect_timeout=connect,
+                health_check_interval=30,
+                client_name=name,
+                **extra,
+            )
+            _clients[key] = client
     return client
 
 

@@ -249,13 +249,4 @@ class InboundBatch:
             outcome.retry.extend((message, error) for message in task.messages)
 
     def _letter(self, message: StreamMessage, reason: str, code: str, description: str) -> DeadLetter:
-        return DeadLetter(
-            source_stream=message.stream,
-            source_id=message.id,
-            payload=message.fields,
-            reason=reason,
-            error_code=code,
-            error_description=description,
-            attempts=message.deliveries,
-            consumer=self.consumer,
-        )
+        return DeadLetter.of(message, reason=reason, consumer=self.consumer, error_code=code, description=description)

@@ -275,15 +275,8 @@ class Worker:
 
     def _exhausted(self, message: StreamMessage, error: BitrixError) -> DeadLetter:
         logger.error("[WORKER] Error processing operation message: %s: %s", message.id, error)
-        return DeadLetter(
-            source_stream=message.stream,
-            source_id=message.id,
-            payload=message.fields,
-            reason="max_retries_exceeded",
-            error_code=error.code,
-            error_description=str(error),
-            attempts=message.deliveries,
-            consumer=self.name,
+        return DeadLetter.of(
+            message, reason="max_retries_exceeded", consumer=self.name, error_code=error.code, description=str(error)
         )
 
     def _dead_letter(self, dead: list[tuple[StreamMessage, DeadLetter]]) -> None:
