@@ -39,6 +39,21 @@ def redis_url(private_redis, settings):
     reset_clients()
 
 
+@pytest.fixture(autouse=True)
+def request_state_closed():
+    """End any request a test left open (a WSGI response nobody closed).
+
+    Inside a request, publishing waits for ``request_finished``; a test client
+    that never closes its response would leave this thread "in a request" and
+    hold later tests' operations back (the relay sends them, but only after
+    their lease). Closing it after each test keeps tests independent.
+    """
+    yield
+    from crmbridge.publishing import publish_after_response
+
+    publish_after_response()
+
+
 @pytest.fixture
 def redis_client(private_redis):
     return private_redis.client()
