@@ -89,7 +89,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets the web app read while the worker writes; synchronous=NORMAL is
     # safe with WAL (a power cut may lose the last commits, never corrupt).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        timeout=20, init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        timeout=20,
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # BEGIN IMMEDIATE: a transaction that reads and then writes (update_or_create)
+        # would otherwise fail at once with "database is locked" when another process
+        # wrote in between (WAL cannot upgrade a stale read snapshot; the timeout never applies).
+        transaction_mode="IMMEDIATE",
     )
     # Tests start workers as separate processes: the test database must be a
     # file they can open (Django's default for SQLite is in memory). One file

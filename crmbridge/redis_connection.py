@@ -38,6 +38,9 @@ def get_redis(
             client = redis.Redis.from_url(
                 settings.REDIS_URL,
                 decode_responses=True,
+                # Stream entries are bytes anyone with XADD wrote: one that is not UTF-8
+                # must become a dead letter, not a UnicodeDecodeError on every read.
+                encoding_errors="backslashreplace",
                 socket_timeout=timeout,
                 socket_connect_timeout=connect,
                 health_check_interval=30,

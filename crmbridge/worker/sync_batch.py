@@ -191,7 +191,9 @@ class SyncBatch:
                     continue
                 if task.creating and task.local_id in suspects:
                     origin = mapping.origin_id(entity, task.local_id)
-                    params = {"filter": {"ORIGIN_ID": origin}, "select": ["ID"], "start": -1}
+                    # A contact found here is updated next: its multifield IDs are needed too.
+                    select = ["ID", "EMAIL", "PHONE"] if entity == "contact" else ["ID"]
+                    params = {"filter": {"ORIGIN_ID": origin}, "select": select, "start": -1}
                     commands[f"l{task.command_key}"] = (f"{METHODS[entity]}.list", params)
                 elif entity == "contact" and not task.creating:
                     commands[f"g{task.command_key}"] = ("crm.contact.get", {"id": task.bitrix_id})
@@ -203,14 +205,20 @@ class SyncBatch:
                 self._apply_lookup(by_key[key[1:]], key[0], value)
             for key, error in result.errors.items():
                 by_key[key[1:]].error = error
+        adopted = {t.local_id: t.bitrix_id for t in tasks if t.entity == "contact" and t.adopted}
+        for task in tasks:  # the owner loaded with a deal is another object: tell it the adopted contact
+            if task.entity == "deal" and task.record.owner_id in adopted:
+                task.record.owner.bitrix_contact_id = adopted[task.record.owner_id]
 
     def _apply_lookup(self, task: RecordTask, kind: str, value: Any) -> None:
         if kind == "g":
             task.existing = value if isinstance(value, dict) else None
             return
-        found = [int(item["ID"]) for item in value or [] if isinstance(item, dict) and "ID" in item]
+        found = {int(item["ID"]): item for item in value or [] if isinstance(item, dict) and "ID" in item}
         if found:  # an earlier add reached Bitrix: adopt it instead of adding again
             task.bitrix_id, task.adopted = min(found), True
+            if task.entity == "contact":  # replace its e-mail and phone, do not append to them
+                task.existing = found[task.bitrix_id]
             write_back.write_bitrix_id(task.entity, task.local_id, task.bitrix_id)
             setattr(task.record, write_back.ID_FIELDS[task.entity], task.bitrix_id)
             logger.info(
