@@ -124,3 +124,24 @@ def test_write_back_queues_nothing(sandbox, alice, alice_client, redis_client):
     run_worker_once()
 
     assert redis_client.xlen(streams.operations_stream()) == length
+
+
+def test_an_adopted_contact_is_updated_in_place_and_linked_to_the_deal(sandbox, alice, settings):
+    """The contact's add reached Bitrix before a crash; its order comes in the same chunk."""
+    client = BitrixClient(settings.BITRIX_WEBHOOK_URL)
+    earlier = client.add_contact(
+        {"NAME": "Old", "ORIGIN_ID": f"user-{alice.pk}", "EMAIL": [{"VALUE": "old@example.com", "VALUE_TYPE": "WORK"}]}
+    )
+    User.objects.filter(pk=alice.pk).update(bitrix_contact_id=None)
+    SyncRecord.objects.update_or_create(
+        entity="contact", local_id=alice.pk, defaults={"create_started_at": timezone.now()}
+    )
+    order = Order.objects.create(owner=alice, service_id="cnc-milling", quantity=1)
+
+    run_worker_once()
+
+    contact = one(sandbox.records("contact"), ORIGIN_ID=f"user-{alice.pk}")
+    assert int(contact["ID"]) == earlier
+    assert [e["VALUE"] for e in contact["EMAIL"]] == ["alice@example.com"]  # replaced, not appended
+    assert str(one(sandbox.records("deal"), ORIGIN_ID=f"order-{order.pk}")["CONTACT_ID"]) == str(earlier)
+    assert User.objects.get(pk=alice.pk).bitrix_contact_id == earlier
