@@ -229,8 +229,8 @@ class DevStack:
     def sandbox_options(self) -> list[str]:
         """Options the sandbox command offers (checked: it is written by another issue and may evolve)."""
         options = []
-        if command_accepts("bitrix_sandbox", "--code"):
-            options += ["--code", self.sandbox_code]
+        # The code goes by environment, not argv: `ps` would show it to every local user.
+        self.child_env["BITRIX_SANDBOX_CODE"] = self.sandbox_code
         if command_accepts("bitrix_sandbox", "--db"):
             # Kept across runs, like db.sqlite3: the Bitrix IDs stored there must keep existing here.
             self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,8 @@ class DevStack:
             token = settings.BITRIX_INBOUND_TOKEN or secrets.token_urlsafe(24)
             self.child_env["BITRIX_INBOUND_TOKEN"] = token
             url = f"http://127.0.0.1:{self.web_port}{inbound}"
-            options += ["--event-handler-url", url, "--application-token", token]
+            # "--opt=value": a random token may start with "-", which argparse would take for an option.
+            options += [f"--event-handler-url={url}", f"--application-token={token}"]
         return options
 
     def start_worker(self) -> None:
