@@ -1,8 +1,8 @@
 """Chaos run: the whole system under faults, then proof that nothing was lost or duplicated.
 
-    /tmp/venvtest/bin/python bench/chaos.py                 # default size, about 4 minutes
-    /tmp/venvtest/bin/python bench/chaos.py --record        # also append the table to bench/RESULTS.md
-    /tmp/venvtest/bin/python bench/chaos.py --users 10 --orders-per-user 2 --duration 40   # a quick look
+    .venv/bin/python bench/chaos.py                 # default size, about 3.5 minutes
+    .venv/bin/python bench/chaos.py --record        # also append the table to bench/RESULTS.md
+    .venv/bin/python bench/chaos.py --users 10 --orders-per-user 2 --duration 40   # a quick look
 
 What runs, all private to the run (``bench/stack.py``): a redis-server with
 AOF (``appendfsync always``) on a free port, a temporary SQLite database, the
@@ -12,10 +12,11 @@ Dockerfile) and 3 ``run_bitrix_worker`` processes with a short takeover time
 
 What happens meanwhile (``chaos_clients``, ``chaos_faults``): client threads
 register users, place orders and change orders and profiles through the HTTP
-API, while one scheduler SIGKILLs workers (and starts new ones), restarts
-Redis, makes it unreachable (stopped, or hung with SIGSTOP) and XADDs
-malformed messages, and another opens fault windows in the sandbox (500, 503
-``QUERY_LIMIT_EXCEEDED``, timeouts, HTML bodies, a mix, an expired webhook).
+API, while one scheduler SIGKILLs workers (and starts new ones) and web
+processes, restarts Redis, makes it unreachable (stopped, or hung with
+SIGSTOP) and XADDs malformed messages (one of them not even UTF-8), and
+another opens fault windows in the sandbox (500, 503 ``QUERY_LIMIT_EXCEEDED``,
+timeouts, HTML bodies, a mix, an expired webhook).
 
 At the end the faults stop, the queue must drain (outbox empty, no pending or
 unread stream entries, every order and user has its Bitrix ID) within
@@ -101,7 +102,7 @@ def run(stack: BenchStack, options: argparse.Namespace) -> Outcome:
     for _ in range(options.workers):
         pool.start()
     tally, log = Tally(), FaultLog()
-    problems = drive(stack, pool, base_url, tally, log, options)
+    problems = drive(stack, pool, web.pid, base_url, tally, log, options)
     crashed = pool.crashed()
     print("faults stopped; waiting for the queue to drain ...", flush=True)
     # Dead letters may hold any bytes (see chaos_faults.MALFORMED): never fail to read them.
@@ -119,11 +120,11 @@ def run(stack: BenchStack, options: argparse.Namespace) -> Outcome:
     return Outcome(options, tally, log, findings, sandbox_faults, drain_seconds, left, stop, crashed, logs, problems)
 
 
-def drive(stack: BenchStack, pool: WorkerPool, base_url: str, tally: Tally, log: FaultLog,
+def drive(stack: BenchStack, pool: WorkerPool, web_pid: int, base_url: str, tally: Tally, log: FaultLog,
           options: argparse.Namespace) -> list[str]:  # fmt: skip
     """Clients and fault schedulers until the clients are done; the faults always end healed."""
     schedulers = [
-        SystemChaos(pool, RedisFaults(stack), log, seed=options.seed),
+        SystemChaos(pool, web_pid, RedisFaults(stack), log, seed=options.seed),
         SandboxChaos(stack.sandbox_url, log, seed=options.seed + 1, timeout_seconds=SANDBOX_TIMEOUT),
     ]
     clients = []
@@ -173,6 +174,7 @@ def table(o: Outcome) -> str:
          f"{t.requests} / {t.transport_errors} / {t.ambiguous_creates}"),
         ("API 5xx answers", len(t.api_5xx)),
         ("workers SIGKILLed (and replaced)", c["kill_worker"]),
+        ("web processes SIGKILLed (gunicorn replaces them)", c["kill_web"]),
         ("Redis restarts (SIGKILL, AOF) / outages (stopped) / hangs (SIGSTOP)",
          f"{c['redis_restart']} / {c['redis_down']} / {c['redis_hang']}"),
         ("sandbox fault windows", windows),
@@ -219,6 +221,7 @@ def record(o: Outcome) -> None:
         f"`bench/chaos.py --users {opts.users} --orders-per-user {opts.orders_per_user} --duration {opts.duration:g} "
         f"--seed {opts.seed}`: {opts.workers} workers, {opts.clients} client threads, Redis AOF fsync always, "
         f"worker read timeout {READ_TIMEOUT:g} s, sandbox timeouts {SANDBOX_TIMEOUT:g} s.\n"
+        + (f"\n{opts.note}\n" if opts.note else "")
     )
     with RESULTS.open("a") as results:
         results.write("\n" + header + "\n" + table(o) + "\n")
@@ -243,6 +246,7 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=180.0)
     parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     parser.add_argument("--keep-logs", type=Path, help="copy every process's log here")
+    parser.add_argument("--note", default="", help="a line recorded with the table (what this run is about)")
     options = parser.parse_args()
     started = time.monotonic()
     stack = BenchStack(rate=None, burst=None, appendonly=True).start()

@@ -3,7 +3,8 @@
 Each client thread plays a few users. A user registers, gets a token, places
 orders and changes them and their profile several times, so that the final
 check ("the deal has the fields of the order's *latest* state") means
-something. Steps are spread over the run's duration.
+something. Steps are spread over the run's duration, and users arrive over
+its first 60%, so that contacts too are created while the faults go on.
 
 What a client does when the web app itself is in trouble:
 
@@ -66,6 +67,7 @@ class Tally:
 class Customer:
     index: int
     steps: list[str]
+    arrival: float = 0.0  # seconds into the run: new users keep coming, so contacts meet the faults too
     token: str = ""
     orders: dict[int, str] = field(default_factory=dict)  # order id -> status (as the API answered)
     version: int = 0
@@ -127,12 +129,18 @@ class ClientThread(threading.Thread):
         pace = self.duration / max(total, 1)
         started = time.monotonic()
         done = 0
-        waiting = [c for c in self.customers if c.steps]
-        while waiting and not self.stop_event.is_set():
-            customer = self.rng.choice(waiting)
+        while not self.stop_event.is_set():
+            waiting = [c for c in self.customers if c.steps]
+            if not waiting:
+                return
+            now = time.monotonic() - started
+            arrived = [c for c in waiting if c.arrival <= now]
+            if not arrived:
+                self.stop_event.wait(min(c.arrival for c in waiting) - now)
+                continue
+            customer = self.rng.choice(arrived)
             self._step(customer, customer.steps.pop(0))
             done += 1
-            waiting = [c for c in waiting if c.steps]
             ahead = started + done * pace - time.monotonic()
             if ahead > 0:
                 self.stop_event.wait(ahead * self.rng.uniform(0.5, 1.5))
@@ -256,9 +264,10 @@ def start_clients(
 ) -> list[ClientThread]:
     rng = random.Random(seed)
     customers = [
-        Customer(i, customer_steps(rng, orders=orders_per_user, order_updates=3, profile_updates=3))
+        Customer(i, customer_steps(rng, orders=orders_per_user, order_updates=3, profile_updates=3),
+                 arrival=duration * 0.6 * (i - 1) / users)
         for i in range(1, users + 1)
-    ]
+    ]  # fmt: skip
     clients = [
         ClientThread(ApiClient(base_url, tally), customers[n::threads], duration=duration, seed=seed * 100 + n)
         for n in range(threads)

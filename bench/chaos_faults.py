@@ -5,6 +5,8 @@ generator, so a run with the same ``--seed`` makes the same choices (not the
 same timings: those depend on the machine):
 
 * ``SystemChaos`` kills a random worker with SIGKILL (and starts a new one),
+  kills a web process mid-request (gunicorn starts a new one: a request
+  committed but not yet published leaves its operation to the outbox relay),
   restarts Redis, makes Redis unreachable, and XADDs malformed messages;
 * ``SandboxChaos`` opens fault windows in the sandbox: 500s, 503
   ``QUERY_LIMIT_EXCEEDED``, timeouts, non-JSON (HTML) bodies, a mix of them,
@@ -25,6 +27,7 @@ Redis is broken three ways, because each hurts a client differently:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -34,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 import requests
@@ -136,6 +140,20 @@ class WorkerPool:
             return {"exit_codes": codes, "stragglers": stragglers}
 
 
+def kill_web_worker(master_pid: int, rng: random.Random) -> int | None:
+    """SIGKILL one gunicorn worker (a child of the master, which starts a replacement)."""
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return None
+    if not children:
+        return None
+    victim = int(rng.choice(children))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(victim, signal.SIGKILL)
+    return victim
+
+
 # -- Redis ----------------------------------------------------------------------------------
 
 
@@ -229,12 +247,13 @@ class _Scheduler(threading.Thread):
 class SystemChaos(_Scheduler):
     """Worker kills, Redis restarts/outages/hangs and malformed messages, in shuffled rounds."""
 
-    ROUND = ["kill_worker", "kill_worker", "kill_worker", "redis_restart", "redis_down", "redis_hang",
+    ROUND = ["kill_worker", "kill_worker", "kill_worker", "kill_web", "redis_restart", "redis_down", "redis_hang",
              "malformed", "malformed"]  # fmt: skip
 
-    def __init__(self, pool: WorkerPool, redis_faults: RedisFaults, log: FaultLog, seed: int) -> None:
+    def __init__(self, pool: WorkerPool, web_pid: int, redis_faults: RedisFaults, log: FaultLog, seed: int) -> None:
         super().__init__("system-chaos", log, seed)
         self.pool = pool
+        self.web_pid = web_pid
         self.redis_faults = redis_faults
         self.client = redis_faults.redis.client()
         self.malformed: list[tuple[str, dict, str]] = []
@@ -248,6 +267,8 @@ class SystemChaos(_Scheduler):
             self.stop_event.wait(self.rng.uniform(0.0, 2.0))  # sometimes the takeover comes first
             self.pool.start()
             self.log.note(kind, f"pid {pid}")
+        elif kind == "kill_web":
+            self.log.note(kind, f"pid {kill_web_worker(self.web_pid, self.rng)}")
         elif kind == "redis_restart":
             self.redis_faults.restart()
             self.log.note(kind, "SIGKILL + start (AOF, fsync always)")

@@ -31,6 +31,7 @@ import traceback
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -145,7 +146,14 @@ def change(api: APIClient, seen: Seen, order: Order, quantity: int) -> None:
 def a_paused_worker_is_watched(portal, seen: Seen, staff: Client, admin_api: APIClient) -> None:
     """A live worker meets the expired webhook: its pause reason is on the status endpoint and dashboard."""
     worker = Worker(worker_config(heartbeat_seconds=0.5))
-    thread = threading.Thread(target=worker.run, daemon=True)
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            connections.close_all()  # this thread's own connection: PostgreSQL could not drop the test DB
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 15
