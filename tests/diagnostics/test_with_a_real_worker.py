@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 
 from crmbridge import streams
 from crmbridge.diagnostics.doctor import FAIL, OK, DoctorOptions, run_doctor
 from crmbridge.redis_connection import get_redis
 from orders.models import Order
 from tests.diagnostics.helpers import create_group
+from tests.worker.helpers import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_URL = "/bitrix/sync/worker/status"
@@ -50,14 +50,6 @@ def test_status_and_doctor_follow_a_worker_run(admin_client_api, alice, portal):
     assert after["worker_task_status"] == "stopped"  # a clean exit removes its heartbeat
     assert checks()["queue.backlog"] == OK
     assert Order.objects.filter(bitrix_deal_id__isnull=False).count() == 12
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)
