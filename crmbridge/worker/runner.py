@@ -28,7 +28,7 @@ import time
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from crmbridge import streams, telemetry
 from crmbridge.bitrix.client import BitrixClient
@@ -48,6 +48,7 @@ logger = logging.getLogger("crmbridge.worker")
 DEFER_SECONDS = 0.25  # a record another worker holds: look again soon...
 DEFER_MAX_SECONDS = 5.0  # ...but never less often than this
 REDIS_BACKOFF_MAX = 30.0
+DATABASE_BACKOFF_SECONDS = 5.0
 
 
 class Worker:
@@ -171,9 +172,11 @@ class Worker:
     def recover_own_pending(self) -> int:
         """On start: what this consumer name held before (a restart), first."""
         total = 0
+        after = {stream: "0" for stream in self.consumer.streams}
         while not self.shutdown:
-            messages = self.consumer.read_own_pending(count=self.config.max_chunk)
-            if not messages:
+            before = dict(after)
+            messages = self.consumer.read_own_pending(count=self.config.max_chunk, after=after)
+            if not messages and after == before:
                 break
             total += len(messages)
             self.handle(messages)
@@ -221,7 +224,12 @@ class Worker:
             outcome = self._process_chunk(sync, messages)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             raise
-        except Exception as exc:  # the database, a bug: retry the chunk, never stop the loop
+        except (OperationalError, InterfaceError):  # the database is away: not the messages' fault
+            logger.exception("[WORKER] Database unavailable; %s message(s) kept pending", len(messages))
+            for message in messages:
+                self.schedule.hold(message, delay=DATABASE_BACKOFF_SECONDS, counted=False)
+            return
+        except Exception as exc:  # a bug: retry the chunk (counted), never stop the loop
             logger.exception("[WORKER] Error processing operation message: chunk of %s failed", len(messages))
             outcome = ChunkOutcome(retry=[(m, BitrixError(type(exc).__name__, str(exc))) for m in messages])
         self._apply(outcome)

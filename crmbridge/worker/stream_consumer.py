@@ -67,18 +67,25 @@ class StreamConsumer:
         )
         return self._messages(reply, deliveries=1)
 
-    def read_own_pending(self, *, count: int) -> list[StreamMessage]:
-        """This consumer's pending entries (history, ID ``0``), with their delivery counts."""
+    def read_own_pending(self, *, count: int, after: dict[str, str]) -> list[StreamMessage]:
+        """This consumer's pending entries with IDs above ``after[stream]``, with delivery counts.
+
+        The caller advances ``after`` past what it got, so each entry is read once:
+        re-reading from ``0`` would hand back every entry still pending (a retry,
+        a pause) at once, and each history read adds a delivery in Redis.
+        """
         messages: list[StreamMessage] = []
         for stream in self.streams:
-            reply = self.client.xreadgroup(self.group, self.name, {stream: "0"}, count=count)
-            found = [m for m in self._messages(reply, deliveries=1) if m.fields]
+            reply = self.client.xreadgroup(self.group, self.name, {stream: after.get(stream, "0")}, count=count)
+            entries = self._messages(reply, deliveries=1)
+            if entries:
+                after[stream] = entries[-1].id
             # Entries deleted from the stream come back with no fields: they
             # can never be processed, so take them off the pending list.
-            gone = [m.id for m in self._messages(reply, deliveries=1) if not m.fields]
+            gone = [m.id for m in entries if not m.fields]
             if gone:
                 self.client.xack(stream, self.group, *gone)
-            messages.extend(self._with_deliveries(stream, found))
+            messages.extend(self._with_deliveries(stream, [m for m in entries if m.fields]))
         return messages
 
     def autoclaim(self, *, min_idle_ms: int, count: int) -> list[StreamMessage]:

@@ -24,6 +24,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from crmbridge import mapping
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.commands import result_ref
@@ -94,6 +96,10 @@ def operation_of(message: StreamMessage) -> Operation | None:
         return None
 
 
+class ContactMissing(Exception):
+    """A deal's user has no Bitrix contact yet, and none is being created with it."""
+
+
 class SyncBatch:
     """Syncs one chunk. Stateless between chunks; the runner owns retries."""
 
@@ -109,6 +115,7 @@ class SyncBatch:
     # -- entry point -------------------------------------------------------
     def process(self, messages: list[StreamMessage]) -> ChunkOutcome:
         outcome = ChunkOutcome()
+        self._new_contacts: dict[int, int] = {}  # user id -> contact created in this chunk
         tasks = self._coalesce(messages, outcome)
         self._add_owner_contacts(tasks)
         locked = self.locks.acquire(list(tasks))
@@ -193,7 +200,9 @@ class SyncBatch:
                     origin = mapping.origin_id(entity, task.local_id)
                     # A contact found here is updated next: its multifield IDs are needed too.
                     select = ["ID", "EMAIL", "PHONE"] if entity == "contact" else ["ID"]
-                    params = {"filter": {"ORIGIN_ID": origin}, "select": select, "start": -1}
+                    # Exact match on both: another system's "order-12" on a shared portal is not ours.
+                    exact = {"=ORIGIN_ID": origin, "=ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID}
+                    params = {"filter": exact, "select": select, "start": -1}
                     commands[f"l{task.command_key}"] = (f"{METHODS[entity]}.list", params)
                 elif entity == "contact" and not task.creating:
                     commands[f"g{task.command_key}"] = ("crm.contact.get", {"id": task.bitrix_id})
@@ -304,6 +313,9 @@ class SyncBatch:
                 fields = mapping.contact_fields(task.record, existing=task.existing)
             else:
                 fields = mapping.deal_fields(task.record, contact_id=self._contact_for(task, commands))
+        except ContactMissing as exc:
+            self._failed(task, BitrixError("CONTACT_MISSING", str(exc), kind=ErrorKind.RETRY), outcome)
+            return None
         except Exception as exc:  # a record our mapping cannot express: never stop the loop
             logger.exception("[WORKER] Error processing operation message: cannot map %s", task.describe())
             self._failed(task, BitrixError("MAPPING_ERROR", f"{type(exc).__name__}: {exc}"), outcome)
@@ -314,12 +326,20 @@ class SyncBatch:
             return (f"{method}.add", {"fields": fields, "params": params})
         return (f"{method}.update", {"id": task.bitrix_id, "fields": fields, "params": params})
 
-    def _contact_for(self, deal: RecordTask, commands: dict) -> int | str | None:
+    def _contact_for(self, deal: RecordTask, commands: dict) -> int | str:
+        """The deal's CONTACT_ID: known, created earlier in this chunk, or a reference into this request.
+
+        Raises ``ContactMissing`` when none of these holds (the contact failed or went in
+        another request that failed): a deal is never sent without its contact.
+        """
         owner = deal.record.owner
-        if owner.bitrix_contact_id:
-            return owner.bitrix_contact_id
+        known = owner.bitrix_contact_id or self._new_contacts.get(owner.pk)
+        if known:
+            return known
         contact_key = f"c{owner.pk}"
-        return result_ref(contact_key) if contact_key in commands else None
+        if contact_key in commands:
+            return result_ref(contact_key)
+        raise ContactMissing(f"the contact of user {owner.pk} is not in Bitrix yet")
 
     @staticmethod
     def _take_result(task: RecordTask, value: Any) -> bool:
@@ -346,6 +366,8 @@ class SyncBatch:
         write_back.record_success(created=created, synced=[(t.entity, t.local_id) for t, ok in succeeded if ok])
         for task, complete in succeeded:
             if task.new_id is not None:
+                if task.entity == "contact":
+                    self._new_contacts[task.local_id] = task.new_id
                 task.bitrix_id, task.new_id = task.new_id, None
                 setattr(task.record, write_back.ID_FIELDS[task.entity], task.bitrix_id)
                 logger.info("Updated %s with Bitrix %s ID %s", task.describe(), task.entity, task.bitrix_id)

@@ -133,3 +133,26 @@ def test_a_deal_whose_new_contact_fails_is_kept_once_and_reported(sandbox, djang
     assert letters["deal"]["reason"] == "max_retries_exceeded"
     assert letters["deal"]["error_code"] == "CONTACT_FAILED"
     assert pending(redis_client) == 0
+
+
+def test_a_restart_reads_its_own_pending_once_not_in_a_burst(sandbox, alice, redis_client):
+    """A restarted worker (same name) with a portal in trouble must not spend every retry at once."""
+    [order] = make_orders(alice, 1)
+    redis_client.xgroup_create(streams.operations_stream(), streams.GROUP, id="0", mkstream=True)
+    redis_client.xreadgroup(streams.GROUP, "worker_same-1", {streams.operations_stream(): ">"})  # held before a crash
+    sandbox.set_faults(error_500_share=1.0)
+    worker = Worker(fast_config(max_retries=5), name="worker_same-1")
+    worker.consumer.ensure_groups()
+
+    worker.recover_own_pending()
+
+    pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
+    [entry] = [e for e in pending if entry_is_deal(redis_client, e["message_id"], order.pk)]
+    assert entry["times_delivered"] == 2  # the crash's delivery and one history read, no burst
+    assert dead_letters(redis_client) == []
+    assert len(worker.schedule) > 0  # held for a retry with backoff
+
+
+def entry_is_deal(redis_client, message_id: str, order_id: int) -> bool:
+    [(_, fields)] = redis_client.xrange(streams.operations_stream(), message_id, message_id)
+    return fields.get("entity") == "deal" and fields.get("id") == str(order_id)

@@ -104,7 +104,7 @@ def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings):
     """A crash after Bitrix created the deal but before the ID was written back."""
     order = Order.objects.create(owner=alice, service_id="3d-printing", quantity=1)
     existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add_deal(
-        {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}"}
+        {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}", "ORIGINATOR_ID": "bitrixsync"}
     )
     SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(create_started_at=timezone.now())
 
@@ -130,7 +130,12 @@ def test_an_adopted_contact_is_updated_in_place_and_linked_to_the_deal(sandbox, 
     """The contact's add reached Bitrix before a crash; its order comes in the same chunk."""
     client = BitrixClient(settings.BITRIX_WEBHOOK_URL)
     earlier = client.add_contact(
-        {"NAME": "Old", "ORIGIN_ID": f"user-{alice.pk}", "EMAIL": [{"VALUE": "old@example.com", "VALUE_TYPE": "WORK"}]}
+        {
+            "NAME": "Old",
+            "ORIGIN_ID": f"user-{alice.pk}",
+            "ORIGINATOR_ID": "bitrixsync",
+            "EMAIL": [{"VALUE": "old@example.com", "VALUE_TYPE": "WORK"}],
+        }
     )
     User.objects.filter(pk=alice.pk).update(bitrix_contact_id=None)
     SyncRecord.objects.update_or_create(
