@@ -12,6 +12,17 @@ import redis
 
 from crmbridge import streams
 
+_RENEW = """
+local kept = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    kept[#kept + 1] = i
+  end
+end
+return kept
+"""
+
 _RELEASE = """
 for i, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
@@ -30,6 +41,7 @@ class RecordLocks:
         self.owner = owner
         self.lease_ms = lease_ms
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     def acquire(self, records: list[tuple[str, int]]) -> set[tuple[str, int]]:
         """Take the locks that are free (or already ours); return the records locked."""
@@ -45,6 +57,18 @@ class RecordLocks:
             owners = self.client.mget([lock_key(*r) for r in missing])
             taken |= {r for r, owner in zip(missing, owners, strict=True) if owner == self.owner}
         return taken
+
+    def renew(self, records: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Extend the leases still ours to a full lease; return the records still locked by us.
+
+        Called right before a request that may ``add``: a chunk slowed down by rate limits
+        and timeouts must not send an ``add`` for a record whose lease ran out meanwhile
+        (another worker may hold it now).
+        """
+        if not records:
+            return set()
+        kept = self._renew(keys=[lock_key(*r) for r in records], args=[self.owner, self.lease_ms])
+        return {records[i - 1] for i in kept}
 
     def release(self, records: set[tuple[str, int]]) -> None:
         if records:

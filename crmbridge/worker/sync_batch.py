@@ -260,7 +260,7 @@ class SyncBatch:
 
     # -- 6-7: send and map --------------------------------------------------
     def _send(self, batch: list[RecordTask], outcome: ChunkOutcome) -> None:
-        ready = [t for t in batch if not self._settle_early(t, outcome)]
+        ready = self._still_locked([t for t in batch if not self._settle_early(t, outcome)], outcome)
         commands: dict[str, tuple[str, dict]] = {}
         for task in ready:
             command = self._command(task, commands, outcome)
@@ -299,6 +299,15 @@ class SyncBatch:
         return owner_id in failed_contacts and commands[deal.command_key][1]["fields"].get("CONTACT_ID") == result_ref(
             f"c{owner_id}"
         )
+
+    def _still_locked(self, tasks: list[RecordTask], outcome: ChunkOutcome) -> list[RecordTask]:
+        """Renew the record locks before sending; a task whose lease ran out waits for its turn."""
+        kept = self.locks.renew([t.key for t in tasks])
+        for task in tasks:
+            if task.key not in kept:
+                logger.warning("[WORKER] Lock on %s expired during the chunk; deferring it", task.describe())
+                outcome.deferred.extend(task.messages)
+        return [t for t in tasks if t.key in kept]
 
     def _settle_early(self, task: RecordTask, outcome: ChunkOutcome) -> bool:
         """A task whose lookup failed is settled without a write."""
