@@ -14,35 +14,9 @@ if [ "${CI:-}" = "true" ]; then IN_CI=true; fi
 say() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\ntest.sh: %s\n' "$*" >&2; exit 1; }
 
-find_python() {
-    local candidate
-    for candidate in python3.11 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 \
-            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    fail "Python 3.11 or newer is required (python3.11 or python3 on PATH)."
-}
-
-ensure_venv() {
-    [ -x "$VENV/bin/python" ] && return 0
-    local python
-    python=$(find_python)
-    say "Creating $VENV with $($python --version)"
-    "$python" -m venv "$VENV" || fail "could not create $VENV; on Debian/Ubuntu: apt-get install python3-venv"
-}
-
-# The same stamp scheme as run.sh: reinstall only when the files change.
-install_requirements() {
-    local file=$1 stamp="$VENV/.installed-$1.sha256" hash
-    hash=$(cat "$file" requirements.txt | sha256sum | cut -d' ' -f1)
-    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ] && return 0
-    say "Installing $file into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$file"
-    echo "$hash" >"$stamp"
-}
+NAME=test.sh
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
 
 APT_UPDATED=false
 apt_install() {
