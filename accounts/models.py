@@ -13,7 +13,7 @@ class User(AbstractUser):
     phone = models.CharField(max_length=PHONE_MAX_LENGTH, blank=True, validators=[PhoneValidator()])
     bitrix_contact_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
 
-    # The fields whose change must reach Bitrix (see crmbridge.mapping).
+    # The fields whose change must reach Bitrix (see crmbridge.bitrix.mapping).
     BITRIX_FIELDS = ("first_name", "last_name", "email", "phone")
 
     class Meta:

@@ -56,7 +56,7 @@ from chaos_faults import FaultLog, RedisFaults, SandboxChaos, SystemChaos, Worke
 from stack import ROOT, BenchStack
 from throughput import machine
 
-from crmbridge.testing.ports import free_port, wait_for_port
+from devtools.testing.ports import free_port, wait_for_port
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 READ_TIMEOUT = 2.0  # the workers' Bitrix read timeout

@@ -1,6 +1,6 @@
 """The end of a chaos run: wait for the queue to drain, then check the invariants.
 
-The expected fields come from the product's own mapping (``crmbridge.mapping``)
+The expected fields come from the product's own mapping (``crmbridge.bitrix.mapping``)
 applied to each record's current row, so this check cannot drift from what
 the worker is meant to send. That part needs Django, so it runs as a
 subprocess with the stack's environment (``python bench/chaos_check.py``
@@ -204,7 +204,7 @@ def _expected_in_django() -> dict:
 
     django.setup()
     from accounts.models import User
-    from crmbridge import mapping
+    from crmbridge.bitrix import mapping
     from crmbridge.models import SyncRecord
     from orders.models import Order
 

@@ -37,8 +37,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from crmbridge.testing.ports import free_port, wait_for_port  # noqa: E402
-from crmbridge.testing.redis_server import PrivateRedis  # noqa: E402
+from devtools.testing.ports import free_port, wait_for_port  # noqa: E402
+from devtools.testing.redis_server import PrivateRedis  # noqa: E402
 
 TARGET_PERCENT = 15.0
 ORDER = {"service_id": "cnc-milling", "quantity": 3, "material": "aluminium", "comment": "bench"}
@@ -237,8 +237,8 @@ def report(
 
 
 UNPUBLISHED = (
-    "from crmbridge.models import OutboxEntry; from crmbridge.outbox import sent_marker_key; "
-    "from crmbridge.redis_connection import get_redis; "
+    "from crmbridge.models import OutboxEntry; from crmbridge.publishing.outbox import sent_marker_key; "
+    "from crmbridge.redis_io.connection import get_redis; "
     "print(sum(not get_redis().exists(sent_marker_key(e)) for e in OutboxEntry.objects.all()))"
 )
 

@@ -22,9 +22,9 @@ django.setup()
 from django.contrib.auth.hashers import make_password  # noqa: E402
 
 from accounts.models import User  # noqa: E402
-from crmbridge import streams  # noqa: E402
-from crmbridge.messages import Operation  # noqa: E402
-from crmbridge.redis_connection import get_redis  # noqa: E402
+from crmbridge.publishing.messages import Operation  # noqa: E402
+from crmbridge.redis_io import streams  # noqa: E402
+from crmbridge.redis_io.connection import get_redis  # noqa: E402
 from orders.models import Order  # noqa: E402
 
 CHUNK = 2000

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crmbridge.testing.ports import free_port, wait_for_port  # noqa: E402
-from crmbridge.testing.redis_server import PrivateRedis  # noqa: E402
+from devtools.testing.ports import free_port, wait_for_port  # noqa: E402
+from devtools.testing.redis_server import PrivateRedis  # noqa: E402
 
 SANDBOX_CODE = "bench-secret-code"
 _TEMPLATE: Path | None = None

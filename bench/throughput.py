@@ -155,7 +155,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _free_port() -> int:
-    from crmbridge.testing.ports import free_port
+    from devtools.testing.ports import free_port
 
     return free_port()
 

@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "accounts",
     "orders",
     "crmbridge",
+    # Development tools (bitrix_sandbox, run_stack): no models, no URLs; see devtools/__init__.py.
+    "devtools",
 ]
 
 MIDDLEWARE = [

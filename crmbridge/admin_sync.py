@@ -9,7 +9,7 @@
   ``SyncRecord``. ``get_queryset`` annotates the state with subqueries, so a
   changelist page costs one query, not one per row;
 * ``resync_selected``: queues the selected records again
-  (``crmbridge.resync.queue_resync_for``) and says how many.
+  (``crmbridge.publishing.resync.queue_resync_for``) and says how many.
 
 Put the mixin first in the bases (``class OrderAdmin(BitrixSyncAdminMixin, admin.ModelAdmin)``)
 and list the columns and the action explicitly.
@@ -76,7 +76,7 @@ class BitrixSyncAdminMixin:
 
     @admin.action(description="Resync selected with Bitrix24")
     def resync_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from crmbridge.resync import queue_resync_for
+        from crmbridge.publishing.resync import queue_resync_for
 
         ids = list(queryset.values_list("pk", flat=True))
         queued = queue_resync_for(self.bitrix_entity, ids)

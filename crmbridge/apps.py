@@ -7,6 +7,6 @@ class CrmbridgeConfig(AppConfig):
 
     def ready(self) -> None:
         # Saving an order or a user queues its Bitrix operation.
-        from crmbridge import signals
+        from crmbridge.publishing import signals
 
         signals.connect()

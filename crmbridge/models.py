@@ -14,7 +14,7 @@ from django.db import models
 
 
 class OutboxEntry(models.Model):
-    """One operation waiting to be added to a stream (see ``crmbridge.outbox``).
+    """One operation waiting to be added to a stream (see ``crmbridge.publishing.outbox``).
 
     A row is claimed by whoever is publishing it until ``claimed_until``: the
     request that wrote it (for a few seconds after its commit) or a relay.

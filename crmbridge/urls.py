@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from crmbridge.api.status_views import SyncStatusView, WorkerStatusView
-from crmbridge.metrics import metrics_view
+from crmbridge.diagnostics.metrics import metrics_view
+from crmbridge.diagnostics.status_views import SyncStatusView, WorkerStatusView
 
 urlpatterns = [
     path("bitrix/sync/worker/status", WorkerStatusView.as_view(), name="bitrix-worker-status"),

@@ -40,7 +40,7 @@ class Order(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     bitrix_deal_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
 
-    # The fields whose change must reach Bitrix (see crmbridge.mapping).
+    # The fields whose change must reach Bitrix (see crmbridge.bitrix.mapping).
     BITRIX_FIELDS = ("service_id", "quantity", "material", "comment", "amount", "currency", "status", "owner_id")
 
     class Meta:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from crmbridge.redis_connection import reset_clients
-from crmbridge.testing.redis_server import PrivateRedis
+from crmbridge.redis_io.connection import reset_clients
+from devtools.testing.redis_server import PrivateRedis
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,7 @@ def request_state_closed():
     their lease). Closing it after each test keeps tests independent.
     """
     yield
-    from crmbridge.publishing import publish_after_response
+    from crmbridge.publishing.publisher import publish_after_response
 
     publish_after_response()
 

@@ -39,10 +39,10 @@ from accounts.models import User
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError
 from crmbridge.models import OutboxEntry, SyncRecord
-from crmbridge.redis_connection import get_redis
-from crmbridge.sandbox.server import SandboxServer
+from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.runner import Worker
+from devtools.sandbox.server import SandboxServer
 from orders.models import Order
 
 CODE = "SECRETCODE-9f8e7d"

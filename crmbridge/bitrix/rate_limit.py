@@ -203,8 +203,8 @@ class RedisRateLimiter(_WaitingLimiter):
 
     @classmethod
     def from_settings(cls) -> RedisRateLimiter:
-        from crmbridge import streams
-        from crmbridge.redis_connection import get_redis
+        from crmbridge.redis_io import streams
+        from crmbridge.redis_io.connection import get_redis
 
         return cls(
             get_redis(),

@@ -7,9 +7,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from crmbridge import streams
 from crmbridge.bitrix.webhook_url import parse_webhook_url, redact_url
-from crmbridge.redis_connection import describe_redis
+from crmbridge.redis_io import streams
+from crmbridge.redis_io.connection import describe_redis
 
 # The three keys of the specification's ``worker_config``.
 SPEC_WORKER_CONFIG_KEYS = ("max_retries", "batch_size", "poll_interval")

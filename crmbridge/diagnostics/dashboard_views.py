@@ -27,7 +27,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from crmbridge import dead_letters, streams, telemetry
 from crmbridge.diagnostics import stream_actions
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import bitrix_config, full_worker_config, redis_config
@@ -45,7 +44,9 @@ from crmbridge.diagnostics.stream_status import (
 from crmbridge.diagnostics.sync_status import outbox_backlog
 from crmbridge.diagnostics.timestamps import read_marks
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker import dead_letters
 
 logger = logging.getLogger(__name__)
 

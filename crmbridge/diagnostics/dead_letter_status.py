@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from crmbridge import streams
-from crmbridge.dead_letters import parse_dead_letter
+from crmbridge.redis_io import streams
+from crmbridge.worker.dead_letters import parse_dead_letter
 
 
 def dead_letter_count(client: redis.Redis) -> int:

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 import redis
 from django.conf import settings
 
-from crmbridge import streams, telemetry
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
@@ -24,6 +23,7 @@ from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_d
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
+from crmbridge.redis_io import streams, telemetry
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 
@@ -272,7 +272,7 @@ def check_recent_errors(client: redis.Redis) -> Finding:
 def check_outbox(options: DoctorOptions) -> Finding:
     from django.utils import timezone
 
-    from crmbridge.outbox import waiting_entries
+    from crmbridge.publishing.outbox import waiting_entries
 
     waiting = waiting_entries()
     count = waiting.count()

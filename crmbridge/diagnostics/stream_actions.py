@@ -4,7 +4,7 @@
   and ``XACK`` the original, in one MULTI/EXEC. The copy is delivered afresh
   (delivery count 1) to any worker; the worker syncs the record's current
   state, so a duplicate is harmless if the original was being processed.
-* ``move_pending_to_dead``: the dead-letter move of ``crmbridge.dead_letters``
+* ``move_pending_to_dead``: the dead-letter move of ``crmbridge.worker.dead_letters``
   with reason ``manual``.
 * ``requeue_all_dead``: requeues every dead letter in bounded batches, within
   a bound per click; the answer says how many are left.
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import redis
 
-from crmbridge import dead_letters, streams
-from crmbridge.dead_letters import DeadLetter
 from crmbridge.diagnostics.stream_status import pending_entry
+from crmbridge.redis_io import streams
+from crmbridge.worker import dead_letters
+from crmbridge.worker.dead_letters import DeadLetter
 
 REQUEUE_BATCH = 100
 REQUEUE_MAX_PER_CALL = 5_000

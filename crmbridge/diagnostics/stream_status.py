@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 
 # When Redis cannot tell the lag (tombstones after the group's position), it is
 # counted with one bounded XRANGE; past this many entries the count is capped.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import redis
 from django.conf import settings
 
-from crmbridge import streams
 from crmbridge.diagnostics.config_facts import bitrix_configured, redis_config
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.timestamps import read_marks
+from crmbridge.redis_io import streams
 
 
 def outbox_backlog() -> int:
@@ -18,7 +18,7 @@ def outbox_backlog() -> int:
     Rows a live publisher holds (being published, or sent and awaiting their
     deferred delete) are not a backlog: ``waiting_entries`` leaves them out.
     """
-    from crmbridge.outbox import waiting_entries
+    from crmbridge.publishing.outbox import waiting_entries
 
     return waiting_entries().count()
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from crmbridge import telemetry
 from crmbridge.bitrix.webhook_url import redact
+from crmbridge.redis_io import telemetry
 
 
 def iso_or_none(unix_seconds: float | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Worker liveness from the heartbeats the workers keep in Redis (``crmbridge.telemetry``).
+"""Worker liveness from the heartbeats the workers keep in Redis (``crmbridge.redis_io.telemetry``).
 
 Workers are separate processes (``manage.py run_bitrix_worker``), possibly on
 other hosts, so "is the worker running" means "has a worker beaten recently":
@@ -27,11 +27,11 @@ import time
 
 import redis
 
-from crmbridge import streams, telemetry
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.config_facts import SPEC_WORKER_CONFIG_KEYS, heartbeat_interval, worker_config
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms
 from crmbridge.diagnostics.timestamps import iso_or_none, read_marks
+from crmbridge.redis_io import streams, telemetry
 
 STALE_WINDOW_SECONDS = 3600
 MAX_WORKERS_LISTED = 200

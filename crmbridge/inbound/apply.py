@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.validators import PHONE_MAX_LENGTH, PhoneValidator
-from crmbridge import mapping
+from crmbridge.bitrix import mapping
 from crmbridge.models import SyncRecord
 from crmbridge.worker.write_back import ID_FIELDS, MODELS
 

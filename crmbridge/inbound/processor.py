@@ -32,10 +32,10 @@ from django.conf import settings
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
-from crmbridge.dead_letters import DeadLetter
 from crmbridge.inbound import apply
 from crmbridge.inbound.events import InboundEvent, InvalidEvent
-from crmbridge.messages import LOCAL_NAMES
+from crmbridge.publishing.messages import LOCAL_NAMES
+from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.stream_consumer import StreamMessage
 from crmbridge.worker.sync_batch import ChunkOutcome

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from crmbridge import streams
 from crmbridge.inbound.events import InboundEvent
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io import streams
+from crmbridge.redis_io.connection import get_redis
 from orders.models import Order
 
 PULL_EVENT = "ONCRMDEALUPDATE"

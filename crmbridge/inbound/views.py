@@ -36,7 +36,6 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from crmbridge import streams
 from crmbridge.inbound.events import (
     HANDLED_EVENTS,
     MAX_DOMAIN_LENGTH,
@@ -45,7 +44,8 @@ from crmbridge.inbound.events import (
     parse_bitrix_id,
     parse_portal_time,
 )
-from crmbridge.publishing import publish_client
+from crmbridge.publishing.publisher import publish_client
+from crmbridge.redis_io import streams
 
 logger = logging.getLogger("crmbridge.inbound")
 

@@ -1,4 +1,4 @@
-"""The worker's heartbeat in Redis (format in ``crmbridge.telemetry``)."""
+"""The worker's heartbeat in Redis (format in ``crmbridge.redis_io.telemetry``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from crmbridge import telemetry
+from crmbridge.redis_io import telemetry
 
 
 def consumer_name() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 
 _RENEW = """
 local kept = {}

@@ -30,14 +30,14 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from crmbridge import streams, telemetry
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
-from crmbridge.dead_letters import DeadLetter, move_to_dead_letters
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker.chores import Maintenance, worker_streams
 from crmbridge.worker.config import WorkerConfig
+from crmbridge.worker.dead_letters import DeadLetter, move_to_dead_letters
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
-from crmbridge.worker.maintenance import Maintenance, worker_streams
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.retry_schedule import RetrySchedule, backoff_seconds
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage, is_nogroup

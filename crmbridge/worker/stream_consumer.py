@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 
 logger = logging.getLogger("crmbridge.worker")
 

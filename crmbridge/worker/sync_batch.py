@@ -26,13 +26,13 @@ from typing import Any
 
 from django.conf import settings
 
-from crmbridge import mapping
+from crmbridge.bitrix import mapping
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.commands import result_ref
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
-from crmbridge.dead_letters import DeadLetter
-from crmbridge.messages import LOCAL_NAMES, InvalidMessage, Operation
+from crmbridge.publishing.messages import LOCAL_NAMES, InvalidMessage, Operation
 from crmbridge.worker import write_back
+from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.stream_consumer import StreamMessage
 

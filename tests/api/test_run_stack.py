@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bitrixsync.dev_stack import describe_url
-from crmbridge.testing.ports import free_port
+from devtools.dev_stack import describe_url
+from devtools.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.rate_limit import RedisRateLimiter
-from crmbridge.sandbox.server import SandboxServer
+from devtools.sandbox.server import SandboxServer
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from crmbridge.bitrix.client import BitrixClient
-from crmbridge.testing.ports import free_port, wait_for_port
+from devtools.testing.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind, classify
-from crmbridge.testing.ports import free_port
+from devtools.testing.ports import free_port
 
 RETRY, CONFIG, PERMANENT = ErrorKind.RETRY, ErrorKind.CONFIG, ErrorKind.PERMANENT
 

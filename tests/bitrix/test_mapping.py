@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.models import User
-from crmbridge import mapping
+from crmbridge.bitrix import mapping
 from crmbridge.bitrix.commands import result_ref
 from orders.models import Order
 

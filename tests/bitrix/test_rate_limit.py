@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from crmbridge.bitrix.rate_limit import LeakyBucket, RedisRateLimiter, default_headroom
-from crmbridge.testing.ports import free_port
+from devtools.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "test:shared-limit"

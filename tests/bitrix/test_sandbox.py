@@ -13,7 +13,7 @@ import requests
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError
-from crmbridge.sandbox.server import SandboxServer
+from devtools.sandbox.server import SandboxServer
 
 
 def control(sandbox: SandboxServer, path: str, payload: dict | None = None) -> requests.Response:

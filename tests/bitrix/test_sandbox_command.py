@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from crmbridge.bitrix.client import BitrixClient
-from crmbridge.testing.ports import free_port, wait_for_port
+from devtools.testing.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

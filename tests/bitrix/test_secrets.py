@@ -8,7 +8,7 @@ import traceback
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError
 from crmbridge.bitrix.rate_limit import RedisRateLimiter
-from crmbridge.testing.ports import free_port
+from devtools.testing.ports import free_port
 
 worker_log = logging.getLogger("crmbridge.worker")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from crmbridge.sandbox.server import SandboxServer
+from devtools.sandbox.server import SandboxServer
 
 # Recognisable, so that tests can search every answer for it.
 WEBHOOK_CODE = "zq7SECRETwebhook93xk"

@@ -7,9 +7,9 @@ import time
 
 import redis
 
-from crmbridge import streams, telemetry
-from crmbridge.dead_letters import DeadLetter, move_to_dead_letters
-from crmbridge.messages import Operation
+from crmbridge.publishing.messages import Operation
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.worker.dead_letters import DeadLetter, move_to_dead_letters
 
 HEARTBEAT = 5.0
 

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 from tests.diagnostics.helpers import add_dead_letters, beat, create_group, deliver, publish
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 from tests.diagnostics.helpers import add_dead_letters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

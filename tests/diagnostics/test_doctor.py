@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from crmbridge import streams, telemetry
 from crmbridge.diagnostics.doctor import FAIL, OK, SKIP, WARN, DoctorOptions, run_doctor
 from crmbridge.models import OutboxEntry
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.connection import get_redis
 from tests.diagnostics.helpers import add_dead_letters, beat, create_group, deliver, mark, publish
 
 pytestmark = pytest.mark.django_db

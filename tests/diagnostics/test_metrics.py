@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from crmbridge import streams, telemetry
+from crmbridge.redis_io import streams, telemetry
 from tests.diagnostics.helpers import add_dead_letters, beat, create_group, deliver, publish
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from crmbridge import streams, telemetry
 from crmbridge.models import OutboxEntry
-from crmbridge.outbox import waiting_entries
+from crmbridge.publishing.outbox import waiting_entries
+from crmbridge.redis_io import streams, telemetry
 from tests.diagnostics.helpers import beat, create_group, deliver, mark, publish
 
 pytestmark = pytest.mark.django_db

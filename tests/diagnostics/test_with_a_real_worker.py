@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from crmbridge import streams
 from crmbridge.diagnostics.doctor import FAIL, OK, DoctorOptions, run_doctor
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io import streams
+from crmbridge.redis_io.connection import get_redis
 from orders.models import Order
 from tests.diagnostics.helpers import create_group
 from tests.worker.helpers import database_url

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 
 TOKEN = "inbound-token-7f3a9c"
 URL = "/bitrix/webhook"
@@ -68,7 +68,7 @@ def operation_entries(redis_client):
 @pytest.fixture
 def sandbox(settings, live_server):
     """The sandbox portal, sending its deal events to our endpoint on the live server."""
-    from crmbridge.sandbox.server import SandboxServer
+    from devtools.sandbox.server import SandboxServer
 
     server = SandboxServer(port=0, handler_url=live_server.url + URL, application_token=TOKEN).start()
     settings.BITRIX_WEBHOOK_URL = server.webhook_url

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from crmbridge.redis_connection import reset_clients
-from crmbridge.testing.ports import free_port
+from crmbridge.redis_io.connection import reset_clients
+from devtools.testing.ports import free_port
 from tests.inbound.conftest import TOKEN, URL, event_form
 
 pytestmark = pytest.mark.urls("tests.inbound.urls")

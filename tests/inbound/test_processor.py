@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from accounts.models import User
-from crmbridge import streams
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.inbound.events import InboundEvent
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.models import SyncRecord
+from crmbridge.redis_io import streams
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.stream_consumer import StreamMessage
 from orders.models import Order

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from crmbridge import streams
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.models import OutboxEntry, SyncRecord
+from crmbridge.redis_io import streams
 from orders.models import Order
 from tests.inbound.conftest import TOKEN
 from tests.inbound.helpers import (

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from crmbridge.outbox import sent_rows
-from crmbridge.publishing import reset_publish_clients
+from crmbridge.publishing.outbox import sent_rows
+from crmbridge.publishing.publisher import reset_publish_clients
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from crmbridge import streams
 from crmbridge.models import OutboxEntry
-from crmbridge.outbox import sent_marker_key
+from crmbridge.publishing.outbox import sent_marker_key
+from crmbridge.redis_io import streams
 from orders.models import Order
 
 FIELDS = {"v", "entity", "op", "id", "ts", "src"}
@@ -38,6 +38,6 @@ def unsent(client: redis.Redis) -> list[int]:
     """IDs of outbox rows not in their stream yet.
 
     Rows already sent whose delete is deferred to the next write (see
-    ``crmbridge.outbox``) do not count: their sent marker exists.
+    ``crmbridge.publishing.outbox``) do not count: their sent marker exists.
     """
     return [entry.pk for entry in OutboxEntry.objects.all() if not client.exists(sent_marker_key(entry))]

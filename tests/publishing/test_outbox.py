@@ -17,9 +17,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from crmbridge.messages import Operation
 from crmbridge.models import OutboxEntry, SyncRecord
-from crmbridge.outbox import (
+from crmbridge.publishing.messages import Operation
+from crmbridge.publishing.outbox import (
     PUBLISH_SCRIPT,
     claim,
     delete_sent_rows,
@@ -29,7 +29,7 @@ from crmbridge.outbox import (
     waiting_entries,
     write_entries,
 )
-from crmbridge.publishing import publish_client
+from crmbridge.publishing.publisher import publish_client
 from tests.publishing.helpers import make_order, messages, published, unsent
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,7 +13,7 @@ from django.core.signals import request_finished, request_started
 from django.db import transaction
 
 from crmbridge.models import OutboxEntry, SyncRecord
-from crmbridge.publishing import queue_deal_creation, queue_deal_update
+from crmbridge.publishing.publisher import queue_deal_creation, queue_deal_update
 from orders.models import Order
 from tests.publishing.helpers import FIELDS, make_order, make_user, messages, published, unsent
 

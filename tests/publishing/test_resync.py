@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.db import transaction
 
 from crmbridge.models import OutboxEntry, SyncRecord
-from crmbridge.outbox import relay_outbox
-from crmbridge.resync import queue_resync_for
+from crmbridge.publishing.outbox import relay_outbox
+from crmbridge.publishing.resync import queue_resync_for
 from orders.models import Order
 from tests.publishing.helpers import make_order, make_user, published
 

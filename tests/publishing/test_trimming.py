@@ -9,7 +9,7 @@ import pytest
 import redis
 from django.core.management import call_command
 
-from crmbridge.trimming import trim_acknowledged
+from crmbridge.worker.trimming import trim_acknowledged
 
 STREAM = "bitrix:operations"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crmbridge.sandbox.server import SandboxServer
+from devtools.sandbox.server import SandboxServer
 from tests.worker.helpers import kill_stray_workers
 
 

@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from accounts.models import User
-from crmbridge import telemetry
-from crmbridge.publishing import queue_contact_update, queue_deal_update
+from crmbridge.publishing.publisher import queue_contact_update, queue_deal_update
+from crmbridge.redis_io import telemetry
 from orders.models import Order
 from tests.worker.helpers import run_worker_once, start_worker_process
 from tests.worker.test_resilience import wait_for

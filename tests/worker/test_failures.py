@@ -8,10 +8,10 @@ import time
 import pytest
 
 from accounts.models import User
-from crmbridge import streams, telemetry
-from crmbridge.dead_letters import parse_dead_letter
-from crmbridge.messages import Operation
-from crmbridge.publishing import queue_contact_update
+from crmbridge.publishing.messages import Operation
+from crmbridge.publishing.publisher import queue_contact_update
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.worker.dead_letters import parse_dead_letter
 from crmbridge.worker.runner import Worker
 from orders.models import Order
 from tests.worker.helpers import fast_config, run_worker_once

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from crmbridge import streams, telemetry
+from crmbridge.redis_io import streams, telemetry
 from orders.models import Order
 from tests.worker.helpers import start_worker_process
 

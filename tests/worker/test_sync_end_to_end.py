@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from crmbridge import streams
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.models import SyncRecord
+from crmbridge.redis_io import streams
 from orders.models import Order
 from tests.worker.helpers import run_worker_once
 

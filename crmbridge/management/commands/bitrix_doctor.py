@@ -27,7 +27,7 @@ from crmbridge.diagnostics.doctor import (
     exit_code,
     run_doctor,
 )
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io.connection import get_redis
 
 
 class Command(BaseCommand):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import redis
 from django.core.management.base import BaseCommand, CommandError
 
-from crmbridge import streams
 from crmbridge.inbound.pull import queue_pull
+from crmbridge.redis_io import streams
 from orders.models import Order
 
 

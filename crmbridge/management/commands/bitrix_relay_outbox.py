@@ -14,7 +14,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 
-from crmbridge.outbox import relay_outbox, waiting_entries
+from crmbridge.publishing.outbox import relay_outbox, waiting_entries
 
 logger = logging.getLogger(__name__)
 

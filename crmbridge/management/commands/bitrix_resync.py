@@ -19,8 +19,8 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from crmbridge.outbox import waiting_entries
-from crmbridge.resync import resync, resync_plan
+from crmbridge.publishing.outbox import waiting_entries
+from crmbridge.publishing.resync import resync, resync_plan
 
 LABELS = {"deal": "orders (deals)", "contact": "users (contacts)"}
 

@@ -1,6 +1,6 @@
 """``python manage.py bitrix_trim_streams [--retention SECONDS]``: trim acknowledged stream entries.
 
-The worker does this every minute; see ``crmbridge.trimming`` for the rule
+The worker does this every minute; see ``crmbridge.worker.trimming`` for the rule
 (never an entry some consumer group has not acknowledged).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from crmbridge.redis_connection import get_redis
-from crmbridge.trimming import trim_streams
+from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker.trimming import trim_streams
 
 
 class Command(BaseCommand):

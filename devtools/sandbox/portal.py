@@ -16,12 +16,12 @@ from typing import Any
 
 from crmbridge.bitrix.commands import decode_command, resolve_reference
 from crmbridge.bitrix.rate_limit import LeakyBucket
-from crmbridge.sandbox.errors import RestError
-from crmbridge.sandbox.events import EventSender
-from crmbridge.sandbox.faults import AUTH_ERRORS, FaultInjector
-from crmbridge.sandbox.methods import Caller, CrmMethods, Outcome
-from crmbridge.sandbox.stats import SandboxStats
-from crmbridge.sandbox.store import RecordStore
+from devtools.sandbox.errors import RestError
+from devtools.sandbox.events import EventSender
+from devtools.sandbox.faults import AUTH_ERRORS, FaultInjector
+from devtools.sandbox.methods import Caller, CrmMethods, Outcome
+from devtools.sandbox.stats import SandboxStats
+from devtools.sandbox.store import RecordStore
 
 MAX_BATCH_COMMANDS = 50
 MANAGER_USER_ID = "2"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from crmbridge.sandbox.errors import RestError
+from devtools.sandbox.errors import RestError
 
 PAGE_SIZE = 50
 MULTIFIELDS = ("EMAIL", "PHONE")

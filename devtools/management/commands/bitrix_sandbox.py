@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from bitrixsync.env_config import env_int, env_str
 from crmbridge.bitrix.webhook_url import redact_url
-from crmbridge.sandbox.server import SandboxServer
+from devtools.sandbox.server import SandboxServer
 
 
 class Command(BaseCommand):

@@ -16,7 +16,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from crmbridge.messages import LOCAL_NAMES
+from crmbridge.publishing.messages import LOCAL_NAMES
 from orders.catalogue import SERVICES
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import redis
 from django.conf import settings
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 
 StreamId = tuple[int, int]
 _MAX_SEQ = 2**64 - 1

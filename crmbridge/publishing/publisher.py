@@ -1,11 +1,11 @@
 """Queue deal and contact operations: outbox row with the change, stream entry after commit.
 
 Each ``queue_*`` function is called inside the caller's transaction (the
-signal handlers in ``crmbridge.signals`` call them on every relevant save). It
+signal handlers in ``crmbridge.publishing.signals`` call them on every relevant save). It
 writes an ``OutboxEntry`` and marks the ``SyncRecord`` "waiting" - both commit
 or roll back with the caller's change - and registers an on-commit hook that
 adds the entry to ``{prefix}operations`` (and deletes the row, see
-``crmbridge.outbox``). A rolled-back transaction publishes nothing.
+``crmbridge.publishing.outbox``). A rolled-back transaction publishes nothing.
 
 When the hook runs: outside a web request (commands, the shell, tests), at
 commit, and the function returns the stream message ID when no transaction
@@ -17,7 +17,7 @@ in the outbox, the function returns ``None``.
 Redis down or slow: the publishing client has short timeouts and no retries,
 and a circuit breaker stops trying for ``BITRIX_PUBLISH_BREAKER_SECONDS``
 after a failure, so a burst of requests does not each wait the timeout. Their
-entries wait in the outbox for ``crmbridge.outbox.relay_outbox``.
+entries wait in the outbox for ``crmbridge.publishing.outbox.relay_outbox``.
 ``BITRIX_ENABLED=false`` queues nothing.
 """
 
@@ -35,10 +35,10 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from crmbridge.messages import Operation
 from crmbridge.models import OutboxEntry
-from crmbridge.outbox import Sent, describe_error, publish_entries, release, write_entries
-from crmbridge.redis_connection import get_redis, reset_clients
+from crmbridge.publishing.messages import Operation
+from crmbridge.publishing.outbox import Sent, describe_error, publish_entries, release, write_entries
+from crmbridge.redis_io.connection import get_redis, reset_clients
 
 logger = logging.getLogger(__name__)
 

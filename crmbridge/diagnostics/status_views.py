@@ -22,11 +22,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication
-from crmbridge.api.serializers import SyncStatusResponseSerializer, WorkerStatusResponseSerializer
 from crmbridge.diagnostics.redis_errors import redis_error_reason
+from crmbridge.diagnostics.serializers import SyncStatusResponseSerializer, WorkerStatusResponseSerializer
 from crmbridge.diagnostics.sync_status import sync_status, sync_status_without_redis
 from crmbridge.diagnostics.worker_status import worker_status, worker_status_without_redis
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io.connection import get_redis
 
 logger = logging.getLogger(__name__)
 

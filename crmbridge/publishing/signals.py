@@ -1,4 +1,4 @@
-"""Order and user saves -> ``crmbridge.publishing`` (the handlers only decide which call).
+"""Order and user saves -> ``crmbridge.publishing.publisher`` (the handlers only decide which call).
 
 * creation queues a ``create``;
 * a save queues an ``update`` only when a field in the model's
@@ -25,7 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_init, post_save
 
-from crmbridge import publishing
+from crmbridge.publishing import publisher
 
 SNAPSHOT_ATTR = "_bitrix_snapshot"
 _MISSING = object()
@@ -37,8 +37,8 @@ def connect() -> None:
         post_init.connect(remember_bitrix_values, sender=model, dispatch_uid=f"bitrix-snapshot-{model._meta.label}")
         post_save.connect(queue_on_save, sender=model, dispatch_uid=f"bitrix-queue-{model._meta.label}")
     # Inside a request, what it committed is published once the response is sent.
-    request_started.connect(publishing.begin_request, dispatch_uid="bitrix-begin-request")
-    request_finished.connect(publishing.publish_after_response, dispatch_uid="bitrix-publish-after-response")
+    request_started.connect(publisher.begin_request, dispatch_uid="bitrix-begin-request")
+    request_finished.connect(publisher.publish_after_response, dispatch_uid="bitrix-publish-after-response")
 
 
 def queue_on_save(sender, instance, created: bool, raw: bool = False, update_fields=None, **kwargs) -> None:
@@ -54,8 +54,8 @@ def queue_on_save(sender, instance, created: bool, raw: bool = False, update_fie
 
 def _queue_functions(model) -> tuple:
     if model._meta.label == "orders.Order":
-        return publishing.queue_deal_creation, publishing.queue_deal_update
-    return publishing.queue_contact_creation, publishing.queue_contact_update
+        return publisher.queue_deal_creation, publisher.queue_deal_update
+    return publisher.queue_contact_creation, publisher.queue_contact_update
 
 
 def remember_bitrix_values(sender, instance, **kwargs) -> None:

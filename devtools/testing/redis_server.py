@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from crmbridge.testing.ports import free_port, wait_for_port
+from devtools.testing.ports import free_port, wait_for_port
 
 
 class PrivateRedis:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import threading
 
 from crmbridge.bitrix.webhook_url import redact_url
-from crmbridge.sandbox import crm
-from crmbridge.sandbox.faults import Faults
-from crmbridge.sandbox.http_handler import SandboxHTTPServer
-from crmbridge.sandbox.methods import Caller
-from crmbridge.sandbox.portal import MANAGER_USER_ID, Portal
+from devtools.sandbox import crm
+from devtools.sandbox.faults import Faults
+from devtools.sandbox.http_handler import SandboxHTTPServer
+from devtools.sandbox.methods import Caller
+from devtools.sandbox.portal import MANAGER_USER_ID, Portal
 
 # Changes made through the control endpoints come from "a manager".
 _MANAGER = Caller(user_id=MANAGER_USER_ID, own=False)

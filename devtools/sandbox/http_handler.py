@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from crmbridge.bitrix.commands import parse_php_query, php_params
-from crmbridge.sandbox import control
-from crmbridge.sandbox.errors import RestError
-from crmbridge.sandbox.portal import Reply
+from devtools.sandbox import control
+from devtools.sandbox.errors import RestError
+from devtools.sandbox.portal import Reply
 
 if TYPE_CHECKING:
-    from crmbridge.sandbox.server import SandboxServer
+    from devtools.sandbox.server import SandboxServer
 
-logger = logging.getLogger("crmbridge.sandbox")
+logger = logging.getLogger("devtools.sandbox")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _REST_PATH = re.compile(r"^/rest/(?P<user>[^/]+)/(?P<code>[^/]+)/(?P<method>[^/]+?)/?$")

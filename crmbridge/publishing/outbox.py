@@ -1,6 +1,6 @@
 """The transactional outbox: an operation is written with the change, published after.
 
-``crmbridge.publishing`` writes an ``OutboxEntry`` in the caller's transaction
+``crmbridge.publishing.publisher`` writes an ``OutboxEntry`` in the caller's transaction
 and publishes it after the commit (in a web request, once the response has
 been sent). Whatever is left over (Redis down or
 slow, the process died after the commit) is published by ``relay_outbox``,
@@ -45,10 +45,11 @@ from django.db import connections, router
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from crmbridge import outbox_sql, streams
-from crmbridge.messages import Operation
 from crmbridge.models import OutboxEntry
-from crmbridge.redis_connection import get_redis
+from crmbridge.publishing import outbox_sql
+from crmbridge.publishing.messages import Operation
+from crmbridge.redis_io import streams
+from crmbridge.redis_io.connection import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def write_entries(operations: Sequence[Operation], *, claimed_by: str = "", leas
     (the publisher that will send them after the commit), so the relay leaves
     them alone unless that publisher dies. Rows this process sent earlier are
     deleted in the same transaction (see "Deferred deletes"); the SQL is in
-    ``crmbridge.outbox_sql``.
+    ``crmbridge.publishing.outbox_sql``.
     """
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds) if lease_seconds > 0 else None

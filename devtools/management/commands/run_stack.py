@@ -2,7 +2,7 @@
 
 Redis (started if none answers), the Bitrix24 sandbox (when BITRIX_WEBHOOK_URL
 is empty), the worker and the web app on port 8000. ``./run.sh`` migrates and
-then runs this. See ``bitrixsync/dev_stack.py``.
+then runs this. See ``devtools/dev_stack.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from bitrixsync.dev_stack import DevStack
+from devtools.dev_stack import DevStack
 
 
 class Command(BaseCommand):

@@ -23,9 +23,9 @@ from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
-from crmbridge.messages import ENTITIES, Operation
-from crmbridge.outbox import delete_sent_rows, write_entries
-from crmbridge.publishing import direct_lease, publish_now, publisher_name
+from crmbridge.publishing.messages import ENTITIES, Operation
+from crmbridge.publishing.outbox import delete_sent_rows, write_entries
+from crmbridge.publishing.publisher import direct_lease, publish_now, publisher_name
 
 
 @dataclass(frozen=True)

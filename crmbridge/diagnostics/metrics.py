@@ -38,12 +38,12 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
-from crmbridge import streams, telemetry
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.sync_status import outbox_backlog
 from crmbridge.diagnostics.worker_status import read_heartbeats
-from crmbridge.redis_connection import get_redis
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.connection import get_redis
 
 PREFIX = "bitrixsync_"
 OUTCOMES = ("processed", "retried", "dead_lettered")

@@ -22,12 +22,12 @@ import re
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from crmbridge.sandbox.crm import ENTITIES
-from crmbridge.sandbox.errors import RestError
-from crmbridge.sandbox.portal import Reply
+from devtools.sandbox.crm import ENTITIES
+from devtools.sandbox.errors import RestError
+from devtools.sandbox.portal import Reply
 
 if TYPE_CHECKING:
-    from crmbridge.sandbox.server import SandboxServer
+    from devtools.sandbox.server import SandboxServer
 
 _DEAL_ACTION = re.compile(r"^/_sandbox/deals/(?P<id>\d+)/(?P<action>stage|delete)/?$")
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import redis
 from django.conf import settings
 
-from crmbridge import streams, telemetry
+from crmbridge.redis_io import streams, telemetry
 
 if TYPE_CHECKING:
     from crmbridge.worker.runner import Worker
@@ -69,7 +69,7 @@ class Maintenance:
 
     def relay_outbox(self) -> None:
         try:
-            from crmbridge.outbox import relay_outbox
+            from crmbridge.publishing.outbox import relay_outbox
         except ImportError:  # publishing not installed
             return
         try:
@@ -81,7 +81,7 @@ class Maintenance:
 
     def trim(self) -> None:
         try:
-            from crmbridge.trimming import trim_acknowledged
+            from crmbridge.worker.trimming import trim_acknowledged
         except ImportError:
             return
         for stream in worker_streams():

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from crmbridge.sandbox import crm
-from crmbridge.sandbox.errors import RestError
-from crmbridge.sandbox.events import EventSender
-from crmbridge.sandbox.store import RecordStore
+from devtools.sandbox import crm
+from devtools.sandbox.errors import RestError
+from devtools.sandbox.events import EventSender
+from devtools.sandbox.store import RecordStore
 
 
 @dataclass

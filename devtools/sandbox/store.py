@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections import defaultdict
 
-from crmbridge.sandbox.crm import ENTITIES
+from devtools.sandbox.crm import ENTITIES
 
 COUNTERS = (*ENTITIES, "multifield")
 

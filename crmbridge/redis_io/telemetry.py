@@ -24,7 +24,7 @@ import time
 
 import redis
 
-from crmbridge import streams
+from crmbridge.redis_io import streams
 
 STATS_TTL_SECONDS = 2 * 3600
 

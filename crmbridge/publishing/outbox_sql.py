@@ -2,7 +2,7 @@
 
 Insert the outbox row, upsert the record's ``SyncRecord`` to "waiting", and
 delete the rows this process sent before (see "Deferred deletes" in
-``crmbridge.outbox``). They run on every save that queues an operation, and
+``crmbridge.publishing.outbox``). They run on every save that queues an operation, and
 the ORM (``bulk_create``, ``QuerySet.delete``) spent more Python time on each
 than the database spent on the statement (measured: ``bench/README.md``).
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import requests
 
-logger = logging.getLogger("crmbridge.sandbox.events")
+logger = logging.getLogger("devtools.sandbox.events")
 
 DELIVERY_TIMEOUT_SECONDS = 5.0
 

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from crmbridge import streams
 from crmbridge.bitrix.webhook_url import redact
+from crmbridge.redis_io import streams
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,0 @@
-"""The diagnostics API: the specification's two status endpoints."""
