@@ -10,7 +10,6 @@ from crmbridge.admin_sync import BitrixSyncAdminMixin
 @admin.register(User)
 class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
     bitrix_entity = "contact"
-    bitrix_id_field = "bitrix_contact_id"
 
     list_display = (
         "id",

@@ -22,6 +22,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from crmbridge import entities
 from crmbridge.diagnostics.config_facts import portal_url
 from crmbridge.models import SyncRecord
 
@@ -29,8 +30,11 @@ _STATE_STYLE = {"synced": "#2e7d32", "waiting": "#ef6c00", "failed": "#c62828"}
 
 
 class BitrixSyncAdminMixin:
-    bitrix_entity = ""  # "deal" or "contact"; set by the subclass
-    bitrix_id_field = ""  # "bitrix_deal_id" or "bitrix_contact_id"
+    bitrix_entity = ""  # "deal" or "contact" (``crmbridge.entities``); set by the subclass
+
+    @property
+    def bitrix_id_field(self) -> str:
+        return entities.get(self.bitrix_entity).bitrix_id_field
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         records = SyncRecord.objects.filter(entity=self.bitrix_entity, local_id=OuterRef("pk"))

@@ -9,7 +9,6 @@ from orders.models import Order
 @admin.register(Order)
 class OrderAdmin(BitrixSyncAdminMixin, admin.ModelAdmin):
     bitrix_entity = "deal"
-    bitrix_id_field = "bitrix_deal_id"
 
     list_display = (
         "id",

@@ -16,15 +16,15 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from crmbridge.publishing.messages import LOCAL_NAMES
+from crmbridge import entities
 from orders.catalogue import SERVICES
 
 
 def origin_id(entity: str, local_id: int) -> str:
     """``origin_id("deal", 12) == "order-12"``, ``origin_id("contact", 5) == "user-5"``."""
-    if entity not in LOCAL_NAMES:
+    if entity not in entities.ENTITIES:
         raise ValueError(f"unknown entity {entity!r}")
-    return f"{LOCAL_NAMES[entity]}-{local_id}"
+    return entities.get(entity).origin_id(local_id)
 
 
 def deal_fields(order, *, contact_id: int | str | None) -> dict:

@@ -18,9 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.validators import PHONE_MAX_LENGTH, PhoneValidator
+from crmbridge import entities
 from crmbridge.bitrix import mapping
 from crmbridge.models import SyncRecord
-from crmbridge.worker.write_back import ID_FIELDS, MODELS
 
 logger = logging.getLogger("crmbridge.inbound")
 
@@ -54,8 +54,8 @@ def linked_records(entity: str, bitrix_ids: list[int]) -> dict[int, int]:
     """Bitrix ID -> local ID of the records linked to these Bitrix records."""
     if not bitrix_ids:
         return {}
-    field = ID_FIELDS[entity]
-    rows = MODELS[entity].objects.filter(**{f"{field}__in": bitrix_ids}).values_list(field, "pk")
+    field = entities.get(entity).bitrix_id_field
+    rows = entities.get(entity).model().objects.filter(**{f"{field}__in": bitrix_ids}).values_list(field, "pk")
     return dict(rows)
 
 
@@ -74,8 +74,8 @@ def local_id_from_origin(entity: str, remote: dict) -> int | None:
 
 def local_states(entity: str, local_ids: list[int]) -> dict[int, LocalState]:
     """The records that still exist, with their sync record (two queries)."""
-    field = ID_FIELDS[entity]
-    rows = dict(MODELS[entity].objects.filter(pk__in=local_ids).values_list("pk", field))
+    field = entities.get(entity).bitrix_id_field
+    rows = dict(entities.get(entity).model().objects.filter(pk__in=local_ids).values_list("pk", field))
     syncs = SyncRecord.objects.filter(entity=entity, local_id__in=rows).values(
         "local_id", "state", "last_queued_at", "remote_changed_at"
     )
@@ -118,7 +118,7 @@ def apply_deal(order_id: int, deal_id: int, deal: dict, changed_at: datetime) ->
             changed = 0
         else:
             changed = (
-                MODELS["deal"]
+                entities.DEAL.model()
                 .objects.filter(pk=order_id, bitrix_deal_id=deal_id)
                 .exclude(status=status)
                 .update(status=status, updated_at=timezone.now())
@@ -139,7 +139,7 @@ def apply_contact(user_id: int, contact_id: int, contact: dict, changed_at: date
     if phone is not None:
         values["phone"] = phone
     with transaction.atomic():
-        changed = MODELS["contact"].objects.filter(pk=user_id, bitrix_contact_id=contact_id).update(**values)
+        changed = entities.CONTACT.model().objects.filter(pk=user_id, bitrix_contact_id=contact_id).update(**values)
         note_remote_change("contact", user_id, changed_at)
     return f"name and phone copied ({', '.join(values)})" if changed else "user no longer linked"
 
@@ -168,8 +168,8 @@ def unlink(entity: str, local_id: int, bitrix_id: int, changed_at: datetime) -> 
     """
     note = f"{entity} {bitrix_id} deleted in Bitrix at {changed_at.isoformat()}; unlinked, not re-created"
     with transaction.atomic():
-        field = ID_FIELDS[entity]
-        changed = MODELS[entity].objects.filter(pk=local_id, **{field: bitrix_id}).update(**{field: None})
+        field = entities.get(entity).bitrix_id_field
+        changed = entities.get(entity).model().objects.filter(pk=local_id, **{field: bitrix_id}).update(**{field: None})
         if changed:
             sync = {"state": SyncRecord.State.FAILED, "last_error": note, "last_error_at": timezone.now()}
             note_remote_change(entity, local_id, changed_at, **sync)

@@ -30,11 +30,11 @@ from datetime import datetime
 
 from django.conf import settings
 
+from crmbridge import entities
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.inbound import apply
 from crmbridge.inbound.events import InboundEvent, InvalidEvent
-from crmbridge.publishing.messages import LOCAL_NAMES
 from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.stream_consumer import StreamMessage
@@ -43,7 +43,6 @@ from crmbridge.worker.sync_batch import ChunkOutcome
 logger = logging.getLogger("crmbridge.inbound")
 
 MAX_COMMANDS = 50
-GET_METHODS = {"deal": "crm.deal.get", "contact": "crm.contact.get"}
 APPLY = {"deal": apply.apply_deal, "contact": apply.apply_contact}
 
 
@@ -82,7 +81,7 @@ class EventTask:
         return f"{self.entity[0]}{self.bitrix_id}"
 
     def describe(self) -> str:
-        local = f" ({LOCAL_NAMES[self.entity]} {self.local_id})" if self.local_id else ""
+        local = f" ({entities.get(self.entity).local_name} {self.local_id})" if self.local_id else ""
         return f"{self.entity} {self.bitrix_id}{local}"
 
 
@@ -173,7 +172,7 @@ class InboundBatch:
         return ready
 
     def _should_apply(self, task: EventTask, outcome: ChunkOutcome) -> bool:
-        state, local = task.state, LOCAL_NAMES[task.entity]
+        state, local = task.state, entities.get(task.entity).local_name
         if state is None:
             self._ignore(task, f"{local} {task.local_id} no longer exists here", outcome)
         elif state.local_change_pending():
@@ -212,7 +211,7 @@ class InboundBatch:
             logger.warning(
                 "[WEBHOOK] %s was deleted in Bitrix; %s %s unlinked and NOT re-created "
                 "(its next change or `bitrix_resync` creates a new one)",
-                task.describe(), LOCAL_NAMES[task.entity], task.local_id,
+                task.describe(), entities.get(task.entity).local_name, task.local_id,
             )  # fmt: skip
         outcome.done.extend(task.messages)
 
@@ -221,7 +220,7 @@ class InboundBatch:
         found: dict[EventTask, dict | BitrixError] = {}
         for start in range(0, len(tasks), MAX_COMMANDS):
             chunk = {t.command_key: t for t in tasks[start : start + MAX_COMMANDS]}
-            commands = {key: (GET_METHODS[t.entity], {"id": t.bitrix_id}) for key, t in chunk.items()}
+            commands = {key: (entities.get(t.entity).method("get"), {"id": t.bitrix_id}) for key, t in chunk.items()}
             try:
                 result = self.client.batch(commands)
             except BitrixError as exc:

@@ -21,11 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from crmbridge import entities
+
 SCHEMA_VERSION = "1"
-ENTITIES = ("deal", "contact")
 OPERATIONS = ("create", "update")
-# The local model behind each entity, for log lines ("deal 12 for order 12").
-LOCAL_NAMES = {"deal": "order", "contact": "user"}
 
 
 class InvalidMessage(ValueError):
@@ -57,7 +56,7 @@ class Operation:
         if version != SCHEMA_VERSION:
             raise InvalidMessage(f"unsupported schema version {version!r}")
         entity = fields.get("entity")
-        if entity not in ENTITIES:
+        if entity not in entities.ENTITIES:
             raise InvalidMessage(f"unknown entity {entity!r}")
         op = fields.get("op")
         if op not in OPERATIONS:

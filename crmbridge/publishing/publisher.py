@@ -35,8 +35,9 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from crmbridge import entities
 from crmbridge.models import OutboxEntry
-from crmbridge.publishing.messages import Operation
+from crmbridge.publishing.messages import OPERATIONS, Operation
 from crmbridge.publishing.outbox import Sent, describe_error, publish_entries, release, write_entries
 from crmbridge.redis_io.connection import get_redis, reset_clients
 
@@ -53,13 +54,15 @@ class Kind:
     what: str  # "deal creation"
     local_name: str  # "order"
 
+    @classmethod
+    def of(cls, entity: str, op: str) -> Kind:
+        """The spec's log tags: ``QUEUE_DEAL``, ``QUEUE_DEAL_UPDATE``, ``QUEUE_CONTACT``, ``QUEUE_CONTACT_UPDATE``."""
+        suffix = "_UPDATE" if op == "update" else ""
+        what = "creation" if op == "create" else "update"
+        return cls(f"QUEUE_{entity.upper()}{suffix}", f"{entity} {what}", entities.get(entity).local_name)
 
-KINDS = {
-    ("deal", "create"): Kind("QUEUE_DEAL", "deal creation", "order"),
-    ("deal", "update"): Kind("QUEUE_DEAL_UPDATE", "deal update", "order"),
-    ("contact", "create"): Kind("QUEUE_CONTACT", "contact creation", "user"),
-    ("contact", "update"): Kind("QUEUE_CONTACT_UPDATE", "contact update", "user"),
-}
+
+KINDS = {(entity, op): Kind.of(entity, op) for entity in entities.NAMES for op in OPERATIONS}
 
 
 def queue_deal_creation(order_id: int) -> str | None:

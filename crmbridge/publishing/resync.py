@@ -15,46 +15,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.apps import apps
-from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
-from crmbridge.publishing.messages import ENTITIES, Operation
+from crmbridge.entities import NAMES as ENTITIES
+from crmbridge.entities import get as get_entity
+from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.outbox import delete_sent_rows, write_entries
 from crmbridge.publishing.publisher import direct_lease, publish_now, publisher_name
 
 
-@dataclass(frozen=True)
-class EntitySource:
-    entity: str
-    bitrix_id_field: str
-
-    def model(self) -> type[models.Model]:
-        return apps.get_model("orders", "Order") if self.entity == "deal" else get_user_model()
-
-    def since_field(self) -> str:
-        # Users have no modification time; "changed since" means "joined since" for them.
-        return "updated_at" if hasattr(self.model(), "updated_at") else "date_joined"
-
-
-SOURCES = {
-    "deal": EntitySource("deal", "bitrix_deal_id"),
-    "contact": EntitySource("contact", "bitrix_contact_id"),
-}
-
-
 def selection(entity: str, *, missing_only: bool = False, since: date | datetime | None = None) -> models.QuerySet:
     """The records of ``entity`` a resync with these options covers."""
-    source = SOURCES[entity]
+    source = get_entity(entity)
     queryset = source.model().objects.all()
     if missing_only:
         queryset = queryset.filter(**{f"{source.bitrix_id_field}__isnull": True})
     if since is not None:
-        queryset = queryset.filter(**{f"{source.since_field()}__gte": _aware(since)})
+        queryset = queryset.filter(**{f"{source.since_field}__gte": _aware(since)})
     return queryset
 
 
@@ -65,7 +45,7 @@ def resync_plan(
     plan = {}
     for entity in entities:
         queryset = selection(entity, missing_only=missing_only, since=since)
-        creates = queryset.filter(**{f"{SOURCES[entity].bitrix_id_field}__isnull": True}).count()
+        creates = queryset.filter(**{f"{get_entity(entity).bitrix_id_field}__isnull": True}).count()
         plan[entity] = {"create": creates, "update": queryset.count() - creates}
     return plan
 
@@ -99,7 +79,7 @@ def queue_resync_for(entity: str, ids: Iterable[int], *, src: str = "admin") -> 
     Runs in (or as) one transaction; the entries are published after commit.
     Unknown IDs are skipped. Returns how many operations were queued.
     """
-    source = SOURCES[entity]
+    source = get_entity(entity)
     rows = list(
         source.model().objects.filter(pk__in=list(ids)).order_by("pk").values_list("pk", source.bitrix_id_field)
     )
@@ -126,7 +106,7 @@ def _chunks(queryset: models.QuerySet, entity: str, size: int):
         page = queryset.order_by("pk")
         if last is not None:
             page = page.filter(pk__gt=last)
-        rows = list(page.values_list("pk", SOURCES[entity].bitrix_id_field)[:size])
+        rows = list(page.values_list("pk", get_entity(entity).bitrix_id_field)[:size])
         if not rows:
             return
         yield rows

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import functools
 
-from django.apps import apps
-from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_init, post_save
 
+from crmbridge import entities
 from crmbridge.publishing import publisher
 
 SNAPSHOT_ATTR = "_bitrix_snapshot"
@@ -33,7 +32,7 @@ _MISSING = object()
 
 def connect() -> None:
     """Connect the handlers (from ``CrmbridgeConfig.ready``)."""
-    for model in (apps.get_model("orders", "Order"), get_user_model()):
+    for model in (entity.model() for entity in entities.ENTITIES.values()):
         post_init.connect(remember_bitrix_values, sender=model, dispatch_uid=f"bitrix-snapshot-{model._meta.label}")
         post_save.connect(queue_on_save, sender=model, dispatch_uid=f"bitrix-queue-{model._meta.label}")
     # Inside a request, what it committed is published once the response is sent.
@@ -53,7 +52,7 @@ def queue_on_save(sender, instance, created: bool, raw: bool = False, update_fie
 
 
 def _queue_functions(model) -> tuple:
-    if model._meta.label == "orders.Order":
+    if entities.for_model(model) is entities.DEAL:
         return publisher.queue_deal_creation, publisher.queue_deal_update
     return publisher.queue_contact_creation, publisher.queue_contact_update
 

@@ -26,11 +26,12 @@ from typing import Any
 
 from django.conf import settings
 
+from crmbridge import entities
 from crmbridge.bitrix import mapping
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.commands import result_ref
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
-from crmbridge.publishing.messages import LOCAL_NAMES, InvalidMessage, Operation
+from crmbridge.publishing.messages import InvalidMessage, Operation
 from crmbridge.worker import write_back
 from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.record_locks import RecordLocks
@@ -39,7 +40,6 @@ from crmbridge.worker.stream_consumer import StreamMessage
 logger = logging.getLogger("crmbridge.worker")
 
 MAX_COMMANDS = 50
-METHODS = {"deal": "crm.deal", "contact": "crm.contact"}
 
 Key = tuple[str, int]  # (entity, local id)
 
@@ -70,7 +70,7 @@ class RecordTask:
         return self.bitrix_id is None
 
     def describe(self) -> str:
-        return f"{LOCAL_NAMES[self.entity]} {self.local_id}"
+        return f"{entities.get(self.entity).local_name} {self.local_id}"
 
 
 @dataclass
@@ -166,7 +166,7 @@ class SyncBatch:
                 if task.record is None:
                     self._record_gone(tasks.pop((entity, local_id)), outcome)
                 else:
-                    task.bitrix_id = getattr(task.record, write_back.ID_FIELDS[entity])
+                    task.bitrix_id = getattr(task.record, entities.get(entity).bitrix_id_field)
         for key in [k for k in tasks if k[0] == "deal"]:  # a deal whose new contact is locked elsewhere waits
             owner = tasks[key].record.owner
             if not owner.bitrix_contact_id and ("contact", owner.pk) not in tasks:
@@ -203,7 +203,7 @@ class SyncBatch:
                     # Exact match on both: another system's "order-12" on a shared portal is not ours.
                     exact = {"=ORIGIN_ID": origin, "=ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID}
                     params = {"filter": exact, "select": select, "start": -1}
-                    commands[f"l{task.command_key}"] = (f"{METHODS[entity]}.list", params)
+                    commands[f"l{task.command_key}"] = (entities.get(entity).method("list"), params)
                 elif entity == "contact" and not task.creating:
                     commands[f"g{task.command_key}"] = ("crm.contact.get", {"id": task.bitrix_id})
         by_key = {t.command_key: t for t in tasks}
@@ -229,7 +229,7 @@ class SyncBatch:
             if task.entity == "contact":  # replace its e-mail and phone, do not append to them
                 task.existing = found[task.bitrix_id]
             write_back.write_bitrix_id(task.entity, task.local_id, task.bitrix_id)
-            setattr(task.record, write_back.ID_FIELDS[task.entity], task.bitrix_id)
+            setattr(task.record, entities.get(task.entity).bitrix_id_field, task.bitrix_id)
             logger.info(
                 "Found existing Bitrix %s %s for %s (ORIGIN_ID match); not creating another",
                 task.entity, task.bitrix_id, task.describe(),
@@ -329,11 +329,11 @@ class SyncBatch:
             logger.exception("[WORKER] Error processing operation message: cannot map %s", task.describe())
             self._failed(task, BitrixError("MAPPING_ERROR", f"{type(exc).__name__}: {exc}"), outcome)
             return None
-        method = METHODS[task.entity]
+        entity = entities.get(task.entity)
         params = {"REGISTER_SONET_EVENT": "N"}
         if task.creating:
-            return (f"{method}.add", {"fields": fields, "params": params})
-        return (f"{method}.update", {"id": task.bitrix_id, "fields": fields, "params": params})
+            return (entity.method("add"), {"fields": fields, "params": params})
+        return (entity.method("update"), {"id": task.bitrix_id, "fields": fields, "params": params})
 
     def _contact_for(self, deal: RecordTask, commands: dict) -> int | str:
         """The deal's CONTACT_ID: known, created earlier in this chunk, or a reference into this request.
@@ -378,7 +378,7 @@ class SyncBatch:
                 if task.entity == "contact":
                     self._new_contacts[task.local_id] = task.new_id
                 task.bitrix_id, task.new_id = task.new_id, None
-                setattr(task.record, write_back.ID_FIELDS[task.entity], task.bitrix_id)
+                setattr(task.record, entities.get(task.entity).bitrix_id_field, task.bitrix_id)
                 logger.info("Updated %s with Bitrix %s ID %s", task.describe(), task.entity, task.bitrix_id)
             else:
                 logger.info("Updated Bitrix %s %s for %s", task.entity, task.bitrix_id, task.describe())

@@ -9,17 +9,14 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from crmbridge import entities
 from crmbridge.models import SyncRecord
 from orders.models import Order
-
-MODELS = {"deal": Order, "contact": User}
-ID_FIELDS = {"deal": "bitrix_deal_id", "contact": "bitrix_contact_id"}
 
 
 def load_records(entity: str, local_ids: list[int]) -> dict[int, object]:
     """The current rows, by primary key (orders with their owner)."""
-    queryset = MODELS[entity].objects.all()
+    queryset = entities.get(entity).model().objects.all()
     if entity == "deal":
         queryset = queryset.select_related("owner")
     return queryset.in_bulk(local_ids)
@@ -59,7 +56,8 @@ def mark_create_started(records: list[tuple[str, int]]) -> None:
 def write_bitrix_id(entity: str, local_id: int, bitrix_id: int) -> None:
     """Store the new Bitrix ID and clear the create marker, in one transaction."""
     with transaction.atomic():
-        MODELS[entity].objects.filter(pk=local_id).update(**{ID_FIELDS[entity]: bitrix_id})
+        record = entities.get(entity)
+        record.model().objects.filter(pk=local_id).update(**{record.bitrix_id_field: bitrix_id})
         SyncRecord.objects.filter(entity=entity, local_id=local_id).update(create_started_at=None)
 
 
@@ -78,8 +76,9 @@ def record_success(*, created: list[tuple[str, int, int]], synced: list[tuple[st
     ]
     records += [SyncRecord(entity=e, local_id=i) for e, i, _ in created if (e, i) not in done]
     with transaction.atomic():
-        for entity, model in MODELS.items():
-            _set_ids(model, ID_FIELDS[entity], [(bitrix_id, i) for e, i, bitrix_id in created if e == entity])
+        for entity in entities.ENTITIES.values():
+            ids = [(bitrix_id, i) for e, i, bitrix_id in created if e == entity.name]
+            _set_ids(entity.model(), entity.bitrix_id_field, ids)
         SyncRecord.objects.bulk_create(
             records,
             update_conflicts=True,

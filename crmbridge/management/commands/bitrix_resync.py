@@ -19,10 +19,9 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from crmbridge import entities as registry
 from crmbridge.publishing.outbox import waiting_entries
 from crmbridge.publishing.resync import resync, resync_plan
-
-LABELS = {"deal": "orders (deals)", "contact": "users (contacts)"}
 
 
 class Command(BaseCommand):
@@ -40,11 +39,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["chunk_size"] < 1:
             raise CommandError("--chunk-size must be at least 1")
-        entities = ["deal"] if options["orders"] else ["contact"] if options["users"] else ["deal", "contact"]
+        entities = ["deal"] if options["orders"] else ["contact"] if options["users"] else list(registry.NAMES)
         selection = {"entities": entities, "missing_only": options["missing_only"], "since": options["since"]}
         plan = resync_plan(**selection)
         for entity, ops in plan.items():
-            self.stdout.write(f"{LABELS[entity]}: {ops['create']} to create, {ops['update']} to update")
+            label = registry.get(entity).plural_label
+            self.stdout.write(f"{label}: {ops['create']} to create, {ops['update']} to update")
         total = sum(ops["create"] + ops["update"] for ops in plan.values())
         if options["dry_run"]:
             self.stdout.write(f"Dry run: {total} operation(s) would be queued; nothing was.")
