@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.errors import BitrixError
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.config_facts import webhook_problem
 
@@ -11,8 +13,7 @@ from crmbridge.diagnostics.config_facts import webhook_problem
 @dataclass(frozen=True)
 class ConnectionCheck:
     """``kind``: ``None`` when ok; else ``not_configured``, ``config`` (401/403: wrong or expired
-    webhook, no rights), ``retry`` (network, 5xx, rate limit), ``permanent`` or ``unavailable``
-    (no client in this build)."""
+    webhook, no rights), ``retry`` (network, 5xx, rate limit) or ``permanent``."""
 
     ok: bool
     summary: str
@@ -28,11 +29,6 @@ def check_bitrix_connection() -> ConnectionCheck:
     problem = webhook_problem()
     if problem:
         return ConnectionCheck(ok=False, summary=problem, kind="not_configured")
-    try:
-        from crmbridge.bitrix.client import BitrixClient
-        from crmbridge.bitrix.errors import BitrixError
-    except ImportError:
-        return ConnectionCheck(ok=False, summary="the Bitrix client is not installed in this build", kind="unavailable")
     client = BitrixClient.from_settings()
     try:
         profile = client.call("profile", {})

@@ -36,9 +36,9 @@ from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.inbound import apply
 from crmbridge.inbound.events import InboundEvent, InvalidEvent
 from crmbridge.worker.dead_letters import DeadLetter
+from crmbridge.worker.outcome import ChunkOutcome
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.stream_consumer import StreamMessage
-from crmbridge.worker.sync_batch import ChunkOutcome
 
 logger = logging.getLogger("crmbridge.inbound")
 

@@ -2,10 +2,15 @@
 
 Read in this order:
 
-* ``runner.py``          the loop: signals, heartbeat, pause, maintenance steps
+* ``runner.py``          the loop: signals, pause, one processor per stream
+* ``chores.py``          periodic work: heartbeat, take-over, relay, trimming
+* ``outcome.py``         what happens to each message: ack, retry, dead letter, defer
 * ``stream_consumer.py`` Redis Streams mechanics: group, reads, claims, acks
 * ``sync_batch.py``      one chunk of messages -> Bitrix ``batch`` calls -> outcomes
 * ``write_back.py``      Bitrix IDs and sync state written to the database
 * ``retry_schedule.py``  backoff with jitter, and messages held for later
 * ``record_locks.py``    one worker per record at a time, across hosts
+* ``dead_letters.py``    the ``{prefix}dead`` stream: move, read, requeue, delete
+* ``trimming.py``        drop acknowledged entries past the retention
+* ``heartbeat.py``, ``config.py``  the worker's beat in Redis; ``BITRIX_WORKER`` + options
 """

@@ -5,21 +5,27 @@
 * take over entries of dead consumers (XAUTOCLAIM, ``claim_idle_seconds``)
 * relay the outbox (operations saved while Redis was unreachable)
 * trim acknowledged stream entries, remove long-idle empty consumers
+
+``Chores`` gets its collaborators explicitly and never calls back into the
+runner: ``run`` returns the messages it took over and the runner processes
+them like any other chunk.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
 
-from crmbridge.redis_io import streams, telemetry
-
-if TYPE_CHECKING:
-    from crmbridge.worker.runner import Worker
+from crmbridge.publishing.outbox import relay_outbox
+from crmbridge.redis_io import telemetry
+from crmbridge.worker.config import WorkerConfig
+from crmbridge.worker.heartbeat import Heartbeat
+from crmbridge.worker.retry_schedule import RetrySchedule
+from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
+from crmbridge.worker.trimming import trim_acknowledged
 
 logger = logging.getLogger("crmbridge.worker")
 
@@ -28,9 +34,21 @@ TRIM_SECONDS = 60.0
 CONSUMER_CLEANUP_SECONDS = 300.0
 
 
-class Maintenance:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+class Chores:
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        consumer: StreamConsumer,
+        schedule: RetrySchedule,
+        heartbeat: Heartbeat,
+        config: WorkerConfig,
+    ) -> None:
+        self.client = client
+        self.consumer = consumer
+        self.schedule = schedule
+        self.heartbeat = heartbeat
+        self.config = config
         self._last: dict[str, float] = {}
 
     def _due(self, chore: str, interval: float) -> bool:
@@ -40,38 +58,35 @@ class Maintenance:
         self._last[chore] = now
         return True
 
-    def run(self) -> None:
-        worker, config = self.worker, self.worker.config
-        worker.heartbeat.beat(held=len(worker.schedule))
-        if self._due("touch", config.claim_idle_seconds / 3) and len(worker.schedule):
-            worker.consumer.touch(worker.schedule.messages())
-        if not worker.paused_reason and self._due("autoclaim", max(config.claim_idle_seconds / 4, 0.5)):
-            self.take_over()
+    def run(self, *, paused: bool) -> list[StreamMessage]:
+        """Do what is due; return the messages taken over from stopped consumers (to be processed)."""
+        config = self.config
+        self.heartbeat.beat(held=len(self.schedule))
+        if self._due("touch", config.claim_idle_seconds / 3) and len(self.schedule):
+            self.consumer.touch(self.schedule.messages())
+        claimed = []
+        if not paused and self._due("autoclaim", max(config.claim_idle_seconds / 4, 0.5)):
+            claimed = self.take_over()
         if self._due("relay", RELAY_SECONDS):
             self.relay_outbox()
         if self._due("trim", TRIM_SECONDS):
             self.trim()
         if self._due("consumers", CONSUMER_CLEANUP_SECONDS):
             self.remove_gone_consumers()
+        return claimed
 
-    def take_over(self) -> int:
-        worker = self.worker
-        claimed = worker.consumer.autoclaim(
-            min_idle_ms=int(worker.config.claim_idle_seconds * 1000), count=worker.config.max_chunk
+    def take_over(self) -> list[StreamMessage]:
+        claimed = self.consumer.autoclaim(
+            min_idle_ms=int(self.config.claim_idle_seconds * 1000), count=self.config.max_chunk
         )
         if claimed:
             logger.warning(
                 "[WORKER] Took over %s message(s) idle > %ss from stopped consumers",
-                len(claimed), worker.config.claim_idle_seconds,
+                len(claimed), self.config.claim_idle_seconds,
             )  # fmt: skip
-            worker.handle(claimed)
-        return len(claimed)
+        return claimed
 
     def relay_outbox(self) -> None:
-        try:
-            from crmbridge.publishing.outbox import relay_outbox
-        except ImportError:  # publishing not installed
-            return
         try:
             relay_outbox()
         except redis.RedisError:
@@ -80,25 +95,12 @@ class Maintenance:
             logger.exception("[WORKER] Outbox relay failed")
 
     def trim(self) -> None:
-        try:
-            from crmbridge.worker.trimming import trim_acknowledged
-        except ImportError:
-            return
-        for stream in worker_streams():
-            trim_acknowledged(self.worker.redis, stream, retention_seconds=settings.BITRIX_STREAM_RETENTION_SECONDS)
+        for stream in self.consumer.streams:
+            trim_acknowledged(self.client, stream, retention_seconds=settings.BITRIX_STREAM_RETENTION_SECONDS)
 
     def remove_gone_consumers(self) -> None:
-        live = {w["name"] for w in telemetry.read_workers(self.worker.redis) if "name" in w}
-        idle_ms = int(max(self.worker.config.claim_idle_seconds * 10, 600) * 1000)
-        removed = self.worker.consumer.remove_idle_consumers(idle_ms=idle_ms, live_names=live)
+        live = {w["name"] for w in telemetry.read_workers(self.client) if "name" in w}
+        idle_ms = int(max(self.config.claim_idle_seconds * 10, 600) * 1000)
+        removed = self.consumer.remove_idle_consumers(idle_ms=idle_ms, live_names=live)
         if removed:
             logger.info("[WORKER] Removed idle consumers with nothing pending: %s", ", ".join(removed))
-
-
-def worker_streams() -> list[str]:
-    """The operations stream, and the webhooks stream when inbound events are installed."""
-    try:
-        import crmbridge.inbound.processor  # noqa: F401
-    except ImportError:
-        return [streams.operations_stream()]
-    return streams.consumed_streams()

@@ -1,9 +1,15 @@
 """The worker loop (``run_bitrix_worker``), in the manner of healthchecks' ``sendalerts``.
 
-The signal handler only sets a flag; the loop is ``while not self.shutdown``
+The signal handler only sets an event; the loop is ``while not self.shutdown``
 and calls step methods that tests can drive one by one. Waiting is a blocking
-``XREADGROUP ... BLOCK``, never a sleep-and-poll; the block time bounds how
-long a shutdown takes.
+``XREADGROUP ... BLOCK`` (the block time bounds how long a shutdown takes) or,
+for a pause, a wait on that event, never a sleep-and-poll.
+
+Collaborators, each in its own module: ``StreamConsumer`` (Redis mechanics),
+``Chores`` (periodic work, returns what it took over), a processor per stream
+(``SyncBatch`` for operations, ``InboundBatch`` for portal events) and
+``OutcomeRules`` (ack / retry / dead-letter / defer). The runner keeps only the
+loop and the pause state.
 
 What survives what:
 
@@ -24,7 +30,9 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
@@ -32,21 +40,20 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
+from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
-from crmbridge.worker.chores import Maintenance, worker_streams
+from crmbridge.worker.chores import Chores
 from crmbridge.worker.config import WorkerConfig
-from crmbridge.worker.dead_letters import DeadLetter, move_to_dead_letters
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
+from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
 from crmbridge.worker.record_locks import RecordLocks
-from crmbridge.worker.retry_schedule import RetrySchedule, backoff_seconds
+from crmbridge.worker.retry_schedule import RetrySchedule
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage, is_nogroup
-from crmbridge.worker.sync_batch import ChunkOutcome, SyncBatch, operation_of
+from crmbridge.worker.sync_batch import SyncBatch
 
 logger = logging.getLogger("crmbridge.worker")
 
-DEFER_SECONDS = 0.25  # a record another worker holds: look again soon...
-DEFER_MAX_SECONDS = 5.0  # ...but never less often than this
 REDIS_BACKOFF_MAX = 30.0
 DATABASE_BACKOFF_SECONDS = 5.0
 
@@ -65,18 +72,32 @@ class Worker:
         self.once = once
         # Blocking reads need a socket timeout longer than the block time.
         self.redis = get_redis(socket_timeout=self.config.poll_interval + 10)
-        self.consumer = StreamConsumer(self.redis, name=self.name, stream_names=worker_streams())
+        self.consumer = StreamConsumer(self.redis, name=self.name, stream_names=streams.consumed_streams())
         self.schedule = RetrySchedule()
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
-        self.maintenance = Maintenance(self)
-        self.shutdown = False
+        collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
+        self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
+        self.outcomes = OutcomeRules(**collaborators, counters=self.heartbeat.counters, config=self.config)
+        self._stopping = threading.Event()
         self.iteration = 0
         self.paused_reason = ""
         self._next_probe = 0.0
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
+        self._processors: dict[str, Callable[[list[StreamMessage]], ChunkOutcome]] = {}
         self._previous_handlers: dict[int, object] = {}
+
+    @property
+    def shutdown(self) -> bool:
+        return self._stopping.is_set()
+
+    @shutdown.setter
+    def shutdown(self, value: bool) -> None:
+        if value:
+            self._stopping.set()
+        else:
+            self._stopping.clear()
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> int:
@@ -123,7 +144,9 @@ class Worker:
             if self.shutdown:  # second signal: stop at once
                 os._exit(128 + signum)
             logger.info("[WORKER] Received %s: finishing the message in hand", signal.Signals(signum).name)
-            self.shutdown = True
+            # Set from another thread: the handler may interrupt this thread inside Event.wait
+            # while it holds the event's lock, and setting it here would then deadlock.
+            threading.Thread(target=self._stopping.set, daemon=True).start()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -153,7 +176,9 @@ class Worker:
         logger.log(level, "Worker loop iteration %s - running=%s", self.iteration, not self.shutdown)
         close_old_connections()
         try:
-            self.maintenance.run()
+            claimed = self.chores.run(paused=bool(self.paused_reason))
+            if claimed:
+                self.handle(claimed)
             if self.paused_reason:
                 return self._paused_step()
             worked = self.process_due()
@@ -235,88 +260,20 @@ class Worker:
         self._apply(outcome)
 
     def _process_chunk(self, sync: SyncBatch, messages: list[StreamMessage]) -> ChunkOutcome:
-        """Operations go to the sync; inbound Bitrix events to their own processor."""
-        operations = [m for m in messages if m.stream == streams.operations_stream()]
-        events = [m for m in messages if m.stream != streams.operations_stream()]
-        outcome = sync.process(operations) if operations else ChunkOutcome()
-        if events:
-            from crmbridge.inbound.processor import InboundBatch
-
-            outcome.merge(InboundBatch(sync.client, sync.locks, consumer=self.name).process(events))
+        """Each stream's messages go to that stream's processor (operations first)."""
+        outcome = ChunkOutcome()
+        for stream, process in self._processors.items():
+            batch = [m for m in messages if m.stream == stream]
+            if batch:
+                outcome.merge(process(batch))
         return outcome
 
     def _apply(self, outcome: ChunkOutcome) -> None:
-        self.consumer.ack(outcome.done)
-        self._count("processed", outcome.done)
-        if outcome.done:
-            telemetry.mark(self.redis, "success", f"{len(outcome.done)} message(s) synced")
-        dead = [(m, letter) for m, letter in outcome.dead]
-        for message, error in outcome.retry:
-            if message.deliveries > self.config.max_retries:
-                dead.append((message, self._exhausted(message, error)))
-            else:
-                self._schedule_retry(message, error)
-        self._dead_letter(dead)
-        for message in outcome.deferred:
-            # Another worker holds the record (or a dead one's lock has not expired yet): look
-            # again soon, then less and less often, so a long wait does not flood the log.
-            delay = min(DEFER_MAX_SECONDS, DEFER_SECONDS * 2**message.deferrals)
-            if outcome.pause:
-                delay = self.config.pause_probe_seconds
-            message.deferrals += 1
-            self.schedule.hold(message, delay=delay, counted=False)
+        self.outcomes.apply(outcome)
         if outcome.pause:
             self._pause(outcome.pause)
         elif self.paused_reason and outcome.done:
             self._resume()
-
-    def _schedule_retry(self, message: StreamMessage, error: BitrixError) -> None:
-        retry = message.deliveries
-        logger.error("[WORKER] Error processing operation message: %s: %s", message.id, error)
-        logger.warning("Message %s will be retried (retry %s/%s)", message.id, retry, self.config.max_retries)
-        delay = backoff_seconds(
-            retry, base=self.config.retry_base_seconds, cap=self.config.retry_max_seconds, retry_after=error.retry_after
-        )
-        self.schedule.hold(message, delay=delay, counted=True)
-        self._count("retried", [message])
-        telemetry.mark(self.redis, "failure", str(error))
-
-    def _exhausted(self, message: StreamMessage, error: BitrixError) -> DeadLetter:
-        logger.error("[WORKER] Error processing operation message: %s: %s", message.id, error)
-        return DeadLetter.of(
-            message, reason="max_retries_exceeded", consumer=self.name, error_code=error.code, description=str(error)
-        )
-
-    def _dead_letter(self, dead: list[tuple[StreamMessage, DeadLetter]]) -> None:
-        if not dead:
-            return
-        move_to_dead_letters(self.redis, [letter for _, letter in dead])
-        for message, letter in dead:
-            logger.error(
-                "[WORKER] Message %s moved to %s after %s attempt(s): %s (%s)",
-                message.id, streams.dead_letter_stream(), letter.attempts, letter.reason, letter.error_description,
-            )  # fmt: skip
-        self._count("dead_lettered", [m for m, _ in dead])
-        telemetry.mark(self.redis, "failure", dead[-1][1].error_description or dead[-1][1].reason)
-
-    def _count(self, outcome: str, messages: list[StreamMessage]) -> None:
-        if not messages:
-            return
-        setattr(self.heartbeat.counters, outcome, getattr(self.heartbeat.counters, outcome) + len(messages))
-        kinds: dict[tuple[str, str], int] = {}
-        for message in messages:
-            kind = self._kind(message)
-            kinds[kind] = kinds.get(kind, 0) + 1
-        for (entity, op), n in kinds.items():
-            telemetry.count(self.redis, outcome, entity, op, n)
-
-    @staticmethod
-    def _kind(message: StreamMessage) -> tuple[str, str]:
-        """(entity, op) labels for the counters; inbound events count as ``(<entity>, "event")``."""
-        if message.stream != streams.operations_stream():
-            return (message.fields.get("entity") or "unknown", "event")
-        operation = operation_of(message)
-        return (operation.entity, operation.op) if operation else ("invalid", "invalid")
 
     # -- pause on configuration errors ------------------------------------------
     def _sync_batch(self) -> SyncBatch | None:
@@ -330,6 +287,10 @@ class Worker:
             self._sync = SyncBatch(
                 self._bitrix, locks, consumer=self.name, max_commands=self.config.commands_per_request
             )
+            self._processors = {
+                streams.operations_stream(): self._sync.process,
+                streams.webhooks_stream(): InboundBatch(self._bitrix, locks, consumer=self.name).process,
+            }
         return self._sync
 
     def _pause(self, error: BitrixError) -> None:
@@ -395,6 +356,5 @@ class Worker:
             logger.warning("[WORKER] Could not recreate the consumer group: %s", again)
 
     def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.shutdown and time.monotonic() < deadline:
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+        """Wait ``seconds``, or less if a shutdown is asked for meanwhile."""
+        self._stopping.wait(max(seconds, 0))

@@ -34,6 +34,7 @@ from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.publishing.messages import InvalidMessage, Operation
 from crmbridge.worker import write_back
 from crmbridge.worker.dead_letters import DeadLetter
+from crmbridge.worker.outcome import ChunkOutcome
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.stream_consumer import StreamMessage
 
@@ -71,29 +72,6 @@ class RecordTask:
 
     def describe(self) -> str:
         return f"{entities.get(self.entity).local_name} {self.local_id}"
-
-
-@dataclass
-class ChunkOutcome:
-    done: list[StreamMessage] = field(default_factory=list)
-    retry: list[tuple[StreamMessage, BitrixError]] = field(default_factory=list)
-    dead: list[tuple[StreamMessage, DeadLetter]] = field(default_factory=list)
-    deferred: list[StreamMessage] = field(default_factory=list)  # try again soon, not a retry
-    pause: BitrixError | None = None  # a configuration error: stop until it is fixed
-
-    def merge(self, other: ChunkOutcome) -> None:
-        self.done += other.done
-        self.retry += other.retry
-        self.dead += other.dead
-        self.deferred += other.deferred
-        self.pause = self.pause or other.pause
-
-
-def operation_of(message: StreamMessage) -> Operation | None:
-    try:
-        return Operation.from_fields(message.fields)
-    except InvalidMessage:
-        return None
 
 
 class ContactMissing(Exception):

@@ -20,70 +20,67 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from devtools.sandbox.crm import ENTITIES
 from devtools.sandbox.errors import RestError
-from devtools.sandbox.portal import Reply
-
-if TYPE_CHECKING:
-    from devtools.sandbox.server import SandboxServer
+from devtools.sandbox.portal import Portal, Reply
 
 _DEAL_ACTION = re.compile(r"^/_sandbox/deals/(?P<id>\d+)/(?P<action>stage|delete)/?$")
 
 
-def handle(sandbox: SandboxServer, verb: str, path: str, body: bytes) -> Reply:
+def handle(portal: Portal, verb: str, path: str, body: bytes) -> Reply:
     path = path.rstrip("/")
     try:
         data = _json(body) if verb == "POST" else {}
-        return Reply(200, _dispatch(sandbox, verb, path, data))
+        return Reply(200, _dispatch(portal, verb, path, data))
     except (ValueError, TypeError) as exc:
         return Reply(400, {"error": "INVALID_REQUEST", "error_description": str(exc)})
     except LookupError as exc:
         return Reply(404, {"error": "NOT_FOUND", "error_description": str(exc)})
 
 
-def _dispatch(sandbox: SandboxServer, verb: str, path: str, data: dict) -> Any:
+def _dispatch(portal: Portal, verb: str, path: str, data: dict) -> Any:
     if verb == "GET":
-        return _read(sandbox, path)
+        return _read(portal, path)
     if path == "/_sandbox/faults":
-        return asdict(sandbox.set_faults(**data))
+        return asdict(portal.set_faults(**data))
     if path == "/_sandbox/limit":
-        sandbox.set_limit(data.get("rate"), data.get("burst"))
-        return sandbox.portal.limit()
+        portal.set_limit(data.get("rate"), data.get("burst"))
+        return portal.limit()
     if path == "/_sandbox/reset":
-        sandbox.reset()
+        portal.reset()
         return {"ok": True}
     if path == "/_sandbox/events":
-        return sandbox.set_events(**data)
+        return portal.set_events(**data)
     match = _DEAL_ACTION.match(path)
     if match is None:
         raise LookupError(f"no such control endpoint: POST {path}")
-    return _deal_action(sandbox, int(match["id"]), match["action"], data)
+    return _deal_action(portal, int(match["id"]), match["action"], data)
 
 
-def _read(sandbox: SandboxServer, path: str) -> Any:
+def _read(portal: Portal, path: str) -> Any:
     if path == "/_sandbox/stats":
-        return sandbox.stats()
+        return portal.summary()
     if path == "/_sandbox/faults":
-        return asdict(sandbox.portal.faults.snapshot())
+        return asdict(portal.faults.snapshot())
     if path == "/_sandbox/events":
-        return sandbox.portal.events.settings()
+        return portal.events.settings()
     entity = path.removeprefix("/_sandbox/records/")
     if entity in ENTITIES:
-        return sandbox.records(entity)
+        return portal.records(entity)
     raise LookupError(f"no such control endpoint: GET {path}")
 
 
-def _deal_action(sandbox: SandboxServer, deal_id: int, action: str, data: dict) -> dict:
+def _deal_action(portal: Portal, deal_id: int, action: str, data: dict) -> dict:
     try:
         if action == "delete":
-            sandbox.delete_deal(deal_id)
+            portal.delete_deal(deal_id)
             return {"ok": True}
         stage_id = data.get("stage_id")
         if not isinstance(stage_id, str) or not stage_id:
             raise ValueError('send {"stage_id": "<STAGE>"}')
-        return sandbox.move_deal_stage(deal_id, stage_id)
+        return portal.move_deal_stage(deal_id, stage_id)
     except RestError as exc:
         raise LookupError(f"deal {deal_id}: {exc.description}") from None
 

@@ -17,16 +17,12 @@ import threading
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from crmbridge.bitrix.commands import parse_php_query, php_params
 from devtools.sandbox import control
 from devtools.sandbox.errors import RestError
-from devtools.sandbox.portal import Reply
-
-if TYPE_CHECKING:
-    from devtools.sandbox.server import SandboxServer
+from devtools.sandbox.portal import Portal, Reply
 
 logger = logging.getLogger("devtools.sandbox")
 
@@ -40,8 +36,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
-        self.sandbox = sandbox
+    def __init__(self, address: tuple[str, int], portal: Portal, stopping: threading.Event) -> None:
+        self.portal = portal
+        self.stopping = stopping  # set on stop: delayed answers are written at once
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, SandboxRequestHandler)
@@ -99,19 +96,19 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             logger.exception("Sandbox failed on a request")
             reply = Reply(500, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"})
         if reply.delay > 0:
-            self.server.sandbox.sleep_unless_stopped(reply.delay)
+            self.server.stopping.wait(reply.delay)
         self._write(reply)
 
     def _route(self) -> Reply:
         parts = urlsplit(self.path)
         body = self._body()
         if parts.path.startswith("/_sandbox/"):
-            return control.handle(self.server.sandbox, self.command, parts.path, body)
+            return control.handle(self.server.portal, self.command, parts.path, body)
         if not parts.path.startswith("/rest/"):
             return Reply(404, {"error": "NOT_FOUND", "error_description": "Unknown path"})
         match = _REST_PATH.match(parts.path)
         params = {**parse_php_query(parts.query), **self._body_params(body)}
-        portal = self.server.sandbox.portal
+        portal = self.server.portal
         if match is None:  # no user/code/method: the portal cannot even authenticate
             return portal.handle_rest("", "", "", params)
         return portal.handle_rest(unquote(match["user"]), unquote(match["code"]), unquote(match["method"]), params)

@@ -16,9 +16,10 @@ from typing import Any
 
 from crmbridge.bitrix.commands import decode_command, resolve_reference
 from crmbridge.bitrix.rate_limit import LeakyBucket
+from devtools.sandbox import crm
 from devtools.sandbox.errors import RestError
 from devtools.sandbox.events import EventSender
-from devtools.sandbox.faults import AUTH_ERRORS, FaultInjector
+from devtools.sandbox.faults import AUTH_ERRORS, FaultInjector, Faults
 from devtools.sandbox.methods import Caller, CrmMethods, Outcome
 from devtools.sandbox.stats import SandboxStats
 from devtools.sandbox.store import RecordStore
@@ -28,6 +29,7 @@ MANAGER_USER_ID = "2"
 # How long the portal counts operating time (the reset time of the `time` block).
 OPERATING_WINDOW_SECONDS = 600
 _OPERATION_LIMIT_TEXT = "Method is blocked due to operation time limit."
+_MANAGER = Caller(user_id=MANAGER_USER_ID, own=False)
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 
 
@@ -191,6 +193,44 @@ class Portal:
         self.faults.reset()
         bucket = self.bucket
         self.set_limit(bucket.rate if bucket else None, int(bucket.capacity) if bucket else None)
+
+    # -- inspection and control (``SandboxServer`` and ``/_sandbox/...``, see control.py) ----------
+    def summary(self) -> dict:
+        """Counters, record counts, duplicates by ORIGIN_ID and the limit: ``GET /_sandbox/stats``."""
+        store = self.store
+        return {
+            **self.stats.snapshot(),
+            "deals": store.count("deal"),
+            "contacts": store.count("contact"),
+            "duplicates": {"deal": store.duplicates("deal"), "contact": store.duplicates("contact")},
+            "limit": self.limit(),
+        }
+
+    def records(self, entity: str) -> list[dict]:
+        if entity not in crm.ENTITIES:
+            raise ValueError(f"entity must be one of {sorted(crm.ENTITIES)}")
+        return [crm.as_answer(record) for record in self.store.all(entity)]
+
+    def set_faults(self, **changes) -> Faults:
+        """See ``faults.Faults``; e.g. ``set_faults(error_503_share=0.5, seed=1)``."""
+        return self.faults.configure(**changes)
+
+    def set_events(
+        self, *, handler_url: str | None = None, application_token: str = "", echo_own_changes: bool = False
+    ) -> dict:
+        self.events.configure(
+            handler_url=handler_url, application_token=application_token, echo_own_changes=echo_own_changes
+        )
+        return self.events.settings()
+
+    def move_deal_stage(self, deal_id: int, stage_id: str) -> dict:
+        """A manager moves the deal in the portal's UI (fires ``ONCRMDEALUPDATE``)."""
+        self.crm.update(crm.DEAL, {"id": deal_id, "fields": {"STAGE_ID": stage_id}}, _MANAGER)
+        return self.crm.get(crm.DEAL, {"id": deal_id}, _MANAGER).result
+
+    def delete_deal(self, deal_id: int) -> None:
+        """A manager deletes the deal (fires ``ONCRMDEALDELETE``); ``RestError`` if there is none."""
+        self.crm.delete(crm.DEAL, {"id": deal_id}, _MANAGER)
 
 
 _AUTH_DESCRIPTIONS = {

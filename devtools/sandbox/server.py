@@ -15,14 +15,11 @@ from __future__ import annotations
 import threading
 
 from crmbridge.bitrix.webhook_url import redact_url
-from devtools.sandbox import crm
 from devtools.sandbox.faults import Faults
 from devtools.sandbox.http_handler import SandboxHTTPServer
-from devtools.sandbox.methods import Caller
 from devtools.sandbox.portal import MANAGER_USER_ID, Portal
 
 # Changes made through the control endpoints come from "a manager".
-_MANAGER = Caller(user_id=MANAGER_USER_ID, own=False)
 
 
 class SandboxServer:
@@ -83,7 +80,7 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         """Serve in a daemon thread. A restarted server listens on the port it had before."""
         self._stopping.clear()
-        self._httpd = SandboxHTTPServer((self.host, self._requested_port), self)
+        self._httpd = SandboxHTTPServer((self.host, self._requested_port), self.portal, self._stopping)
         self._requested_port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="bitrix-sandbox", daemon=True
@@ -102,9 +99,6 @@ class SandboxServer:
         self._thread.join(timeout=5)
         self._httpd = None
         self.portal.events.stop()
-
-    def sleep_unless_stopped(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
 
     # -- addresses ---------------------------------------------------------------------
     @property
@@ -126,47 +120,27 @@ class SandboxServer:
     def manager_webhook_url(self) -> str | None:
         return f"{self.base_url}/rest/{MANAGER_USER_ID}/{self._manager_code}/" if self._manager_code else None
 
-    # -- inspection and control (also over HTTP: see control.py) --------------------------------
+    # -- inspection and control: the portal's (also over HTTP: see control.py) ---------------------
     def stats(self) -> dict:
-        store = self.portal.store
-        return {
-            **self.portal.stats.snapshot(),
-            "deals": store.count("deal"),
-            "contacts": store.count("contact"),
-            "duplicates": {"deal": store.duplicates("deal"), "contact": store.duplicates("contact")},
-            "limit": self.portal.limit(),
-        }
+        return self.portal.summary()
 
     def records(self, entity: str) -> list[dict]:
-        if entity not in crm.ENTITIES:
-            raise ValueError(f"entity must be one of {sorted(crm.ENTITIES)}")
-        return [crm.as_answer(record) for record in self.portal.store.all(entity)]
+        return self.portal.records(entity)
 
     def set_faults(self, **changes) -> Faults:
-        """See ``faults.Faults``; e.g. ``set_faults(error_503_share=0.5, seed=1)``."""
-        return self.portal.faults.configure(**changes)
+        return self.portal.set_faults(**changes)
 
     def set_limit(self, rate: float | None, burst: int | None = None) -> None:
         self.portal.set_limit(rate, burst)
 
-    def set_events(
-        self, *, handler_url: str | None = None, application_token: str = "", echo_own_changes: bool = False
-    ) -> dict:
-        events = self.portal.events
-        events.configure(
-            handler_url=handler_url, application_token=application_token, echo_own_changes=echo_own_changes
-        )
-        return events.settings()
+    def set_events(self, **settings) -> dict:
+        return self.portal.set_events(**settings)
 
     def reset(self) -> None:
         self.portal.reset()
 
     def move_deal_stage(self, deal_id: int, stage_id: str) -> dict:
-        """A manager moves the deal in the portal's UI (fires ``ONCRMDEALUPDATE``)."""
-        crm_methods = self.portal.crm
-        crm_methods.update(crm.DEAL, {"id": deal_id, "fields": {"STAGE_ID": stage_id}}, _MANAGER)
-        return crm_methods.get(crm.DEAL, {"id": deal_id}, _MANAGER).result
+        return self.portal.move_deal_stage(deal_id, stage_id)
 
     def delete_deal(self, deal_id: int) -> None:
-        """A manager deletes the deal (fires ``ONCRMDEALDELETE``); ``RestError`` if there is none."""
-        self.portal.crm.delete(crm.DEAL, {"id": deal_id}, _MANAGER)
+        self.portal.delete_deal(deal_id)
