@@ -10,19 +10,12 @@ from django.core.exceptions import ImproperlyConfigured
 from crmbridge.bitrix.webhook_url import parse_webhook_url, redact_url
 from crmbridge.redis_io import streams
 from crmbridge.redis_io.connection import describe_redis
-
-# The three keys of the specification's ``worker_config``.
-SPEC_WORKER_CONFIG_KEYS = ("max_retries", "batch_size", "poll_interval")
+from crmbridge.worker.config import spec_worker_config
 
 
 def worker_config() -> dict:
-    """The specification's ``worker_config``: ``max_retries``, ``batch_size``, ``poll_interval``."""
-    config = settings.BITRIX_WORKER
-    return {
-        "max_retries": int(config["max_retries"]),
-        "batch_size": int(config["batch_size"]),
-        "poll_interval": float(config["poll_interval"]),
-    }
+    """The specification's ``worker_config`` from settings: ``max_retries``, ``batch_size``, ``poll_interval``."""
+    return spec_worker_config(settings.BITRIX_WORKER)
 
 
 def full_worker_config() -> dict:

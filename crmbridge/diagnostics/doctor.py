@@ -252,10 +252,10 @@ def check_dead_letters(client: redis.Redis) -> Finding:
 
 def check_recent_errors(client: redis.Redis) -> Finding:
     success, failure = telemetry.read_mark(client, "success"), telemetry.read_mark(client, "failure")
-    success_at = float(success["at"]) if success else 0.0
-    failure_at = float(failure["at"]) if failure else 0.0
+    success_at = success["at"] if success else 0.0
+    failure_at = failure["at"] if failure else 0.0
     if failure_at and failure_at > success_at:
-        detail = redact(str(failure.get("detail", "")))
+        detail = redact(failure["detail"])
         ago = time.time() - failure_at
         return _problem(
             "failures.recent", WARN, f"last failure {ago:.0f} s ago, no success since: {detail}",

@@ -144,7 +144,7 @@ class SyncCollector:
         for which in ("success", "failure"):
             mark = telemetry.read_mark(self.client, which)
             family = _gauge(f"last_{which}_timestamp_seconds", f"Unix time of the last {which} (0: never)")
-            family.add_metric([], float(mark["at"]) if mark and "at" in mark else 0)
+            family.add_metric([], mark["at"] if mark else 0)
             yield family
 
 

@@ -17,28 +17,12 @@ from crmbridge.redis_io import streams
 LAG_COUNT_LIMIT = 10_000
 
 
-def _no_such_key(exc: redis.ResponseError) -> bool:
-    return "no such key" in str(exc).lower()
-
-
-def _no_group(exc: redis.ResponseError) -> bool:
-    return str(exc).startswith("NOGROUP")
-
-
-def id_milliseconds(entry_id: str | None) -> int | None:
-    """The Unix time in ms that a stream ID carries (``"1700000000000-0"`` -> 1700000000000)."""
-    if not entry_id:
-        return None
-    head = entry_id.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
 def stream_info(client: redis.Redis, stream: str) -> dict:
     """``length``, ``groups`` and ``last_id`` of ``stream`` (the specification's keys)."""
     try:
         info = client.xinfo_stream(stream)
     except redis.ResponseError as exc:
-        if _no_such_key(exc):
+        if streams.is_no_such_key(exc):
             return {"length": 0, "groups": 0, "last_id": None}
         raise
     last_id = info.get("last-generated-id")
@@ -54,7 +38,7 @@ def group_info(client: redis.Redis, stream: str, group: str = streams.GROUP) -> 
     try:
         rows = client.xinfo_groups(stream)
     except redis.ResponseError as exc:
-        if _no_such_key(exc):
+        if streams.is_no_such_key(exc):
             return None
         raise
     return next((row for row in rows if row.get("name") == group), None)
@@ -71,19 +55,19 @@ def oldest_waiting_ms(client: redis.Redis, stream: str, group_row: dict, pending
     That is the older of the oldest pending entry (``XPENDING`` summary) and the
     first entry after the group's last delivered ID (one ``XRANGE ... COUNT 1``).
     """
-    candidates = [id_milliseconds(pending_min_id)]
+    candidates = [streams.id_milliseconds(pending_min_id)]
     last_delivered = group_row.get("last-delivered-id") or "0-0"
     if group_row.get("lag") != 0:
         first = client.xrange(stream, min=f"({last_delivered}", max="+", count=1)
         if first:
-            candidates.append(id_milliseconds(first[0][0]))
+            candidates.append(streams.id_milliseconds(first[0][0]))
     known = [ms for ms in candidates if ms is not None]
     return min(known) if known else None
 
 
 def first_entry_ms(client: redis.Redis, stream: str) -> int | None:
     first = client.xrange(stream, min="-", max="+", count=1)
-    return id_milliseconds(first[0][0]) if first else None
+    return streams.id_milliseconds(first[0][0]) if first else None
 
 
 def queue_status(client: redis.Redis, stream: str, *, now_ms: int, group: str = streams.GROUP) -> dict:
@@ -134,7 +118,7 @@ def consumers(client: redis.Redis, stream: str, group: str = streams.GROUP, limi
     try:
         rows = client.xinfo_consumers(stream, group)
     except redis.ResponseError as exc:
-        if _no_such_key(exc) or _no_group(exc):
+        if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
             return []
         raise
     return [
@@ -162,7 +146,7 @@ def pending_page(
     try:
         rows = client.xpending_range(stream, group, min=start, max="+", count=count, idle=min_idle_ms)
     except redis.ResponseError as exc:
-        if _no_such_key(exc) or _no_group(exc):
+        if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
             return []
         raise
     return [
@@ -181,7 +165,7 @@ def pending_entry(client: redis.Redis, stream: str, entry_id: str, group: str = 
     try:
         found = client.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
     except redis.ResponseError as exc:
-        if _no_such_key(exc) or _no_group(exc):
+        if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
             return None
         raise
     if not found:

@@ -19,13 +19,9 @@ def iso_or_none(unix_seconds: float | None) -> str | None:
 def read_mark(client: redis.Redis, which: str) -> dict | None:
     """``{"at": ISO time, "at_unix": float, "detail": str}`` of the last success or failure."""
     mark = telemetry.read_mark(client, which)
-    if not mark or "at" not in mark:
+    if mark is None:
         return None
-    try:
-        at = float(mark["at"])
-    except (TypeError, ValueError):
-        return None
-    return {"at": iso_or_none(at), "at_unix": at, "detail": redact(str(mark.get("detail", "")))}
+    return {"at": iso_or_none(mark["at"]), "at_unix": mark["at"], "detail": redact(mark["detail"])}
 
 
 def read_marks(client: redis.Redis) -> dict:

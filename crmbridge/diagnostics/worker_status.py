@@ -21,20 +21,18 @@ other hosts, so "is the worker running" means "has a worker beaten recently":
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 
 import redis
 
 from crmbridge.bitrix.webhook_url import redact
-from crmbridge.diagnostics.config_facts import SPEC_WORKER_CONFIG_KEYS, heartbeat_interval, worker_config
+from crmbridge.diagnostics.config_facts import heartbeat_interval, worker_config
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms
 from crmbridge.diagnostics.timestamps import iso_or_none, read_marks
 from crmbridge.redis_io import streams, telemetry
+from crmbridge.worker.config import SPEC_KEYS, spec_worker_config
 
 STALE_WINDOW_SECONDS = 3600
-MAX_WORKERS_LISTED = 200
 _INT_FIELDS = ("pid", "processed", "retried", "dead_lettered")
 
 
@@ -45,24 +43,14 @@ def read_heartbeats(client: redis.Redis) -> list[dict]:
     hash has expired is exactly the "died without saying goodbye" case to show.
     """
     since = time.time() - STALE_WINDOW_SECONDS
-    rows = client.zrevrangebyscore(
-        telemetry.workers_index_key(), "+inf", since, start=0, num=MAX_WORKERS_LISTED, withscores=True
-    )
-    if not rows:
-        return []
-    pipe = client.pipeline(transaction=False)
-    for name, _score in rows:
-        pipe.hgetall(telemetry.worker_key(name))
-    return [_heartbeat(name, score, data) for (name, score), data in zip(rows, pipe.execute(), strict=True)]
+    return [_heartbeat(name, score, data) for name, score, data in telemetry.read_heartbeats(client, since=since)]
 
 
 def _heartbeat(name: str, score: float, data: dict) -> dict:
     now = time.time()
-    config: dict = {}
-    with contextlib.suppress(ValueError, TypeError):
-        config = json.loads(data.get("config") or "{}")
-    last_beat = _float(data.get("last_beat"), default=score)
-    interval = _float(config.get("heartbeat_seconds") if isinstance(config, dict) else None, heartbeat_interval())
+    config: dict = data.get("config", {})
+    last_beat = data.get("last_beat", score)
+    interval = _float(config.get("heartbeat_seconds"), heartbeat_interval())
     age = max(0.0, now - last_beat)
     fresh = bool(data) and age <= 2 * interval
     state = (data.get("state") or "running") if fresh else "stale"
@@ -70,7 +58,7 @@ def _heartbeat(name: str, score: float, data: dict) -> dict:
         "name": data.get("name") or name,
         "host": data.get("host", ""),
         "pid": None,
-        "started_at": iso_or_none(_float(data.get("started_at"), None)),
+        "started_at": iso_or_none(data.get("started_at")),
         "last_beat": iso_or_none(last_beat),
         "last_beat_age_seconds": round(age, 3),
         "fresh": fresh,
@@ -81,10 +69,8 @@ def _heartbeat(name: str, score: float, data: dict) -> dict:
         "retried": 0,
         "dead_lettered": 0,
     }
-    for field in _INT_FIELDS:
-        with contextlib.suppress(KeyError, ValueError, TypeError):
-            worker[field] = int(float(data[field]))
-    worker["config"] = config if isinstance(config, dict) else {}
+    worker.update({field: data[field] for field in _INT_FIELDS if field in data})
+    worker["config"] = config
     worker["extra"] = {k: v for k, v in data.items() if k not in _KNOWN_FIELDS}
     return worker
 
@@ -127,12 +113,8 @@ def running_worker_config(workers: list[dict]) -> dict:
     """``worker_config`` of the freshest worker (command-line options included), else from settings."""
     for worker in workers:
         config = worker.get("config") or {}
-        if worker["fresh"] and all(key in config for key in SPEC_WORKER_CONFIG_KEYS):
-            return {
-                "max_retries": int(config["max_retries"]),
-                "batch_size": int(config["batch_size"]),
-                "poll_interval": float(config["poll_interval"]),
-            }
+        if worker["fresh"] and all(key in config for key in SPEC_KEYS):
+            return spec_worker_config(config)
     return worker_config()
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import redis
 from django.conf import settings
 
 GROUP = "bitrix_workers"
@@ -39,3 +40,38 @@ def dead_letter_stream() -> str:
 def consumed_streams() -> list[str]:
     """The streams the worker consumes with the ``bitrix_workers`` group."""
     return [operations_stream(), webhooks_stream()]
+
+
+# --- stream entry IDs ("<ms>-<seq>") and Redis's stream errors: read in one place -------------
+
+StreamId = tuple[int, int]
+
+
+def parse_id(raw: str | bytes) -> StreamId:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``; sorts IDs as Redis does."""
+    if isinstance(raw, bytes):  # a client without decode_responses
+        raw = raw.decode()
+    ms, _, seq = raw.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_id(stream_id: StreamId) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+def id_milliseconds(entry_id: str | None) -> int | None:
+    """The Unix time in ms that a stream ID carries (``"1700000000000-0"`` -> 1700000000000)."""
+    if not entry_id:
+        return None
+    head = entry_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def is_nogroup(exc: BaseException) -> bool:
+    """The group or stream is gone: NOGROUP, or UNBLOCKED (the key was deleted during a blocking read)."""
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+def is_no_such_key(exc: BaseException) -> bool:
+    """``XINFO`` on a stream that does not exist."""
+    return isinstance(exc, redis.ResponseError) and "no such key" in str(exc).lower()

@@ -18,7 +18,6 @@ Written by the worker (``crmbridge.worker``), read by diagnostics. Keys:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 
@@ -27,6 +26,7 @@ import redis
 from crmbridge.redis_io import streams
 
 STATS_TTL_SECONDS = 2 * 3600
+MAX_WORKERS = 200  # listed at most; more workers than this is not a setup we support
 
 
 def worker_key(consumer: str) -> str:
@@ -59,32 +59,59 @@ def remove_heartbeat(client: redis.Redis, consumer: str) -> None:
     pipe.execute()
 
 
-def read_workers(client: redis.Redis) -> list[dict]:
-    """Live workers (their heartbeat hash still exists), newest beat first."""
-    names = client.zrevrange(workers_index_key(), 0, 199)
-    if not names:
+def read_heartbeats(client: redis.Redis, *, since: float | None = None, limit: int = MAX_WORKERS) -> list[tuple]:
+    """``(consumer, indexed beat time, fields)`` for every listed worker, newest first; never prunes.
+
+    ``fields`` is the parsed hash (see ``parse_heartbeat``), ``{}`` when it has
+    expired: the worker died without removing it. ``since``: only workers
+    that beat after this Unix time.
+    """
+    low = "-inf" if since is None else since
+    rows = client.zrevrangebyscore(workers_index_key(), "+inf", low, start=0, num=limit, withscores=True)
+    if not rows:
         return []
     pipe = client.pipeline(transaction=False)
-    for name in names:
+    for name, _score in rows:
         pipe.hgetall(worker_key(name))
-    workers, gone = [], []
-    for name, data in zip(names, pipe.execute(), strict=True):
-        if not data:
-            gone.append(name)
-            continue
-        if "config" in data:
-            with contextlib.suppress(ValueError):
-                data["config"] = json.loads(data["config"])
-        for counter in ("processed", "retried", "dead_lettered", "pid"):
-            if counter in data:
-                data[counter] = int(float(data[counter]))
-        for stamp in ("last_beat", "started_at"):
-            if stamp in data:
-                data[stamp] = float(data[stamp])
-        workers.append(data)
+    return [(name, score, parse_heartbeat(data)) for (name, score), data in zip(rows, pipe.execute(), strict=True)]
+
+
+def parse_heartbeat(data: dict) -> dict:
+    """A heartbeat hash with ``config`` as a dict, counters and ``pid`` as ints, times as floats.
+
+    A field that does not parse is left out (readers fall back to their default).
+    """
+    parsed = dict(data)
+    if "config" in parsed:
+        try:
+            config = json.loads(parsed["config"])
+        except (TypeError, ValueError):
+            config = None
+        if isinstance(config, dict):
+            parsed["config"] = config
+        else:
+            del parsed["config"]
+    for name, kind in _TYPED_FIELDS.items():
+        if name in parsed:
+            try:
+                parsed[name] = kind(float(parsed[name]))
+            except (TypeError, ValueError):
+                del parsed[name]
+    return parsed
+
+
+_TYPED_FIELDS = {
+    "processed": int, "retried": int, "dead_lettered": int, "pid": int, "last_beat": float, "started_at": float,
+}  # fmt: skip
+
+
+def read_workers(client: redis.Redis) -> list[dict]:
+    """Live workers (their heartbeat hash still exists), newest beat first; prunes the expired ones."""
+    heartbeats = read_heartbeats(client)
+    gone = [name for name, _score, data in heartbeats if not data]
     if gone:
         client.zrem(workers_index_key(), *gone)
-    return workers
+    return [data for _name, _score, data in heartbeats if data]
 
 
 def count(client: redis.Redis, outcome: str, entity: str, op: str, n: int = 1) -> None:
@@ -126,10 +153,10 @@ def mark(client: redis.Redis, which: str, detail: str) -> None:
 
 
 def read_mark(client: redis.Redis, which: str) -> dict | None:
+    """``{"at": Unix seconds (float), "detail": str}`` of the last ``success``/``failure``, or ``None``."""
     raw = client.get(streams.key(f"last_{which}"))
-    if not raw:
-        return None
     try:
-        return json.loads(raw)
-    except ValueError:
+        mark = json.loads(raw) if raw else None
+        return {"at": float(mark["at"]), "detail": str(mark.get("detail", ""))}
+    except (TypeError, ValueError, KeyError, AttributeError):
         return None

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from django.conf import settings
+
+# The three keys of the specification's ``worker_config``.
+SPEC_KEYS = ("max_retries", "batch_size", "poll_interval")
+
+
+def spec_worker_config(values: Mapping) -> dict:
+    """The specification's ``worker_config`` shape from any mapping that has its three keys.
+
+    ``ValueError``/``TypeError``/``KeyError`` when a value is missing or not a number.
+    """
+    return {
+        "max_retries": int(values["max_retries"]),
+        "batch_size": int(values["batch_size"]),
+        "poll_interval": float(values["poll_interval"]),
+    }
 
 
 @dataclass(frozen=True)
@@ -31,7 +47,3 @@ class WorkerConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    def spec_view(self) -> dict:
-        """The three keys the specification's ``worker_config`` shows."""
-        return {"max_retries": self.max_retries, "batch_size": self.batch_size, "poll_interval": self.poll_interval}

@@ -49,7 +49,7 @@ from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.retry_schedule import RetrySchedule
-from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage, is_nogroup
+from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
 from crmbridge.worker.sync_batch import SyncBatch
 
 logger = logging.getLogger("crmbridge.worker")
@@ -189,7 +189,7 @@ class Worker:
             self._redis_down(exc)
             return True
         except redis.ResponseError as exc:
-            if not is_nogroup(exc):
+            if not streams.is_nogroup(exc):
                 raise
             self._group_missing(exc)
             return True

@@ -30,11 +30,6 @@ class StreamMessage:
         return max(self.deliveries - 1, 0)
 
 
-def is_nogroup(exc: BaseException) -> bool:
-    """The group or stream is gone: NOGROUP, or UNBLOCKED (the key was deleted during a blocking read)."""
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
-
-
 class StreamConsumer:
     """One consumer name in the group, on every stream the worker consumes."""
 
@@ -164,7 +159,7 @@ class StreamConsumer:
         """Fill in delivery counts from XPENDING (one call for the ID range)."""
         if not messages:
             return messages
-        ids = sorted((m.id for m in messages), key=_id_key)
+        ids = sorted((m.id for m in messages), key=streams.parse_id)
         pending = self.client.xpending_range(
             stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 1000, consumername=self.name
         )
@@ -173,7 +168,3 @@ class StreamConsumer:
             message.deliveries = counts.get(message.id, message.deliveries)
         return messages
 
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

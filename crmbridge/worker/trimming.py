@@ -25,8 +25,8 @@ import redis
 from django.conf import settings
 
 from crmbridge.redis_io import streams
+from crmbridge.redis_io.streams import StreamId, format_id, parse_id
 
-StreamId = tuple[int, int]
 _MAX_SEQ = 2**64 - 1
 
 
@@ -68,17 +68,8 @@ def trim_streams(client: redis.Redis, *, retention_seconds: int | None = None) -
     }
 
 
-def parse_id(raw: str | bytes) -> StreamId:
-    if isinstance(raw, bytes):  # a client without decode_responses
-        raw = raw.decode()
-    ms, _, seq = raw.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def next_id(stream_id: StreamId) -> StreamId:
     ms, seq = stream_id
     return (ms + 1, 0) if seq == _MAX_SEQ else (ms, seq + 1)
 
 
-def format_id(stream_id: StreamId) -> str:
-    return f"{stream_id[0]}-{stream_id[1]}"
