@@ -3,19 +3,21 @@
 * ``SyncRecord`` and ``OutboxEntry``: read-only lists (they are records the
   sync keeps, not something to edit by hand).
 * The "Bitrix sync" dashboard (``crmbridge.diagnostics.dashboard_views``):
-  mounted under the SyncRecord admin's URLs, linked from its list page and
-  listed in the admin index under the Crmbridge app for users allowed to see it.
+  mounted under the SyncRecord admin's URLs and linked from its list page; the
+  admin index lists it through the unmanaged placeholder model
+  ``BitrixSyncDashboard`` (no table, no permissions of its own), for users
+  allowed to see it.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from crmbridge.diagnostics import dashboard_views
-from crmbridge.models import OutboxEntry, SyncRecord
+from crmbridge.models import BitrixSyncDashboard, OutboxEntry, SyncRecord
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -68,31 +70,26 @@ class OutboxEntryAdmin(ReadOnlyAdmin):
         return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else (obj.last_error or "-")
 
 
-def _with_dashboard_entry(get_app_list):
-    """Wrap ``AdminSite.get_app_list`` so the index lists "Bitrix sync dashboard" under Crmbridge."""
+@admin.register(BitrixSyncDashboard)
+class BitrixSyncDashboardAdmin(admin.ModelAdmin):
+    """The dashboard's entry in the admin index: a placeholder model with no table.
 
-    def get_app_list_with_dashboard(request: HttpRequest, app_label: str | None = None):
-        app_list = get_app_list(request, app_label)
-        if not dashboard_views.can_view(request):
-            return app_list
-        for app in app_list:
-            if app.get("app_label") == "crmbridge":
-                app["models"].insert(0, _dashboard_entry())
-        return app_list
+    Listed for users who may view the dashboard (``crmbridge.view_syncrecord``);
+    its link leads to the dashboard, whose pages stay under the SyncRecord
+    admin's URLs (``/admin/crmbridge/syncrecord/dashboard/``).
+    """
 
-    return get_app_list_with_dashboard
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return dashboard_views.can_view(request)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
-def _dashboard_entry() -> dict:
-    return {
-        "name": "Bitrix sync dashboard",
-        "object_name": "BitrixSyncDashboard",
-        "admin_url": reverse("admin:crmbridge_dashboard"),
-        "add_url": None,
-        "view_only": True,
-        "perms": {"view": True},
-        "model": None,
-    }
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
-admin.site.get_app_list = _with_dashboard_entry(admin.site.get_app_list)
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:crmbridge_dashboard"))

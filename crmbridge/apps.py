@@ -7,6 +7,7 @@ class CrmbridgeConfig(AppConfig):
 
     def ready(self) -> None:
         # Saving an order or a user queues its Bitrix operation.
+        from crmbridge import checks  # noqa: F401  (registers the system checks)
         from crmbridge.publishing import signals
 
         signals.connect()

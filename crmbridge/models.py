@@ -72,3 +72,20 @@ class SyncRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entity} {self.local_id}: {self.state}"
+
+
+class BitrixSyncDashboard(models.Model):
+    """No table: gives the admin dashboard its entry in the admin index (as django-rq does).
+
+    ``crmbridge.admin.BitrixSyncDashboardAdmin`` lists it for users who may view
+    the dashboard and sends its link to the dashboard's pages.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "Bitrix sync dashboard"
+        verbose_name_plural = "Bitrix sync dashboard"
+
+    def __str__(self) -> str:
+        return "Bitrix sync dashboard"

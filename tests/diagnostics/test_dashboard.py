@@ -50,8 +50,28 @@ def test_dashboard_shows_every_section(staff_browser, redis_client, secret_webho
     assert 'value="retry_pending:' in page and 'value="requeue:' in page and 'value="test_connection"' in page
 
 
-def test_dashboard_is_listed_in_the_admin_index(staff_browser):
-    assert DASHBOARD in staff_browser.get("/admin/").content.decode()
+def test_dashboard_is_listed_in_the_admin_index_and_its_link_leads_there(staff_browser):
+    index = staff_browser.get("/admin/")
+    entry = next(m for app in index.context["app_list"] for m in app["models"] if m["name"] == "Bitrix sync dashboard")
+    assert entry["admin_url"] in index.content.decode()
+    response = staff_browser.get(entry["admin_url"])
+    assert response.status_code == 302 and response["Location"] == DASHBOARD
+
+
+def test_dashboard_entry_is_a_registered_placeholder_model_not_a_patched_index():
+    from django.contrib import admin
+
+    from crmbridge.models import BitrixSyncDashboard
+
+    assert admin.site.is_registered(BitrixSyncDashboard)
+    assert BitrixSyncDashboard._meta.managed is False
+    assert "get_app_list" not in vars(admin.site)
+
+
+def test_staff_without_the_view_permission_see_no_dashboard_entry(client, plain_staff):
+    client.force_login(plain_staff)
+    index = client.get("/admin/")
+    assert "Bitrix sync dashboard" not in index.content.decode()
 
 
 def test_dashboard_page_stays_bounded_with_a_large_backlog(staff_browser, redis_client):
