@@ -74,6 +74,9 @@ ensure_chromium
 say "ruff check"
 "$VENV/bin/ruff" check . || fail "ruff check found problems"
 
+say "import contracts (lint-imports: no import cycles; crmbridge never imports devtools)"
+"$VENV/bin/lint-imports" --no-cache || fail "an import contract is broken (see pyproject.toml [tool.importlinter])"
+
 run_pytest SQLite "$@"
 
 if postgres_answers; then
