@@ -1,4 +1,4 @@
-"""Shared fixtures: a private Redis, named users, API clients.
+"""Shared fixtures: a private Redis, the Bitrix sandbox, named users, API clients; ``wait_for``.
 
 Every test gets ``settings.REDIS_URL`` pointing at a redis-server this session
 started on a free port, flushed before the test. No test ever talks to a Redis
@@ -7,11 +7,31 @@ it did not start, so no one's data can be flushed.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 from rest_framework.test import APIClient
 
 from crmbridge.redis_io.connection import reset_clients
+from devtools.sandbox.server import SandboxServer
 from devtools.testing.redis_server import PrivateRedis
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "condition", interval: float = 0.05) -> T:
+    """Poll ``condition()`` until it returns something truthy and return that; fail the test after ``timeout``.
+
+    Workers and the sandbox work in other threads and processes: tests wait for
+    what they expect instead of sleeping a guessed time.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
+        time.sleep(interval)
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +77,23 @@ def request_state_closed():
 @pytest.fixture
 def redis_client(private_redis):
     return private_redis.client()
+
+
+@pytest.fixture
+def sandbox_options() -> dict:
+    """Keyword arguments for the ``sandbox`` fixture's ``SandboxServer``; a directory or module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def sandbox(settings, sandbox_options):
+    """The Bitrix24 sandbox over real HTTP on a free port; the project points at it, with a high rate limit."""
+    server = SandboxServer(port=0, **sandbox_options).start()
+    settings.BITRIX_WEBHOOK_URL = server.webhook_url
+    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
+    settings.BITRIX_RATE_LIMIT_BURST = 1000
+    yield server
+    server.stop()
 
 
 def _make_user(django_user_model, username: str, **extra):

@@ -42,7 +42,6 @@ from crmbridge.models import OutboxEntry, SyncRecord
 from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.runner import Worker
-from devtools.sandbox.server import SandboxServer
 from orders.models import Order
 
 CODE = "SECRETCODE-9f8e7d"
@@ -57,15 +56,16 @@ pytestmark = pytest.mark.django_db(transaction=True)  # a worker thread reads wh
 
 
 @pytest.fixture
-def portal(settings):
-    server = SandboxServer(port=0, code=CODE).start()
-    settings.BITRIX_WEBHOOK_URL = server.webhook_url
-    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
-    settings.BITRIX_RATE_LIMIT_BURST = 1000
+def sandbox_options() -> dict:
+    return {"code": CODE}
+
+
+@pytest.fixture
+def portal(sandbox, settings):
+    """The shared sandbox with short HTTP timeouts (some tests make the portal time out)."""
     settings.BITRIX_HTTP_READ_TIMEOUT = 0.3
     settings.BITRIX_HTTP_CONNECT_TIMEOUT = 0.3
-    yield server
-    server.stop()
+    return sandbox
 
 
 @pytest.fixture

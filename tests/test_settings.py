@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test loads the settings in a new interpreter, and none touches the database: run once (see test.sh).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cretWebhookCode42"
 # Variables a developer's shell or .env could set, cleared so each case sees only its own.

@@ -8,7 +8,6 @@ import pytest
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.rate_limit import RedisRateLimiter
-from devtools.sandbox.server import SandboxServer
 
 
 @pytest.fixture
@@ -18,10 +17,9 @@ def webhook_code() -> str:
 
 
 @pytest.fixture
-def sandbox(webhook_code):
-    server = SandboxServer(code=webhook_code).start()
-    yield server
-    server.stop()
+def sandbox_options(webhook_code) -> dict:
+    """The shared ``sandbox`` (``tests/conftest.py``) with this test's webhook code."""
+    return {"code": webhook_code}
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def test_connection_refused_is_retryable():
         ("", None, PERMANENT),
     ],
 )
-def test_classification(code, status, kind):
+def test_each_error_code_and_status_has_its_kind(code, status, kind):
     assert classify(code, status) is kind
 
 

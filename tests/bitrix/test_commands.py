@@ -80,7 +80,7 @@ def test_intended_references_are_not_flagged():
     assert not rewritten_in_batch({"fields": {"CONTACT_ID": result_ref("c1")}})
 
 
-def test_referenced_keys():
+def test_referenced_keys_are_found_in_nested_params():
     params = {"fields": {"CONTACT_ID": result_ref("c1"), "X": [result_ref("d2", "ID")], "Y": "$result[e3]"}}
 
     assert referenced_keys(params) == {"c1", "d2"}

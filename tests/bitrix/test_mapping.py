@@ -40,7 +40,7 @@ def test_origin_ids_name_the_local_record():
         mapping.origin_id("lead", 1)
 
 
-def test_deal_fields(settings):
+def test_an_order_maps_to_deal_fields(settings):
     settings.BITRIX_ORIGINATOR_ID = "shop"
 
     fields = mapping.deal_fields(make_order(), contact_id=result_ref("c5"))

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "test:shared-limit"
 
 
-def test_burst_then_rate(redis_client):
+def test_a_burst_passes_at_once_then_the_rate_applies(redis_client):
     limiter = RedisRateLimiter(redis_client, rate=20, burst=5, key=KEY, headroom=0)
 
     bursts = [limiter.acquire() for _ in range(5)]
@@ -105,6 +105,7 @@ def result_of(process: subprocess.Popen) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a separate process: run once, on SQLite (see test.sh)
 def test_two_processes_stay_under_the_portal_limit_together(sandbox, redis_url):
     sandbox.set_limit(rate=5, burst=5)
     start_at = str(time.time() + 1.5)  # both start together, after their imports
@@ -118,6 +119,7 @@ def test_two_processes_stay_under_the_portal_limit_together(sandbox, redis_url):
     assert 12 <= total <= 5 + 5 * 3 + 1, results  # about the portal's ceiling for 3 s, never above it
 
 
+@pytest.mark.slow  # a separate process: run once, on SQLite (see test.sh)
 def test_penalize_in_one_process_makes_another_wait(redis_client, redis_url):
     process = limiter_process(redis_url, "--rate", "100", "--burst", "10", "--acquire-once")
     assert json.loads(process.stdout.readline()) == {"ready": True}

@@ -52,7 +52,7 @@ def test_a_batch_is_one_request_for_the_limit(sandbox, client):
     assert (stats["deals"], stats["rate_limited"], stats["limit"]) == (150, 1, {"rate": 1, "burst": 3})
 
 
-def test_control_endpoints(sandbox, client):
+def test_control_endpoints_set_faults_list_records_and_move_deals(sandbox, client):
     deal_id = client.add_deal({"TITLE": "x"})
 
     faults = control(sandbox, "faults", {"latency_ms": 5, "operation_limits": {"crm.deal.get": 10}}).json()
@@ -121,7 +121,7 @@ def test_restart_keeps_port_and_records(sandbox, client):
     assert client.get_deal(1)["TITLE"] == "before"
 
 
-def test_multifield_rules(client):
+def test_multifield_entries_are_replaced_by_id_or_appended(client):
     contact_id = client.add_contact(
         {"EMAIL": [{"VALUE": "a@example.com"}, {"VALUE": "b@example.com", "VALUE_TYPE": "HOME"}]}
     )

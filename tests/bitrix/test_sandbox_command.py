@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from crmbridge.bitrix.client import BitrixClient
 from devtools.testing.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bitrix_sandbox_command(tmp_path, webhook_code):
+@pytest.mark.slow  # a separate process: run once, on SQLite (see test.sh)
+def test_sandbox_command_serves_a_limited_portal_and_never_prints_the_code(tmp_path, webhook_code):
     port = free_port()
     env = {**os.environ, "BITRIX_SANDBOX_CODE": webhook_code, "DJANGO_SETTINGS_MODULE": "bitrixsync.settings"}
     command = [sys.executable, "manage.py", "bitrix_sandbox", "--port", str(port), "--rate", "5", "--burst", "20"]

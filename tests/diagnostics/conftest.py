@@ -5,26 +5,14 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from devtools.sandbox.server import SandboxServer
-
 # Recognisable, so that tests can search every answer for it.
 WEBHOOK_CODE = "zq7SECRETwebhook93xk"
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Users are created in most tests here; the real hasher costs 0.3 s each."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
-def portal(settings):
-    server = SandboxServer(port=0, code=WEBHOOK_CODE).start()
-    settings.BITRIX_WEBHOOK_URL = server.webhook_url
-    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
-    settings.BITRIX_RATE_LIMIT_BURST = 1000
-    yield server
-    server.stop()
+def sandbox_options() -> dict:
+    """The shared ``sandbox`` (``tests/conftest.py``), with the recognisable webhook code."""
+    return {"code": WEBHOOK_CODE}
 
 
 @pytest.fixture

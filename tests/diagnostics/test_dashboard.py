@@ -239,21 +239,21 @@ def test_delete_removes_dead_letters(staff_browser, redis_client):
     assert [i for i, _ in redis_client.xrange(streams.dead_letter_stream())] == dead_ids[2:]
 
 
-def test_test_connection_reports_ok(staff_browser, portal):
+def test_test_connection_reports_ok(staff_browser, sandbox):
     response = confirm(staff_browser, "test_connection")
 
     (text,) = texts(response)
     assert text.startswith("Bitrix connection OK")
 
 
-def test_test_connection_reports_a_refused_webhook_as_configuration(staff_browser, portal):
-    portal.set_faults(auth_error="expired_token")
+def test_test_connection_reports_a_refused_webhook_as_configuration(staff_browser, sandbox):
+    sandbox.set_faults(auth_error="expired_token")
 
     response = confirm(staff_browser, "test_connection")
 
     (text,) = texts(response)
     assert text.startswith("Bitrix connection failed (config)")
-    assert portal.webhook_url.split("/rest/1/")[1].strip("/") not in response.content.decode()
+    assert sandbox.webhook_url.split("/rest/1/")[1].strip("/") not in response.content.decode()
 
 
 def test_redis_down_shows_the_reason_not_a_500(staff_browser, private_redis):

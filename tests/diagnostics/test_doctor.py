@@ -22,7 +22,7 @@ ISSUE = {n: f"Issue {n}:" for n in range(1, 6)}
 
 
 @pytest.fixture
-def healthy(redis_client, portal):
+def healthy(redis_client, sandbox):
     """Everything right: group on both streams, a fresh worker, a reachable portal."""
     create_group(redis_client)
     beat(redis_client)
@@ -71,7 +71,7 @@ def test_json_output_for_machines(healthy, secret_webhook):
 # Issue 1: worker not running ------------------------------------------------------------
 
 
-def test_issue_1_no_heartbeat(redis_client, portal):
+def test_issue_1_no_heartbeat(redis_client, sandbox):
     create_group(redis_client)
 
     found = doctor()["worker.heartbeat"]
@@ -81,7 +81,7 @@ def test_issue_1_no_heartbeat(redis_client, portal):
     assert "run_bitrix_worker" in found.fix
 
 
-def test_issue_1_stale_heartbeat(redis_client, portal):
+def test_issue_1_stale_heartbeat(redis_client, sandbox):
     create_group(redis_client)
     beat(redis_client, age=60)
 
@@ -101,7 +101,7 @@ def test_issue_1_worker_disabled(healthy, settings):
     assert found.issue.startswith(ISSUE[1])
 
 
-def test_issue_1_exit_code_and_text(redis_client, portal):
+def test_issue_1_exit_code_and_text(redis_client, sandbox):
     create_group(redis_client)
 
     code, out = run_command("--skip-bitrix")
@@ -207,8 +207,8 @@ def test_issue_4_last_failure_newer_than_last_success(healthy):
     assert "QUERY_LIMIT_EXCEEDED" in found.summary
 
 
-def test_issue_4_bitrix_refuses_the_webhook(healthy, portal):
-    portal.set_faults(auth_error="expired_token")
+def test_issue_4_bitrix_refuses_the_webhook(healthy, sandbox):
+    sandbox.set_faults(auth_error="expired_token")
 
     found = doctor()["bitrix.api"]
 
@@ -218,7 +218,7 @@ def test_issue_4_bitrix_refuses_the_webhook(healthy, portal):
     assert "configuration" in found.cause
 
 
-def test_issue_4_paused_worker(redis_client, portal):
+def test_issue_4_paused_worker(redis_client, sandbox):
     create_group(redis_client)
     beat(redis_client, state="paused", pause_reason="NO_AUTH_FOUND HTTP 401")
 
@@ -241,7 +241,7 @@ def test_issue_4_bad_webhook_url(healthy, settings):
 # Issue 5: consumer group -----------------------------------------------------------------
 
 
-def test_issue_5_stream_without_group(redis_client, portal):
+def test_issue_5_stream_without_group(redis_client, sandbox):
     beat(redis_client)
     publish(redis_client, 1)
 

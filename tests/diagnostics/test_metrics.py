@@ -64,7 +64,7 @@ def test_staff_session_may_read_and_other_users_may_not(staff_browser, alice):
     assert customer.get("/metrics").status_code == 403
 
 
-def test_content_reflects_redis(redis_client):
+def test_metrics_reflect_streams_workers_and_counters_in_redis(redis_client):
     create_group(redis_client)
     publish(redis_client, 5)
     deliver(redis_client, 2)

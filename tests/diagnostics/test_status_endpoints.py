@@ -119,7 +119,7 @@ def test_group_missing_counts_every_entry_as_waiting(admin_client_api, redis_cli
     assert sync["operations_stream"]["groups"] == 0
 
 
-def test_worker_states(admin_client_api, redis_client):
+def test_worker_status_follows_stopped_running_paused_and_stale(admin_client_api, redis_client):
     def status():
         return admin_client_api.get(WORKER_URL).json()["data"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from crmbridge.diagnostics.doctor import FAIL, OK, DoctorOptions, run_doctor
 from crmbridge.redis_io import streams
 from crmbridge.redis_io.connection import get_redis
 from orders.models import Order
+from tests.conftest import wait_for
 from tests.diagnostics.helpers import create_group
 from tests.worker.helpers import database_url
 
@@ -34,7 +34,7 @@ def checks() -> dict:
 
 
 @pytest.mark.django_db(transaction=True)  # the worker closes connections between iterations
-def test_status_and_doctor_follow_a_worker_run(admin_client_api, alice, portal):
+def test_status_and_doctor_follow_a_worker_run(admin_client_api, alice, sandbox):
     create_group(get_redis())
     queue_orders(alice, 12)
     published = get_redis().xlen(streams.operations_stream())  # the orders, alice and the admin
@@ -53,7 +53,8 @@ def test_status_and_doctor_follow_a_worker_run(admin_client_api, alice, portal):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_running_worker_process_is_reported_live(admin_client_api, portal):
+@pytest.mark.slow  # a separate process: run once, on SQLite (see test.sh)
+def test_a_running_worker_process_is_reported_live(admin_client_api, sandbox):
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -67,7 +68,11 @@ def test_a_running_worker_process_is_reported_live(admin_client_api, portal):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        data = wait_for(lambda: admin_client_api.get(WORKER_URL).json()["data"], lambda d: d["worker_running"])
+        def running_status():
+            data = admin_client_api.get(WORKER_URL).json()["data"]
+            return data if data["worker_running"] else None
+
+        data = wait_for(running_status, timeout=15, what="worker_running")
         assert data["worker_task_status"] == "running"
         assert [w["name"] for w in data["workers"]] == ["worker_diag-1"]
         assert checks()["worker.heartbeat"] == OK
@@ -79,10 +84,3 @@ def test_a_running_worker_process_is_reported_live(admin_client_api, portal):
     assert (gone["worker_running"], gone["worker_task_status"]) == (False, "stopped")
 
 
-def wait_for(read, ready, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if ready(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)

@@ -66,13 +66,6 @@ def operation_entries(redis_client):
 
 
 @pytest.fixture
-def sandbox(settings, live_server):
-    """The sandbox portal, sending its deal events to our endpoint on the live server."""
-    from devtools.sandbox.server import SandboxServer
-
-    server = SandboxServer(port=0, handler_url=live_server.url + URL, application_token=TOKEN).start()
-    settings.BITRIX_WEBHOOK_URL = server.webhook_url
-    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
-    settings.BITRIX_RATE_LIMIT_BURST = 1000
-    yield server
-    server.stop()
+def sandbox_options(live_server) -> dict:
+    """The sandbox (``tests/conftest.py``) sends its deal events to our endpoint on the live server."""
+    return {"handler_url": live_server.url + URL, "application_token": TOKEN}

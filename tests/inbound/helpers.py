@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -11,6 +10,7 @@ from django.conf import settings
 
 from crmbridge.bitrix.client import BitrixClient
 from orders.models import Order
+from tests.conftest import wait_for
 from tests.inbound.conftest import URL, event_form
 from tests.worker.helpers import run_worker_once
 
@@ -28,11 +28,9 @@ def move_stage(sandbox, deal_id: int, stage_id: str) -> None:
 
 def wait_for_entries(read, count: int, timeout: float = 5.0) -> list[dict]:
     """The sandbox delivers events from a background thread: wait for them to be queued."""
-    deadline = time.monotonic() + timeout
-    while len(entries := read()) < count:
-        assert time.monotonic() < deadline, f"{len(entries)} of {count} events queued after {timeout}s"
-        time.sleep(0.02)
-    return entries
+    return wait_for(
+        lambda: entries if len(entries := read()) >= count else None, timeout, f"{count} event(s) queued", 0.02
+    )
 
 
 def post_event(client, event: str, bitrix_id: int, ts: datetime) -> None:

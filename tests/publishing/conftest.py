@@ -12,7 +12,6 @@ from crmbridge.publishing.publisher import reset_publish_clients
 def fresh_publisher(settings, caplog):
     caplog.set_level(logging.INFO)  # the [QUEUE] lines, whatever LOG_LEVEL says
     settings.BITRIX_ENABLED = True
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     reset_publish_clients()
     sent_rows.take()  # deferred deletes belong to the test that made them
     yield

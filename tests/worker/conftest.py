@@ -1,10 +1,9 @@
-"""Fixtures for worker tests: the Bitrix sandbox over real HTTP."""
+"""Fixtures for worker tests (the sandbox is the shared one in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from devtools.sandbox.server import SandboxServer
 from tests.worker.helpers import kill_stray_workers
 
 
@@ -14,12 +13,3 @@ def no_stray_workers():
     yield
     kill_stray_workers()
 
-
-@pytest.fixture
-def sandbox(settings):
-    server = SandboxServer(port=0).start()
-    settings.BITRIX_WEBHOOK_URL = server.webhook_url
-    settings.BITRIX_RATE_LIMIT_PER_SECOND = 1000
-    settings.BITRIX_RATE_LIMIT_BURST = 1000
-    yield server
-    server.stop()

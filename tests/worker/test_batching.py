@@ -10,8 +10,8 @@ from accounts.models import User
 from crmbridge.publishing.publisher import queue_contact_update, queue_deal_update
 from crmbridge.redis_io import telemetry
 from orders.models import Order
+from tests.conftest import wait_for
 from tests.worker.helpers import run_worker_once, start_worker_process
-from tests.worker.test_resilience import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,6 +46,7 @@ def test_large_backlog_fills_batches_of_fifty(sandbox, django_user_model):
     assert sandbox.stats()["deals"] == 60 and sandbox.stats()["contacts"] == 60
 
 
+@pytest.mark.slow  # a separate process: run once, on SQLite (see test.sh)
 def test_two_workers_holding_the_same_records_never_create_twice(sandbox, django_user_model, redis_client, tmp_path):
     sandbox.set_faults(latency_ms=30)
     workers = [start_worker_process("--batch-size", "3", log_path=tmp_path / f"w{i}.log") for i in range(2)]

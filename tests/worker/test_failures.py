@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker.dead_letters import parse_dead_letter
 from crmbridge.worker.runner import Worker
 from orders.models import Order
+from tests.conftest import wait_for
 from tests.worker.helpers import fast_config, run_worker_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,13 +108,6 @@ def test_expired_webhook_pauses_then_resumes_without_losing_anything(sandbox, al
         worker.shutdown = True
         thread.join(10)
     assert len(sandbox.records("deal")) == 5 and pending(redis_client) == 0
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_deal_whose_new_contact_fails_is_kept_once_and_reported(sandbox, django_user_model, redis_client):

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
 from crmbridge.redis_io import streams, telemetry
 from orders.models import Order
+from tests.conftest import wait_for
 from tests.worker.helpers import start_worker_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
-        time.sleep(0.1)
 
 
 def synced(ids: list[int]) -> int:
