@@ -71,7 +71,7 @@ class OutboxEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BitrixSyncDashboard)
-class BitrixSyncDashboardAdmin(admin.ModelAdmin):
+class BitrixSyncDashboardAdmin(ReadOnlyAdmin):
     """The dashboard's entry in the admin index: a placeholder model with no table.
 
     Listed for users who may view the dashboard (``crmbridge.view_syncrecord``);
@@ -81,15 +81,6 @@ class BitrixSyncDashboardAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return dashboard_views.can_view(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:crmbridge_dashboard"))

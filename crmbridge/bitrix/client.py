@@ -25,6 +25,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from crmbridge import entities
 from crmbridge.bitrix.commands import (
     ResultRef,
     encode_command,
@@ -125,29 +126,19 @@ class BitrixClient:
         return outcome
 
     # -- helpers the sync needs ------------------------------------------------------
-    def add_deal(self, fields: dict) -> int:
-        return int(self.call("crm.deal.add", {"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}))
+    def add(self, entity: str, fields: dict) -> int:
+        """``crm.<entity>.add`` without a live-feed post; the new ID."""
+        method = entities.get(entity).method("add")
+        return int(self.call(method, {"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}))
 
-    def update_deal(self, deal_id: int, fields: dict) -> bool:
-        return bool(self.call("crm.deal.update", {"id": deal_id, "fields": fields}))
+    def update(self, entity: str, record_id: int, fields: dict) -> bool:
+        return bool(self.call(entities.get(entity).method("update"), {"id": record_id, "fields": fields}))
 
-    def get_deal(self, deal_id: int) -> dict:
-        return self.call("crm.deal.get", {"id": deal_id})
+    def get(self, entity: str, record_id: int) -> dict:
+        return self.call(entities.get(entity).method("get"), {"id": record_id})
 
-    def find_deal_by_origin(self, origin_id: str) -> int | None:
-        return self._find_by_origin("crm.deal.list", origin_id)
-
-    def add_contact(self, fields: dict) -> int:
-        return int(self.call("crm.contact.add", {"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}))
-
-    def update_contact(self, contact_id: int, fields: dict) -> bool:
-        return bool(self.call("crm.contact.update", {"id": contact_id, "fields": fields}))
-
-    def get_contact(self, contact_id: int) -> dict:
-        return self.call("crm.contact.get", {"id": contact_id})
-
-    def find_contact_by_origin(self, origin_id: str) -> int | None:
-        return self._find_by_origin("crm.contact.list", origin_id)
+    def find_by_origin(self, entity: str, origin_id: str) -> int | None:
+        return self._find_by_origin(entities.get(entity).method("list"), origin_id)
 
     def _find_by_origin(self, method: str, origin_id: str) -> int | None:
         """The oldest record with this ``ORIGIN_ID`` (the one to keep if duplicates exist)."""

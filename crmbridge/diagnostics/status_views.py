@@ -12,9 +12,10 @@ users who are not staff get 403.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -39,11 +40,9 @@ class DiagnosticsView(APIView):
     success_message = ""
     serializer_class = None
 
-    def build(self, client: redis.Redis) -> dict:
-        raise NotImplementedError
-
-    def build_without_redis(self) -> dict:
-        raise NotImplementedError
+    # The subclass's selectors: ``build(client)`` reads Redis; ``build_without_redis()`` answers when it cannot.
+    build: Callable[[redis.Redis], dict]
+    build_without_redis: Callable[[], dict]
 
     def get(self, request: Request) -> Response:
         try:
@@ -55,35 +54,21 @@ class DiagnosticsView(APIView):
         return Response(self.serializer_class(body).data)
 
 
+@extend_schema_view(get=extend_schema(responses=WorkerStatusResponseSerializer, summary="Worker status (admin only)"))
 class WorkerStatusView(DiagnosticsView):
     """Is a worker alive, what is it doing, and how much is left to do."""
 
     success_message = "Worker status retrieved"
     serializer_class = WorkerStatusResponseSerializer
-
-    @extend_schema(responses=WorkerStatusResponseSerializer, summary="Worker status (admin only)")
-    def get(self, request: Request) -> Response:
-        return super().get(request)
-
-    def build(self, client: redis.Redis) -> dict:
-        return worker_status(client)
-
-    def build_without_redis(self) -> dict:
-        return worker_status_without_redis()
+    build = staticmethod(worker_status)
+    build_without_redis = staticmethod(worker_status_without_redis)
 
 
+@extend_schema_view(get=extend_schema(responses=SyncStatusResponseSerializer, summary="Queue status (admin only)"))
 class SyncStatusView(DiagnosticsView):
     """The streams, the backlog, dead letters and the outbox."""
 
     success_message = "Sync status retrieved"
     serializer_class = SyncStatusResponseSerializer
-
-    @extend_schema(responses=SyncStatusResponseSerializer, summary="Queue status (admin only)")
-    def get(self, request: Request) -> Response:
-        return super().get(request)
-
-    def build(self, client: redis.Redis) -> dict:
-        return sync_status(client)
-
-    def build_without_redis(self) -> dict:
-        return sync_status_without_redis()
+    build = staticmethod(sync_status)
+    build_without_redis = staticmethod(sync_status_without_redis)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
@@ -34,22 +35,14 @@ TRIM_SECONDS = 60.0
 CONSUMER_CLEANUP_SECONDS = 300.0
 
 
+@dataclass(kw_only=True)
 class Chores:
-    def __init__(
-        self,
-        *,
-        client: redis.Redis,
-        consumer: StreamConsumer,
-        schedule: RetrySchedule,
-        heartbeat: Heartbeat,
-        config: WorkerConfig,
-    ) -> None:
-        self.client = client
-        self.consumer = consumer
-        self.schedule = schedule
-        self.heartbeat = heartbeat
-        self.config = config
-        self._last: dict[str, float] = {}
+    client: redis.Redis
+    consumer: StreamConsumer
+    schedule: RetrySchedule
+    heartbeat: Heartbeat
+    config: WorkerConfig
+    _last: dict[str, float] = field(default_factory=dict, init=False)
 
     def _due(self, chore: str, interval: float) -> bool:
         now = time.monotonic()

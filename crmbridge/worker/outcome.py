@@ -58,23 +58,15 @@ def operation_of(message: StreamMessage) -> Operation | None:
         return None
 
 
+@dataclass(kw_only=True)
 class OutcomeRules:
     """Acts on a ``ChunkOutcome`` with the collaborators it is given (no runner state)."""
 
-    def __init__(
-        self,
-        *,
-        client: redis.Redis,
-        consumer: StreamConsumer,
-        schedule: RetrySchedule,
-        counters: Counters,
-        config: WorkerConfig,
-    ) -> None:
-        self.client = client
-        self.consumer = consumer
-        self.schedule = schedule
-        self.counters = counters
-        self.config = config
+    client: redis.Redis
+    consumer: StreamConsumer
+    schedule: RetrySchedule
+    counters: Counters
+    config: WorkerConfig
 
     def apply(self, outcome: ChunkOutcome) -> None:
         self.consumer.ack(outcome.done)

@@ -119,7 +119,7 @@ def test_text_that_looks_like_a_reference_is_sent_alone_and_arrives_as_typed(cli
         }
     )
 
-    deal = client.get_deal(outcome.results["d"])
+    deal = client.get("deal", outcome.results["d"])
     assert deal["COMMENTS"] == comment
     assert deal["CONTACT_ID"] == str(outcome.results["c"])  # the intended reference still resolved
     assert sandbox.stats()["by_method"] == {"batch": 1, "crm.deal.add": 1, "crm.deal.get": 1}
@@ -134,8 +134,8 @@ def test_a_command_referencing_one_sent_alone_follows_it(client):
         }
     )
 
-    assert client.get_contact(outcome.results["c"])["NAME"] == "Ann $result[c][ID]"
-    assert client.get_deal(outcome.results["d"])["CONTACT_ID"] == str(outcome.results["c"])
+    assert client.get("contact", outcome.results["c"])["NAME"] == "Ann $result[c][ID]"
+    assert client.get("deal", outcome.results["d"])["CONTACT_ID"] == str(outcome.results["c"])
     assert outcome.results["other"] == 1  # sent in the batch, before the others
 
 

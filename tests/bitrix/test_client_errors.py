@@ -47,15 +47,15 @@ def test_unknown_method_is_permanent(client):
 
 
 def test_missing_records_are_permanent(client):
-    deal = failure(lambda: client.get_deal(999))
-    contact = failure(lambda: client.update_contact(999, {"NAME": "x"}))
+    deal = failure(lambda: client.get("deal", 999))
+    contact = failure(lambda: client.update("contact", 999, {"NAME": "x"}))
 
     assert (deal.code, deal.description, deal.http_status, deal.kind) == ("", "Not found", 400, PERMANENT)
     assert (contact.description, contact.kind) == ("Contact is not found", PERMANENT)
 
 
 def test_validation_error_is_permanent(client):
-    error = failure(lambda: client.add_contact({"NAME": "x", "EMAIL": [{"VALUE": "not-an-email"}]}))
+    error = failure(lambda: client.add("contact", {"NAME": "x", "EMAIL": [{"VALUE": "not-an-email"}]}))
 
     assert (error.code, error.http_status, error.kind) == ("ERROR_CORE", 400, PERMANENT)
 
@@ -84,23 +84,23 @@ def test_injected_503_and_500_are_retryable(sandbox, client):
 def test_operation_time_limit_blocks_that_method_only(sandbox, limited_client, limiter):
     sandbox.set_faults(operation_limits={"crm.deal.add": 30})
 
-    error = failure(lambda: limited_client.add_deal({"TITLE": "x"}))
+    error = failure(lambda: limited_client.add("deal", {"TITLE": "x"}))
 
     assert (error.code, error.http_status, error.kind) == ("OPERATION_TIME_LIMIT", 429, RETRY)
     assert 25 < error.retry_after <= 30
     assert limiter.method_blocked_until("crm.deal.add") == pytest.approx(time.time() + 30, abs=5)
     requests_before = sandbox.stats()["requests"]
-    again = failure(lambda: limited_client.add_deal({"TITLE": "x"}))  # refused here, not sent
+    again = failure(lambda: limited_client.add("deal", {"TITLE": "x"}))  # refused here, not sent
     assert again.code == "OPERATION_TIME_LIMIT" and again.retry_after > 25
     assert sandbox.stats()["requests"] == requests_before
-    assert limited_client.add_contact({"NAME": "other methods still work"}) == 1
+    assert limited_client.add("contact", {"NAME": "other methods still work"}) == 1
 
 
 def test_timeout_is_retryable_and_the_portal_may_have_applied_it(sandbox):
     slow = BitrixClient(sandbox.webhook_url, read_timeout=0.3)
     sandbox.set_faults(timeout_share=1.0, timeout_seconds=2.0)
 
-    error = failure(lambda: slow.add_deal({"TITLE": "slow"}))
+    error = failure(lambda: slow.add("deal", {"TITLE": "slow"}))
 
     assert (error.code, error.http_status, error.kind) == ("TIMEOUT", None, RETRY)
     assert sandbox.stats()["deals"] == 1  # why a blind retry of an add makes duplicates

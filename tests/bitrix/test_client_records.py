@@ -10,10 +10,10 @@ TRICKY = "Сделка «Ёлка» & co = [1] 50% 😀 %41"
 
 
 def test_deal_round_trip(client):
-    deal_id = client.add_deal({"TITLE": TRICKY, "OPPORTUNITY": "1500", "CURRENCY_ID": "EUR", "ORIGIN_ID": "order-1"})
+    deal_id = client.add("deal", {"TITLE": TRICKY, "OPPORTUNITY": "1500", "CURRENCY_ID": "EUR", "ORIGIN_ID": "order-1"})
 
-    assert client.update_deal(deal_id, {"STAGE_ID": "WON", "COMMENTS": TRICKY}) is True
-    deal = client.get_deal(deal_id)
+    assert client.update("deal", deal_id, {"STAGE_ID": "WON", "COMMENTS": TRICKY}) is True
+    deal = client.get("deal", deal_id)
 
     assert deal["ID"] == str(deal_id)  # every scalar is a string
     assert (deal["TITLE"], deal["COMMENTS"], deal["STAGE_ID"]) == (TRICKY, TRICKY, "WON")
@@ -21,11 +21,11 @@ def test_deal_round_trip(client):
 
 
 def test_contact_round_trip(client):
-    contact_id = client.add_contact(
+    contact_id = client.add("contact",
         {"NAME": TRICKY, "PHONE": [{"VALUE": "+7 (495) 123-45-67", "VALUE_TYPE": "MOBILE"}]}
     )
 
-    contact = client.get_contact(contact_id)
+    contact = client.get("contact", contact_id)
 
     assert contact["NAME"] == TRICKY
     assert contact["PHONE"] == [
@@ -36,14 +36,14 @@ def test_contact_round_trip(client):
 
 def test_find_by_origin_returns_the_oldest_of_ours(sandbox):
     client = BitrixClient(sandbox.webhook_url, originator_id="shop")
-    client.add_deal({"ORIGIN_ID": "order-7", "ORIGINATOR_ID": "another-app"})
-    first = client.add_deal({"ORIGIN_ID": "order-7", "ORIGINATOR_ID": "shop"})
-    client.add_deal({"ORIGIN_ID": "order-7", "ORIGINATOR_ID": "shop"})
-    client.add_contact({"ORIGIN_ID": "user-7", "ORIGINATOR_ID": "shop"})
+    client.add("deal", {"ORIGIN_ID": "order-7", "ORIGINATOR_ID": "another-app"})
+    first = client.add("deal", {"ORIGIN_ID": "order-7", "ORIGINATOR_ID": "shop"})
+    client.add("deal", {"ORIGIN_ID": "order-7", "ORIGINATOR_ID": "shop"})
+    client.add("contact", {"ORIGIN_ID": "user-7", "ORIGINATOR_ID": "shop"})
 
-    assert client.find_deal_by_origin("order-7") == first
-    assert client.find_deal_by_origin("order-8") is None
-    assert client.find_contact_by_origin("user-7") == 1
+    assert client.find_by_origin("deal", "order-7") == first
+    assert client.find_by_origin("deal", "order-8") is None
+    assert client.find_by_origin("contact", "user-7") == 1
     assert sandbox.stats()["duplicates"]["deal"] == {"order-7": 3}
 
 

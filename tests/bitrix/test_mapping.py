@@ -91,13 +91,13 @@ def test_contact_update_names_the_existing_entries():
 
 def test_multifields_are_replaced_not_appended(client):
     """The whole path: add, change e-mail and phone, update with the contact's IDs, read back."""
-    contact_id = client.add_contact(mapping.contact_fields(make_user(phone="+7 495 123-45-67")))
+    contact_id = client.add("contact", mapping.contact_fields(make_user(phone="+7 495 123-45-67")))
     user = make_user(email="changed@example.com", phone="+7 495 000-00-00")
 
-    client.update_contact(contact_id, mapping.contact_fields(user, existing=client.get_contact(contact_id)))
-    changed = client.get_contact(contact_id)
-    client.update_contact(contact_id, mapping.contact_fields(make_user(phone=""), existing=changed))
-    cleared = client.get_contact(contact_id)
+    client.update("contact", contact_id, mapping.contact_fields(user, existing=client.get("contact", contact_id)))
+    changed = client.get("contact", contact_id)
+    client.update("contact", contact_id, mapping.contact_fields(make_user(phone=""), existing=changed))
+    cleared = client.get("contact", contact_id)
 
     assert [e["VALUE"] for e in changed["EMAIL"]] == ["changed@example.com"]
     assert [p["VALUE"] for p in changed["PHONE"]] == ["+7 495 000-00-00"]
@@ -107,11 +107,11 @@ def test_multifields_are_replaced_not_appended(client):
 
 def test_without_the_ids_bitrix_appends(client):
     """Why ``existing`` matters: the portal's own rule, reproduced by the sandbox."""
-    contact_id = client.add_contact(mapping.contact_fields(make_user()))
+    contact_id = client.add("contact", mapping.contact_fields(make_user()))
 
-    client.update_contact(contact_id, mapping.contact_fields(make_user(email="second@example.com")))
+    client.update("contact", contact_id, mapping.contact_fields(make_user(email="second@example.com")))
 
-    emails = [e["VALUE"] for e in client.get_contact(contact_id)["EMAIL"]]
+    emails = [e["VALUE"] for e in client.get("contact", contact_id)["EMAIL"]]
     assert emails == ["anna@example.com", "second@example.com"]
 
 

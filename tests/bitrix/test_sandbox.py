@@ -22,11 +22,11 @@ def control(sandbox: SandboxServer, path: str, payload: dict | None = None) -> r
 
 
 def test_stats_count_requests_operations_and_duplicates(sandbox, client):
-    client.add_deal({"ORIGIN_ID": "order-1"})
+    client.add("deal", {"ORIGIN_ID": "order-1"})
     client.batch({f"k{i}": ("crm.deal.add", {"fields": {"ORIGIN_ID": "order-1"}}) for i in range(2)})
-    client.add_contact({"ORIGIN_ID": "user-1"})
+    client.add("contact", {"ORIGIN_ID": "user-1"})
     with pytest.raises(BitrixError):
-        client.get_deal(99)
+        client.get("deal", 99)
 
     stats = control(sandbox, "stats").json()
 
@@ -53,7 +53,7 @@ def test_a_batch_is_one_request_for_the_limit(sandbox, client):
 
 
 def test_control_endpoints_set_faults_list_records_and_move_deals(sandbox, client):
-    deal_id = client.add_deal({"TITLE": "x"})
+    deal_id = client.add("deal", {"TITLE": "x"})
 
     faults = control(sandbox, "faults", {"latency_ms": 5, "operation_limits": {"crm.deal.get": 10}}).json()
     records = control(sandbox, "records/deal").json()
@@ -96,20 +96,20 @@ def test_records_persist_in_sqlite(tmp_path, webhook_code):
     db_path = str(tmp_path / "sandbox.sqlite3")
     with SandboxServer(code=webhook_code, db_path=db_path) as first:
         client = BitrixClient(first.webhook_url)
-        contact_id = client.add_contact({"NAME": "Ёжик 😀", "EMAIL": [{"VALUE": "a@example.com"}]})
-        client.add_deal({"ORIGIN_ID": "order-1", "CONTACT_ID": contact_id})
+        contact_id = client.add("contact", {"NAME": "Ёжик 😀", "EMAIL": [{"VALUE": "a@example.com"}]})
+        client.add("deal", {"ORIGIN_ID": "order-1", "CONTACT_ID": contact_id})
 
     with SandboxServer(code=webhook_code, db_path=db_path) as second:
         client = BitrixClient(second.webhook_url)
-        assert client.get_contact(contact_id)["NAME"] == "Ёжик 😀"
-        assert client.find_deal_by_origin("order-1") == 1
-        new_contact = client.add_contact({"EMAIL": [{"VALUE": "b@example.com"}]})
+        assert client.get("contact", contact_id)["NAME"] == "Ёжик 😀"
+        assert client.find_by_origin("deal", "order-1") == 1
+        new_contact = client.add("contact", {"EMAIL": [{"VALUE": "b@example.com"}]})
         assert new_contact == 2  # IDs are never reused
-        assert client.get_contact(new_contact)["EMAIL"][0]["ID"] == "2"
+        assert client.get("contact", new_contact)["EMAIL"][0]["ID"] == "2"
 
 
 def test_restart_keeps_port_and_records(sandbox, client):
-    client.add_deal({"TITLE": "before"})
+    client.add("deal", {"TITLE": "before"})
     port = sandbox.port
     sandbox.stop()
     with pytest.raises(BitrixError) as caught:
@@ -118,18 +118,18 @@ def test_restart_keeps_port_and_records(sandbox, client):
 
     assert caught.value.code == "CONNECTION_ERROR"
     assert sandbox.port == port
-    assert client.get_deal(1)["TITLE"] == "before"
+    assert client.get("deal", 1)["TITLE"] == "before"
 
 
 def test_multifield_entries_are_replaced_by_id_or_appended(client):
-    contact_id = client.add_contact(
+    contact_id = client.add("contact",
         {"EMAIL": [{"VALUE": "a@example.com"}, {"VALUE": "b@example.com", "VALUE_TYPE": "HOME"}]}
     )
-    a, b = client.get_contact(contact_id)["EMAIL"]
+    a, b = client.get("contact", contact_id)["EMAIL"]
 
-    client.update_contact(contact_id, {"EMAIL": [{"ID": a["ID"], "VALUE": "a2@example.com"}]})
-    client.update_contact(contact_id, {"EMAIL": [{"ID": b["ID"], "DELETE": "Y"}, {"VALUE": "c@example.com"}]})
-    emails = client.get_contact(contact_id)["EMAIL"]
+    client.update("contact", contact_id, {"EMAIL": [{"ID": a["ID"], "VALUE": "a2@example.com"}]})
+    client.update("contact", contact_id, {"EMAIL": [{"ID": b["ID"], "DELETE": "Y"}, {"VALUE": "c@example.com"}]})
+    emails = client.get("contact", contact_id)["EMAIL"]
 
     assert [(e["VALUE"], e["VALUE_TYPE"]) for e in emails] == [("a2@example.com", "WORK"), ("c@example.com", "WORK")]
     assert emails[0]["ID"] == a["ID"]
@@ -218,11 +218,11 @@ def test_changes_by_others_fire_events(webhook_code, collector):
         control(sandbox, "events", {"handler_url": collector.url, "application_token": "app-token"})
         ours = BitrixClient(sandbox.webhook_url)
         manager = BitrixClient(sandbox.manager_webhook_url)
-        deal_id = ours.add_deal({"TITLE": "ours"})  # our own change: no event
-        ours.update_deal(deal_id, {"TITLE": "still ours"})
+        deal_id = ours.add("deal", {"TITLE": "ours"})  # our own change: no event
+        ours.update("deal", deal_id, {"TITLE": "still ours"})
 
         sandbox.move_deal_stage(deal_id, "WON")
-        manager.update_deal(deal_id, {"COMMENTS": "edited in the portal"})
+        manager.update("deal", deal_id, {"COMMENTS": "edited in the portal"})
         control(sandbox, f"deals/{deal_id}/delete", {})
         received = collector.wait_for(3)
 
@@ -238,7 +238,7 @@ def test_changes_by_others_fire_events(webhook_code, collector):
 def test_echo_own_changes_like_a_real_portal(sandbox, client, collector):
     sandbox.set_events(handler_url=collector.url, application_token="t", echo_own_changes=True)
 
-    client.add_deal({"TITLE": "x"})
+    client.add("deal", {"TITLE": "x"})
 
     assert collector.wait_for(1)[0]["event"] == "ONCRMDEALADD"
 
@@ -246,7 +246,7 @@ def test_echo_own_changes_like_a_real_portal(sandbox, client, collector):
 def test_unreachable_handler_is_counted_not_fatal(sandbox, client):
     sandbox.set_events(handler_url="http://127.0.0.1:9/nowhere", echo_own_changes=True)
 
-    client.add_deal({"TITLE": "x"})
+    client.add("deal", {"TITLE": "x"})
     sandbox.stop()  # waits for the delivery thread
 
     assert sandbox.stats()["events"] == {"sent": 0, "failed": 1}

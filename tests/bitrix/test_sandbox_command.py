@@ -27,8 +27,8 @@ def test_sandbox_command_serves_a_limited_portal_and_never_prints_the_code(tmp_p
     try:
         wait_for_port(port, timeout=15)
         client = BitrixClient(f"http://127.0.0.1:{port}/rest/1/{webhook_code}/")
-        deal_id = client.add_deal({"TITLE": "from another process"})
-        assert client.get_deal(deal_id)["TITLE"] == "from another process"
+        deal_id = client.add("deal", {"TITLE": "from another process"})
+        assert client.get("deal", deal_id)["TITLE"] == "from another process"
         assert client.call("profile")["ID"] == "1"
     finally:
         process.send_signal(signal.SIGTERM)

@@ -55,7 +55,7 @@ def deal_in(sandbox, deal_id: int) -> dict | None:
 
 def silently_set_stage(deal_id: int, stage_id: str) -> None:
     """Change the deal with the integration's own webhook: the sandbox sends no event for that."""
-    BitrixClient(settings.BITRIX_WEBHOOK_URL).update_deal(deal_id, {"STAGE_ID": stage_id})
+    BitrixClient(settings.BITRIX_WEBHOOK_URL).update("deal", deal_id, {"STAGE_ID": stage_id})
 
 
 def status_of(order: Order) -> str:

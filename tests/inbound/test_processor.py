@@ -78,7 +78,7 @@ def alice_contact(sandbox, alice, settings):
     linked_order(alice)
     contact_id = User.objects.get(pk=alice.pk).bitrix_contact_id
     fields = {"NAME": "Алиса", "LAST_NAME": "Иванова", "PHONE": [{"VALUE": "+7 (495) 123-45-67", "VALUE_TYPE": "WORK"}]}
-    BitrixClient(settings.BITRIX_WEBHOOK_URL).update_contact(contact_id, fields)
+    BitrixClient(settings.BITRIX_WEBHOOK_URL).update("contact", contact_id, fields)
     return contact_id
 
 

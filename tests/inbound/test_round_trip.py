@@ -151,10 +151,12 @@ def test_an_unknown_stage_is_acknowledged_and_changes_nothing(sandbox, alice, we
 
 def test_deals_that_are_not_ours_are_acknowledged_and_ignored(sandbox, alice, bob, client, redis_client, settings):
     order = linked_order(alice)
-    foreign = BitrixClient(settings.BITRIX_WEBHOOK_URL).add_deal({"TITLE": "a manager's own deal", "STAGE_ID": "WON"})
+    foreign = BitrixClient(settings.BITRIX_WEBHOOK_URL).add(
+        "deal", {"TITLE": "a manager's own deal", "STAGE_ID": "WON"}
+    )
     # A second deal claiming our order (a duplicate made by hand): the order stays with its own deal.
-    impostor = BitrixClient(settings.BITRIX_WEBHOOK_URL).add_deal(
-        {"TITLE": "copy", "STAGE_ID": "LOSE", "ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": f"order-{order.pk}"}
+    impostor = BitrixClient(settings.BITRIX_WEBHOOK_URL).add(
+        "deal", {"TITLE": "copy", "STAGE_ID": "LOSE", "ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": f"order-{order.pk}"}
     )
     now = datetime.now(UTC)
 
