@@ -19,7 +19,9 @@ from django.db import models
 @dataclass(frozen=True)
 class Entity:
     name: str  # "deal": the message's ``entity`` and SyncRecord.entity
-    model_label: str  # "orders.Order"
+    # "orders.Order"; None: ``settings.AUTH_USER_MODEL``, read when needed (this module is
+    # imported by the Bitrix client, which also runs without Django settings).
+    model_label: str | None
     bitrix_id_field: str  # "bitrix_deal_id"
     crm_prefix: str  # "crm.deal": crm.deal.add, crm.deal.list, ...
     local_name: str  # "order": log lines ("deal 12 for order 12") and the ORIGIN_ID prefix
@@ -27,8 +29,11 @@ class Entity:
     # "changed since" for ``bitrix_resync --since``; users have no modification time: joined since.
     since_field: str
 
+    def label(self) -> str:
+        return self.model_label or settings.AUTH_USER_MODEL
+
     def model(self) -> type[models.Model]:
-        return apps.get_model(self.model_label)
+        return apps.get_model(self.label())
 
     def method(self, action: str) -> str:
         """``DEAL.method("add") == "crm.deal.add"``."""
@@ -50,7 +55,7 @@ DEAL = Entity(
 )
 CONTACT = Entity(
     name="contact",
-    model_label=settings.AUTH_USER_MODEL,
+    model_label=None,
     bitrix_id_field="bitrix_contact_id",
     crm_prefix="crm.contact",
     local_name="user",
@@ -70,6 +75,6 @@ def for_model(model: type[models.Model]) -> Entity:
     """The entity a model's rows are synced as."""
     label = model._meta.label
     for entity in ENTITIES.values():
-        if entity.model_label == label:
+        if entity.label() == label:
             return entity
     raise LookupError(f"{label} is not synced with Bitrix")
