@@ -63,7 +63,7 @@ class TokenApi(APIView):
         serializer.is_valid(raise_exception=True)
         login = serializer.validated_data.get("email") or serializer.validated_data.get("username", "")
         failures = FailureThrottle("login_failures", services.normalize_email(login).lower())
-        wait = failures.wait()
+        wait = failures.blocked_for()
         if wait is not None:
             raise Throttled(wait, detail="Too many failed sign-ins for this account. Try again later.")
         try:

@@ -76,6 +76,11 @@ class RedisThrottle(SimpleRateThrottle):
             fail_open(self.scope, exc)
             return True
 
+    def wait(self) -> float:
+        """Seconds before the next request may pass: at least 1, never None (DRF's is None past the limit)."""
+        remaining = self.duration - (self.now - self.history[-1]) if self.history else self.duration
+        return max(1.0, super().wait() or remaining)
+
 
 class LoginRateThrottle(RedisThrottle):
     scope = "login"
@@ -86,7 +91,7 @@ class RegisterRateThrottle(RedisThrottle):
 
 
 class FailureThrottle(RedisThrottle):
-    """Counts what the caller records: ask ``wait()`` before the work, call ``record()`` after a failure."""
+    """Counts what the caller records: ask ``blocked_for()`` before the work, ``record()`` after a failure."""
 
     def __init__(self, scope: str, ident: str) -> None:
         self.scope = scope
@@ -94,7 +99,7 @@ class FailureThrottle(RedisThrottle):
         # Hashed: an e-mail address is not kept in Redis as a key name.
         self.key = self.cache_format % {"scope": scope, "ident": hashlib.sha256(ident.encode()).hexdigest()[:32]}
 
-    def wait(self) -> float | None:
+    def blocked_for(self) -> float | None:
         """Seconds until the next attempt is allowed, or None when it is allowed now."""
         if self.rate is None:
             return None
@@ -103,7 +108,7 @@ class FailureThrottle(RedisThrottle):
         except REDIS_ERRORS as exc:
             fail_open(self.scope, exc)
             return None
-        return max(1.0, super().wait()) if len(self.history) >= self.num_requests else None
+        return self.wait() if len(self.history) >= self.num_requests else None
 
     def record(self) -> None:
         if self.rate is None:
@@ -143,7 +148,7 @@ class AdminLoginThrottleMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method == "POST" and request.path_info == reverse("admin:login"):
             attempts = FailureThrottle("admin_login", client_address(request))
-            wait = attempts.wait()
+            wait = attempts.blocked_for()
             if wait is not None:
                 response = HttpResponse("Too many sign-in attempts. Try again later.\n", status=429,
                                         content_type="text/plain; charset=utf-8")  # fmt: skip

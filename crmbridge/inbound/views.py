@@ -112,7 +112,7 @@ def read_form(request: HttpRequest):
 
 def check_not_throttled(refusals: FailureThrottle) -> None:
     """An address whose tokens were refused too often waits (``THROTTLE_WEBHOOK_REFUSED_RATE``)."""
-    wait = refusals.wait()
+    wait = refusals.blocked_for()
     if wait is not None:
         raise Refused(429, "throttled", "too many refused tokens from this address; try again later", wait)
 

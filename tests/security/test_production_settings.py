@@ -72,3 +72,10 @@ def test_env_example_documents_the_production_switches():
                  "CSRF_COOKIE_SECURE", "DJANGO_BUILD_STEP", "API_MAX_BODY_BYTES", "API_TOKEN_TTL_HOURS",
                  "THROTTLE_LOGIN_RATE", "WEB_HOST"):  # fmt: skip
         assert re.search(rf"^#? ?{name}=", text, re.M), name
+
+
+def test_the_image_builds_with_the_build_only_key_not_a_fake_secret():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+
+    assert re.search(r"DJANGO_BUILD_STEP=collectstatic python manage.py collectstatic", dockerfile)
+    assert "SECRET_KEY=" not in dockerfile

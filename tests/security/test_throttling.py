@@ -105,3 +105,13 @@ def test_redis_down_fails_open_with_a_warning(strict, anon_client, alice, settin
 
     assert responses == [400] * 5
     assert "rate limit" in caplog.text.lower()
+
+
+def test_a_history_longer_than_the_limit_still_answers_retry_after(strict, anon_client, alice, settings):
+    """Parallel requests (the counters are not atomic) or a lowered rate: DRF's wait() would be None."""
+    for _ in range(3):
+        sign_in(anon_client, alice.email)
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "login_failures": "1/min", "login": "1/min"}
+
+    assert_429(sign_in(anon_client, alice.email, ip="10.9.9.9"))  # per account: 3 failures > 1
+    assert_429(sign_in(anon_client, "bob@example.com"))  # per address: 3 attempts > 1
