@@ -1,4 +1,4 @@
-"""Production safety of the settings: the secret key and the HTTPS switches.
+"""Production safety of the settings: the secret key, the HTTPS switches, rate-limit values.
 
 ``SECRET_KEY`` decides (see ``secret_key``):
 
@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
@@ -42,6 +43,17 @@ def secret_key(key: str, *, debug: bool) -> str:
         "Set SECRET_KEY (a long random string, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
         "or DEBUG=true for development."
     )
+
+
+_RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)\Z")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A DRF rate such as ``20/min`` from ``name``; a malformed one stops start-up (else: a 500 per request)."""
+    value = env_str(name, default)
+    if not _RATE.match(value):
+        raise ImproperlyConfigured(f"{name} must be <count>/<second|minute|hour|day>, e.g. 20/min; got {value!r}")
+    return value
 
 
 def proxy_ssl_header(value: str) -> tuple[str, str] | None:

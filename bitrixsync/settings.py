@@ -20,7 +20,7 @@ from bitrixsync.env_config import (
     env_str,
     redis_url,
 )
-from bitrixsync.production import proxy_ssl_header, secret_key
+from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
 from crmbridge.bitrix.webhook_url import validate_webhook_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -176,11 +176,11 @@ REST_KNOX = {
 }
 # Rate limits ("<count>/<second|minute|hour|day>"), counted in Redis (bitrixsync/throttling.py).
 THROTTLE_RATES = {
-    "login": env_str("THROTTLE_LOGIN_RATE", "20/min"),  # POST /auth/token per client address
-    "login_failures": env_str("THROTTLE_LOGIN_FAILURES_RATE", "10/hour"),  # failed sign-ins per account
-    "register": env_str("THROTTLE_REGISTER_RATE", "10/hour"),  # POST /auth/register per client address
-    "webhook_refused": env_str("THROTTLE_WEBHOOK_REFUSED_RATE", "20/min"),  # refused inbound tokens per address
-    "admin_login": env_str("THROTTLE_ADMIN_LOGIN_RATE", "10/min"),  # POST /admin/login/ per client address
+    "login": env_rate("THROTTLE_LOGIN_RATE", "20/min"),  # POST /auth/token per client address
+    "login_failures": env_rate("THROTTLE_LOGIN_FAILURES_RATE", "10/hour"),  # failed sign-ins per account
+    "register": env_rate("THROTTLE_REGISTER_RATE", "10/hour"),  # POST /auth/register per client address
+    "webhook_refused": env_rate("THROTTLE_WEBHOOK_REFUSED_RATE", "20/min"),  # refused inbound tokens per address
+    "admin_login": env_rate("THROTTLE_ADMIN_LOGIN_RATE", "10/min"),  # POST /admin/login/ per client address
 }
 # Behind a TLS-terminating proxy: which request header says the request was HTTPS.
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env_str("SECURE_PROXY_SSL_HEADER", ""))
