@@ -103,6 +103,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         body = self._body()
         if parts.path.startswith("/_sandbox/"):
+            refusal = control.cross_site_reason(self.headers, self.server.server_address[0])
+            if refusal:
+                return Reply(403, {"error": "FORBIDDEN", "error_description": refusal})
             return control.handle(self.server.portal, self.command, parts.path, body)
         if not parts.path.startswith("/rest/"):
             return Reply(404, {"error": "NOT_FOUND", "error_description": "Unknown path"})
