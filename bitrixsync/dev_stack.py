@@ -45,6 +45,7 @@ from django.db import connections
 from django.urls import NoReverseMatch, reverse
 
 from bitrixsync.env_config import env_int, env_str
+from bitrixsync.stack_env import live_stack_pid, remove_stack_env, stack_env_path, write_stack_env
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 DEFAULT_SANDBOX_CODE = "sandbox-secret-code"
@@ -122,6 +123,8 @@ class DevStack:
         self.web_port = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
         self.sandbox_port = env_int("BITRIX_SANDBOX_PORT", 8001, minimum=1, maximum=65535)
         self.sandbox_code = env_str("BITRIX_SANDBOX_CODE", "") or DEFAULT_SANDBOX_CODE
+        # Where the other commands of this checkout find the stack's settings (bitrixsync/stack_env.py).
+        self.stack_env_file = stack_env_path(Path(settings.BASE_DIR))
 
     # --- the whole run --------------------------------------------------------
 
@@ -129,6 +132,7 @@ class DevStack:
         self.install_signal_handlers()
         try:
             self.prepare()
+            self.share_settings()
             self.print_banner()
             self.supervise()
         except StackError as exc:
@@ -139,6 +143,9 @@ class DevStack:
         return self.exit_code
 
     def prepare(self) -> None:
+        other = live_stack_pid(self.stack_env_file)
+        if other and other != os.getpid():
+            raise StackError(f"run_stack (pid {other}) of this checkout is running ({self.stack_env_file}); stop it")
         self.child_env.setdefault("DEBUG", "true")
         self.child_env["PYTHONUNBUFFERED"] = "1"
         self.check_port_free(self.web_port, "WEB_PORT")
@@ -339,7 +346,28 @@ class DevStack:
         child.restart_at = time.monotonic() + delay
         self.out.shout(f"{child.spec.name} DIED (exit code {code}) after {ran:.0f}s: restarting in {delay:.0f}s.")
 
+    def share_settings(self) -> None:
+        """Write the settings the children run with to ``.env.stack`` for commands run in another terminal."""
+        if self.stack_env_file is None:
+            self.notes["Other commands"] = "STACK_ENV_FILE is empty: no .env.stack written"
+            return
+        env = self.child_env
+        shared = {
+            "REDIS_URL": settings.REDIS_URL,
+            "BITRIX_WEBHOOK_URL": env.get("BITRIX_WEBHOOK_URL", ""),
+            "DATABASE_URL": env.get("DATABASE_URL", ""),
+            "WEB_PORT": str(self.web_port),
+            "BITRIX_SANDBOX_PORT": str(self.sandbox_port) if "sandbox" in self.notes.get("Bitrix24", "") else "",
+        }
+        write_stack_env(self.stack_env_file, shared, pid=os.getpid())
+        self.notes["Other commands"] = (
+            f"manage.py bitrix_doctor, createsuperuser, run_bitrix_worker --once... in another terminal of "
+            f"this checkout use this stack: its settings are in {self.stack_env_file} until Ctrl-C"
+        )
+
     def stop_all(self) -> None:
+        if self.stack_env_file is not None:
+            remove_stack_env(self.stack_env_file, pid=os.getpid())
         for child in reversed(self.children):
             if child.process is not None and child.process.poll() is None:
                 self.out.say(f"stopping {child.spec.name}")

@@ -19,12 +19,17 @@ from bitrixsync.env_config import (
     env_str,
     redis_url,
 )
+from bitrixsync.stack_env import apply_stack_env
 from crmbridge.bitrix.webhook_url import validate_webhook_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # An optional .env file; real environment variables win over it.
+_REAL_ENVIRONMENT = set(os.environ)
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# While ./run.sh runs, .env.stack has its sandbox webhook URL, Redis, database and
+# ports; it wins over .env, the real environment wins over both (bitrixsync/stack_env.py).
+apply_stack_env(BASE_DIR, keep=_REAL_ENVIRONMENT)
 
 DEBUG = env_bool("DEBUG", False)
 # Unset SECRET_KEY falls back to a development key so that the README's first

@@ -156,3 +156,25 @@ def test_env_example_as_it_is_is_a_valid_configuration():
     result = run(["-c", "import django; django.setup()"], **env_example())
 
     assert result.returncode == 0, result.stderr
+
+
+def _stack_file(tmp_path: Path, pid: int, **values: str) -> Path:
+    path = tmp_path / ".env.stack"
+    path.write_text(f"RUN_STACK_PID={pid}\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+def test_a_running_stacks_file_gives_its_settings_but_the_environment_wins(tmp_path):
+    webhook = "http://127.0.0.1:8301/rest/1/sandbox-secret-code/"
+    path = _stack_file(tmp_path, os.getpid(), BITRIX_WEBHOOK_URL=webhook, REDIS_URL="redis://127.0.0.1:6393/0")
+
+    assert read_setting("BITRIX_WEBHOOK_URL", STACK_ENV_FILE=str(path)) == webhook
+    assert read_setting("REDIS_URL", STACK_ENV_FILE=str(path)) == "redis://127.0.0.1:6393/0"
+    assert read_setting("REDIS_URL", STACK_ENV_FILE=str(path), REDIS_URL="redis://10.0.0.1:1/0") == "redis://10.0.0.1:1/0"
+
+
+def test_a_dead_stacks_file_is_ignored(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = _stack_file(tmp_path, int(finished.stdout), BITRIX_WEBHOOK_URL="http://127.0.0.1:8301/rest/1/code/")
+
+    assert read_setting("BITRIX_WEBHOOK_URL", STACK_ENV_FILE=str(path)) == ""
