@@ -170,7 +170,9 @@ def test_a_running_stacks_file_gives_its_settings_but_the_environment_wins(tmp_p
 
     assert read_setting("BITRIX_WEBHOOK_URL", STACK_ENV_FILE=str(path)) == webhook
     assert read_setting("REDIS_URL", STACK_ENV_FILE=str(path)) == "redis://127.0.0.1:6393/0"
-    assert read_setting("REDIS_URL", STACK_ENV_FILE=str(path), REDIS_URL="redis://10.0.0.1:1/0") == "redis://10.0.0.1:1/0"
+    assert (
+        read_setting("REDIS_URL", STACK_ENV_FILE=str(path), REDIS_URL="redis://10.0.0.1:1/0") == "redis://10.0.0.1:1/0"
+    )
 
 
 def test_a_dead_stacks_file_is_ignored(tmp_path):
