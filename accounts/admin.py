@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from accounts.backends import EmailOrUsernameAdminLoginForm
 from accounts.models import User
 from crmbridge.admin_sync import BitrixSyncAdminMixin
 
@@ -48,3 +49,6 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
             },
         ),
     )
+
+
+admin.site.login_form = EmailOrUsernameAdminLoginForm  # "Username or e-mail" (accounts/backends.py)

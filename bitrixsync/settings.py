@@ -107,6 +107,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"bitrixsync-test-{os.getpid()}.sqlite3")}
 
 AUTH_USER_MODEL = "accounts.User"
+# The username or the e-mail signs in (the admin; DEV_ADMIN_EMAIL is what ./run.sh announces).
+AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
