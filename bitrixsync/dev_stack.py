@@ -10,9 +10,10 @@ One foreground process that supervises the others, like a tiny Procfile runner:
    ``BITRIX_WEBHOOK_URL`` is empty; the children get its webhook URL.
 3. The worker (``manage.py run_bitrix_worker``), restarted with backoff when it
    dies.
-4. The web app: ``manage.py runserver --noreload``, not gunicorn: it serves the
-   admin's static files and shows tracebacks with DEBUG, which the children get
-   on by default here. Production runs gunicorn (docker-compose.yml). If it
+4. The web app: ``manage.py runserver --noreload --insecure``, not gunicorn: it
+   serves the admin's static files whatever DEBUG says (``--insecure``), shows
+   tracebacks with DEBUG (on by default here unless set) and logs one access line
+   per request. Production runs gunicorn (docker-compose.yml). If it
    dies, everything stops.
 
 Children run in their own process group, so Ctrl-C reaches only this process,
@@ -154,6 +155,8 @@ class DevStack:
         self.create_dev_admin()
         self.start_worker()
         runserver = self.manage_args("runserver", f"0.0.0.0:{self.web_port}", "--noreload")
+        # Static files (the admin's CSS) whatever DEBUG says: .env.example has DEBUG=false.
+        runserver.append("--insecure")
         self.start(ChildSpec("web", runserver, "stop_all", ready_port=self.web_port))
 
     def install_signal_handlers(self) -> None:

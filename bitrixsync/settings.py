@@ -228,7 +228,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {
-        "django.server": {"level": "INFO"},
+        # runserver's access lines. Django's default gives django.server its own handler and
+        # propagate=False; naming the logger here drops that handler, so let it reach the root.
+        "django.server": {"level": "INFO", "propagate": True},
+        # Drop Django's default handlers of "django" (a console one with DEBUG, mail_admins): with
+        # them every "Bad Request" was printed twice, once there and once by the root's console.
+        "django": {"handlers": []},
         "urllib3": {"level": "WARNING"},
     },
 }

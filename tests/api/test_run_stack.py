@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,14 +86,29 @@ class Stack:
         return self.process.wait(timeout=60)
 
     def api(self, method: str, path: str, body: dict | None = None, token: str = "") -> dict:
+        response = self.request(method, path, body, token)
+        assert response.status < 400, (response.status, response.body[:500])
+        return json.loads(response.body)
+
+    def request(self, method: str, path: str, body: dict | None = None, token: str = "") -> Answer:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.web_port}{path}",
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Answer(response.status, response.read(), dict(response.headers))
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, error.read(), dict(error.headers))
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    headers: dict
 
 
 def port_closed(port: int) -> bool:
@@ -136,6 +153,13 @@ def test_stack_serves_the_manual_test_and_stops_everything_on_ctrl_c(stack_facto
             timeout=30,
         )
 
+    bad = stack.request("POST", "/orders", {"service_id": "teleportation"}, token)
+    assert bad.status == 400
+    stack.wait_for(lambda: '"POST /orders HTTP/1.1" 400' in stack.output(), what="the access line of the 400")
+    web_lines = [line for line in stack.output().splitlines() if line.lstrip().startswith("web |")]
+    assert any('"GET /profile HTTP/1.1" 200' in line for line in web_lines)  # access lines are kept
+    assert sum("Bad Request: /orders" in line for line in web_lines) == 1  # once, not twice
+
     assert stack.stop(signal.SIGINT) == 0
     assert all(port_closed(p) for p in (stack.web_port, stack.redis_port, stack.sandbox_port))
     stopped = re.findall(r"stopping (\w+)", stack.output())
@@ -168,6 +192,19 @@ def test_a_dead_worker_is_restarted_and_a_dead_web_app_stops_everything(stack_fa
     assert stack.process.returncode == 1
     assert "web EXITED UNEXPECTEDLY" in stack.output()
     assert port_closed(stack.redis_port)
+
+
+def test_the_admin_is_styled_even_with_debug_false_from_the_env_file(stack_factory):
+    # `cp .env.example .env` gives DEBUG=false; runserver then serves no static files by itself.
+    stack = stack_factory(DEBUG="false", BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/")
+
+    css = stack.request("GET", "/static/admin/css/base.css")
+
+    assert css.status == 200
+    assert css.headers.get("Content-Type", "").startswith("text/css")
+    assert b"body" in css.body
+    assert stack.request("GET", "/static/admin/css/no-such-file.css").status == 404
+    assert stack.stop(signal.SIGTERM) == 0
 
 
 def manage_in_a_second_terminal(*args: str) -> subprocess.CompletedProcess:
