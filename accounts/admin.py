@@ -23,9 +23,7 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
         "is_staff",
         "is_active",
         "date_joined",
-        "bitrix_contact_id",
-        "bitrix_link",
-        "sync_state",
+        "bitrix",
     )
     list_display_links = ("id", "email")
     list_filter = ("is_staff", "is_superuser", "is_active", "date_joined", "groups")

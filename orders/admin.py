@@ -20,9 +20,7 @@ class OrderAdmin(BitrixSyncAdminMixin, admin.ModelAdmin):
         "currency",
         "status",
         "created_at",
-        "bitrix_deal_id",
-        "bitrix_link",
-        "sync_state",
+        "bitrix",
     )
     list_display_links = ("id",)
     list_filter = ("status", "service_id", "currency", "created_at")
