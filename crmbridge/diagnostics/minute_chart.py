@@ -115,11 +115,12 @@ def minute_chart_svg(rows: list[dict], *, capped: bool = False) -> SafeString:
         f'text-anchor="middle" fill="#444">per minute</text>'
     )
     for i, row in enumerate(rows):  # x ticks every 10 minutes, labelled in UTC
-        if row["minute"] % 600 == 0 or i == len(rows) - 1:
+        last = i == len(rows) - 1
+        if last or (row["minute"] % 600 == 0 and i < len(rows) - 5):  # no 10-minute label crowding the last
             parts.append(
                 f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" stroke="#555"/>'
             )
-            anchor = "end" if i == len(rows) - 1 else "middle"
+            anchor = "end" if last else "middle"
             parts.append(
                 f'<text class="bitrix-chart-xlabel" x="{x(i):.1f}" y="{TOP + plot_h + 16}" '
                 f'text-anchor="{anchor}" fill="#444">{_hhmm(row["minute"])}</text>'
