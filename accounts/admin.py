@@ -15,6 +15,7 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
 
     list_display = (
         "id",
+        "bitrix",  # the deal/contact link and sync state, where the eye starts
         "email",
         "username",
         "first_name",
@@ -23,7 +24,6 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
         "is_staff",
         "is_active",
         "date_joined",
-        "bitrix",
     )
     list_display_links = ("id", "email")
     list_filter = ("is_staff", "is_superuser", "is_active", "date_joined", "groups")

@@ -60,7 +60,8 @@ class BitrixSyncAdminMixin:
             return str(bitrix_id)
         url = f"{portal}/crm/{self.bitrix_entity}/details/{int(bitrix_id)}/"
         return format_html(
-            '<a href="{}" target="_blank" rel="noopener noreferrer" title="Open in Bitrix24">{} {} ↗</a>',
+            '<a href="{}" target="_blank" rel="noopener noreferrer" title="Open in Bitrix24" '
+            'style="white-space:nowrap">{} {} ↗</a>',
             url, self.bitrix_entity, bitrix_id,
         )  # fmt: skip
 
