@@ -96,8 +96,9 @@ def test_every_manage_py_command_prints_one_line(command):
     assert_one_line_naming(result.stderr, "REDIS_PORT")
 
 
-def test_the_web_app_prints_one_line():
-    result = run(["-c", "import bitrixsync.wsgi"], BITRIX_ENABLED="maybe")
+@pytest.mark.parametrize("module", ["bitrixsync.wsgi", "bitrixsync.asgi"])
+def test_the_web_app_prints_one_line(module):
+    result = run(["-c", f"import {module}"], BITRIX_ENABLED="maybe")
 
     assert result.returncode != 0
     assert_one_line_naming(result.stderr, "BITRIX_ENABLED")
