@@ -118,10 +118,10 @@ def check_worker_enabled(workers: list[dict] | None) -> Finding:
     if settings.BITRIX_WORKER_ENABLED:
         return Finding("config.worker_enabled", OK, "BITRIX_WORKER_ENABLED=true")
     if workers and any(w["fresh"] for w in workers):
+        # A web-only host: its workers run elsewhere with their own environment. Healthy, so no alarm.
         return Finding(
-            "config.worker_enabled", WARN,
-            "BITRIX_WORKER_ENABLED=false here, but workers elsewhere are beating",
-            cause="this host's settings disable the worker; the running workers use their own environment",
+            "config.worker_enabled", OK,
+            "BITRIX_WORKER_ENABLED=false here (a host without a worker); workers elsewhere are beating",
         )  # fmt: skip
     return _problem(
         "config.worker_enabled", FAIL, "BITRIX_WORKER_ENABLED=false: the worker exits without consuming",

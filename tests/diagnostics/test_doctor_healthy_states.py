@@ -130,3 +130,9 @@ def test_the_stream_summary_puts_unacknowledged_first(running_worker):
     assert summary.startswith(f"{streams.operations_stream()}: 2 unacknowledged")
     assert "5 entries kept" in summary
     assert findings[f"streams.group:{streams.operations_stream()}"].status == OK
+
+
+def test_the_doctor_on_a_web_host_with_the_worker_disabled_while_workers_run_elsewhere(running_worker, settings):
+    settings.BITRIX_WORKER_ENABLED = False  # a web-only host; the workers run with their own environment
+
+    assert alarms() == {}
