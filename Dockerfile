@@ -18,8 +18,8 @@ RUN pip install -r requirements.txt
 
 COPY --chown=app:app . .
 
-# collectstatic reads settings, which need no secret to build the image.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+# collectstatic reads settings; DJANGO_BUILD_STEP lets it (and only it) run without SECRET_KEY.
+RUN DJANGO_BUILD_STEP=collectstatic python manage.py collectstatic --noinput \
     && chown -R app:app /app/staticfiles
 
 USER app

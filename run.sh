@@ -13,6 +13,8 @@ NAME=run.sh
 
 ensure_venv
 install_requirements requirements.txt
+# Development: DEBUG on unless set (without SECRET_KEY, DEBUG=false refuses to start).
+export DEBUG=${DEBUG:-true}
 # --skip-checks: a check that looks for Redis must not stop us before run_stack
 # has started one; the web app runs every check when it starts.
 "$VENV/bin/python" manage.py migrate --noinput --skip-checks

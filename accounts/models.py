@@ -2,6 +2,7 @@
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.db.models.functions import Lower
 
 from accounts.validators import PHONE_MAX_LENGTH, PhoneValidator
 
@@ -18,6 +19,25 @@ class User(AbstractUser):
 
     class Meta:
         ordering = ("id",)
+        constraints = [
+            # One mailbox, one account: "Jane@x.org" and "jane@x.org" are one inbox. The services
+            # check first (for a field error); this settles the race between two registrations.
+            models.UniqueConstraint(
+                Lower("email"),
+                name="accounts_user_email_ci_unique",
+                violation_error_message="A user with this e-mail address already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.username
+
+    def save(self, *args, **kwargs) -> None:
+        # set_password() keeps the raw password in _password until the save: a password
+        # change (API, admin, changepassword) revokes every API token of the user.
+        password_changed = self._password is not None and self.pk is not None
+        super().save(*args, **kwargs)
+        if password_changed:
+            from accounts.tokens import revoke_all
+
+            revoke_all(self)

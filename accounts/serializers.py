@@ -60,9 +60,12 @@ class RegisterInputSerializer(StrictInputMixin, serializers.Serializer):
 
 class RegisterOutputSerializer(UserOutputSerializer):
     token = serializers.CharField(read_only=True, help_text="Send as `Authorization: Bearer <token>`.")
+    expiry = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the token expires (null: never)."
+    )
 
     class Meta(UserOutputSerializer.Meta):
-        fields = (*UserOutputSerializer.Meta.fields, "token")
+        fields = (*UserOutputSerializer.Meta.fields, "token", "expiry")
         read_only_fields = fields
 
 
@@ -79,6 +82,7 @@ class TokenInputSerializer(StrictInputMixin, serializers.Serializer):
 
 class TokenOutputSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Send as `Authorization: Bearer <token>`.")
+    expiry = serializers.DateTimeField(allow_null=True, help_text="When the token expires (null: never).")
 
 
 class ProfileInputSerializer(StrictInputMixin, serializers.Serializer):

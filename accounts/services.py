@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -20,7 +21,8 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 
 from accounts.models import User
-from accounts.tokens import token_for
+from accounts.normalization import normalize_email, normalize_username
+from accounts.tokens import issue_token
 
 PROFILE_FIELDS = frozenset({"email", "first_name", "last_name", "phone"})
 _USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
@@ -40,9 +42,9 @@ def register_user(
     last_name: str = "",
     phone: str = "",
 ) -> User:
-    email = User.objects.normalize_email(email)
+    email = normalize_email(email)
     user = User(
-        username=username or derive_username(email),
+        username=normalize_username(username) or derive_username(email),
         email=email,
         first_name=first_name,
         last_name=last_name,
@@ -52,25 +54,28 @@ def register_user(
         lambda: _check_email_free(user.email),
         lambda: _check_username_free(user.username),
         lambda: _check_password(password, user),
-        # Uniqueness is checked above, case-insensitively: not again as written.
-        lambda: user.full_clean(exclude=["password"], validate_unique=False),
+        # Uniqueness is checked above, case-insensitively (and settled by the database): not again here.
+        lambda: user.full_clean(exclude=["password"], validate_unique=False, validate_constraints=False),
     )
     user.set_password(password)
     return _save(user)
 
 
-def obtain_token(*, password: str, email: str = "", username: str = "", request: HttpRequest | None = None) -> str:
-    """The user's API token, after checking the password with Django's auth backends."""
-    login = username
+def obtain_token(
+    *, password: str, email: str = "", username: str = "", request: HttpRequest | None = None
+) -> tuple[str, datetime | None]:
+    """A new API token and its expiry, after checking the password with Django's auth backends."""
+    login = normalize_username(username)
     if email:
-        match = User.objects.filter(email__iexact=email.strip()).order_by("id").first()
+        email = normalize_email(email)
+        match = User.objects.filter(email__iexact=email).order_by("id").first()
         login = match.username if match else email
     # authenticate() hashes the password even for an unknown login, so the
     # answer takes as long whether the account exists or not.
     user = authenticate(request, username=login, password=password)
     if user is None:
         raise InvalidCredentials("Unable to sign in with these credentials.", code="authorization")
-    return token_for(user)
+    return issue_token(user)
 
 
 def update_profile(*, user: User, changes: Mapping[str, Any]) -> User:
@@ -80,7 +85,7 @@ def update_profile(*, user: User, changes: Mapping[str, Any]) -> User:
         raise TypeError(f"update_profile() cannot change {sorted(unexpected)}")
     changes = dict(changes)
     if "email" in changes:
-        changes["email"] = User.objects.normalize_email(changes["email"])
+        changes["email"] = normalize_email(changes["email"])
     changed = [name for name, value in changes.items() if getattr(user, name) != value]
     if not changed:
         return user
@@ -89,7 +94,9 @@ def update_profile(*, user: User, changes: Mapping[str, Any]) -> User:
     _raise_collected(
         lambda: _check_email_free(user.email, exclude_pk=user.pk) if "email" in changed else None,
         lambda: user.full_clean(
-            exclude=[f.name for f in User._meta.fields if f.name not in changed], validate_unique=False
+            exclude=[f.name for f in User._meta.fields if f.name not in changed],
+            validate_unique=False,
+            validate_constraints=False,
         ),
     )
     return _save(user, update_fields=changed)
@@ -143,6 +150,15 @@ def _save(user: User, *, update_fields: list[str] | None = None) -> User:
         with transaction.atomic():
             user.save(update_fields=update_fields)
     except IntegrityError:
-        # Two requests raced for the same e-mail or username past validation.
-        raise ValidationError({"email": ["A user with this e-mail address or username already exists."]}) from None
+        # Two requests raced past the checks; the database's unique constraints decided. Say which.
+        raise _taken_error(user) from None
     return user
+
+
+def _taken_error(user: User) -> ValidationError:
+    others = User.objects.exclude(pk=user.pk) if user.pk else User.objects.all()
+    if others.filter(email__iexact=user.email).exists():
+        return ValidationError({"email": ["A user with this e-mail address already exists."]})
+    if others.filter(username=user.username).exists():
+        return ValidationError({"username": ["This username is taken."]})
+    return ValidationError({"email": ["A user with this e-mail address or username already exists."]})

@@ -1,9 +1,15 @@
-"""Account endpoints: register, obtain a token, read and change one's profile."""
+"""Account endpoints: register, obtain a token, sign out, read and change one's profile.
+
+Rate limits (``bitrixsync.throttling``): registrations and sign-ins per client
+address, and failed sign-ins per account from any address (a 429 then even for
+the right password, so guessing cannot go on from many addresses).
+"""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,13 +24,15 @@ from accounts.serializers import (
     TokenOutputSerializer,
     UserOutputSerializer,
 )
-from accounts.tokens import token_for
+from accounts.tokens import issue_token, revoke_all
+from bitrixsync.throttling import FailureThrottle, LoginRateThrottle, RegisterRateThrottle
 
 
 class RegisterApi(APIView):
     # No authentication at all: a stale or bad token must not turn sign-up into a 401.
     authentication_classes = ()
     permission_classes = (AllowAny,)
+    throttle_classes = (RegisterRateThrottle,)
 
     @extend_schema(
         request=RegisterInputSerializer,
@@ -35,13 +43,15 @@ class RegisterApi(APIView):
         serializer = RegisterInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.register_user(**serializer.validated_data)
-        data = {**UserOutputSerializer(user).data, "token": token_for(user)}
+        token, expiry = issue_token(user)
+        data = {**UserOutputSerializer(user).data, "token": token, "expiry": expiry}
         return Response(data, status=status.HTTP_201_CREATED)
 
 
 class TokenApi(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
+    throttle_classes = (LoginRateThrottle,)
 
     @extend_schema(
         request=TokenInputSerializer,
@@ -51,8 +61,36 @@ class TokenApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token = services.obtain_token(request=request, **serializer.validated_data)
-        return Response(TokenOutputSerializer({"token": token}).data)
+        login = serializer.validated_data.get("email") or serializer.validated_data.get("username", "")
+        failures = FailureThrottle("login_failures", services.normalize_email(login).lower())
+        wait = failures.blocked_for()
+        if wait is not None:
+            raise Throttled(wait, detail="Too many failed sign-ins for this account. Try again later.")
+        try:
+            token, expiry = services.obtain_token(request=request, **serializer.validated_data)
+        except services.InvalidCredentials:
+            failures.record()
+            raise
+        return Response(TokenOutputSerializer({"token": token, "expiry": expiry}).data)
+
+
+class LogoutApi(APIView):
+    """Revoke the token of this request (other sessions and devices stay signed in)."""
+
+    @extend_schema(request=None, responses={204: None}, summary="Sign out: revoke this token")
+    def post(self, request: Request) -> Response:
+        if request.auth is not None and hasattr(request.auth, "delete"):
+            request.auth.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllApi(APIView):
+    """Revoke every token of the signed-in user (every device), e.g. after a lost laptop."""
+
+    @extend_schema(request=None, responses={204: None}, summary="Sign out everywhere: revoke all your tokens")
+    def post(self, request: Request) -> Response:
+        revoke_all(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ProfileApi(APIView):

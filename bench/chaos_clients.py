@@ -25,7 +25,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import requests
 
@@ -179,8 +178,9 @@ class ClientThread(threading.Thread):
             self._unexpected(token, "POST /auth/token")
 
     def _create_order(self, customer: Customer) -> None:
+        # No amount: the price is set by staff only (issue 12); customers sending one get a 400.
         body = {"service_id": self.rng.choice(SERVICES), "quantity": self.rng.randint(1, 50),
-                "amount": str(self._amount()), "material": self.rng.choice(MATERIALS)}  # fmt: skip
+                "material": self.rng.choice(MATERIALS)}  # fmt: skip
         try:
             response = self.api.send("POST", "/orders", body, token=customer.token, retry=False)
         except TransportError:
@@ -207,15 +207,13 @@ class ClientThread(threading.Thread):
             self._unexpected(response, f"PUT /orders/{pk} {body}")
 
     def _order_change(self, version: int) -> dict:
-        change = self.rng.choice(["quantity", "amount", "comment", "all", "cancel"] if version > 3 else
-                                 ["quantity", "amount", "comment", "all"])  # fmt: skip
+        change = self.rng.choice(["quantity", "comment", "all", "cancel"] if version > 3 else
+                                 ["quantity", "comment", "all"])  # fmt: skip
         if change == "cancel":
             return {"status": "cancelled"}
         body: dict = {}
         if change in ("quantity", "all"):
             body["quantity"] = self.rng.randint(1, 500)
-        if change in ("amount", "all"):
-            body["amount"] = str(self._amount())
         if change in ("comment", "all"):
             body["comment"] = f"change {version}: {self.rng.choice(['срочно', 'no rush', 'call first', ''])}"
             body["material"] = self.rng.choice(MATERIALS)
@@ -235,9 +233,6 @@ class ClientThread(threading.Thread):
             self.api.tally.add("profile")
         elif response.status_code < 500:
             self._unexpected(response, f"PUT /profile {body}")
-
-    def _amount(self) -> Decimal:
-        return Decimal(self.rng.randint(0, 10_000_000)) / 100
 
     def _unexpected(self, response: requests.Response, what: str) -> None:
         if response.status_code < 500:

@@ -37,6 +37,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from crmbridge.testing.bench_env import BENCH_ENV  # noqa: E402
 from crmbridge.testing.ports import free_port, wait_for_port  # noqa: E402
 from crmbridge.testing.redis_server import PrivateRedis  # noqa: E402
 
@@ -286,6 +287,7 @@ def main() -> None:
         with temporary_database(workdir, args.postgres) as (database_url, database):
             env = {
                 **os.environ,
+                **BENCH_ENV,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": server.url,
                 "REDIS_STREAM_PREFIX": "bench:",

@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from crmbridge.testing.bench_env import BENCH_ENV  # noqa: E402
 from crmbridge.testing.ports import free_port, wait_for_port  # noqa: E402
 from crmbridge.testing.redis_server import PrivateRedis  # noqa: E402
 
@@ -35,7 +36,7 @@ def _migrated_template(workdir: Path) -> Path:
     global _TEMPLATE
     if _TEMPLATE is None:
         _TEMPLATE = workdir / "template.sqlite3"
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{_TEMPLATE}", "BITRIX_ENABLED": "false"}
+        env = {**os.environ, **BENCH_ENV, "DATABASE_URL": f"sqlite:///{_TEMPLATE}", "BITRIX_ENABLED": "false"}
         manage("migrate", "--noinput", "-v", "0", env=env)
     return _TEMPLATE
 
@@ -92,6 +93,7 @@ class BenchStack:
         burst = self.burst if self.burst is not None else 100000
         return {
             **os.environ,
+            **BENCH_ENV,
             "DATABASE_URL": f"sqlite:///{self.db_path}",
             "REDIS_URL": self.redis.url,
             "BITRIX_WEBHOOK_URL": self.webhook_url,

@@ -122,6 +122,7 @@ class DevStack:
         self.fake_redis = None
         self.notes: dict[str, str] = {}
         self.web_port = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
+        self.web_host = env_str("WEB_HOST", "") or "127.0.0.1"
         self.sandbox_port = env_int("BITRIX_SANDBOX_PORT", 8001, minimum=1, maximum=65535)
         self.sandbox_code = env_str("BITRIX_SANDBOX_CODE", "") or DEFAULT_SANDBOX_CODE
         # Where the other commands of this checkout find the stack's settings (bitrixsync/stack_env.py).
@@ -154,10 +155,14 @@ class DevStack:
         self.ensure_bitrix()
         self.create_dev_admin()
         self.start_worker()
-        runserver = self.manage_args("runserver", f"0.0.0.0:{self.web_port}", "--noreload")
-        # Static files (the admin's CSS) whatever DEBUG says: .env.example has DEBUG=false.
-        runserver.append("--insecure")
-        self.start(ChildSpec("web", runserver, "stop_all", ready_port=self.web_port))
+        self.start(ChildSpec("web", self.runserver_args(), "stop_all", ready_port=self.web_port))
+
+    def runserver_args(self) -> list[str]:
+        """runserver on ``WEB_HOST``: loopback by default, since DEBUG shows tracebacks (``0.0.0.0`` opens it).
+
+        ``--insecure``: static files (the admin's CSS) whatever DEBUG says (.env.example has DEBUG=false).
+        """
+        return self.manage_args("runserver", "--insecure", f"{self.web_host}:{self.web_port}", "--noreload")
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, frame: object) -> None:
@@ -248,11 +253,9 @@ class DevStack:
         inbound = inbound_path()
         if inbound and command_accepts("bitrix_sandbox", "--event-handler-url"):
             # The sandbox's outbound events (deal changed by a manager) come back to our endpoint.
-            token = settings.BITRIX_INBOUND_TOKEN or secrets.token_urlsafe(24)
-            self.child_env["BITRIX_INBOUND_TOKEN"] = token
-            url = f"http://127.0.0.1:{self.web_port}{inbound}"
-            # "--opt=value": a random token may start with "-", which argparse would take for an option.
-            options += [f"--event-handler-url={url}", f"--application-token={token}"]
+            # The token goes by environment too (the sandbox reads BITRIX_INBOUND_TOKEN): never in argv or the log.
+            self.child_env["BITRIX_INBOUND_TOKEN"] = settings.BITRIX_INBOUND_TOKEN or secrets.token_urlsafe(24)
+            options.append(f"--event-handler-url=http://127.0.0.1:{self.web_port}{inbound}")
         return options
 
     def start_worker(self) -> None:

@@ -6,6 +6,7 @@ with an error naming the variable (see ``bitrixsync/env_config.py``).
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -19,6 +20,7 @@ from bitrixsync.env_config import (
     env_str,
     redis_url,
 )
+from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
 from bitrixsync.stack_env import apply_stack_env
 from crmbridge.bitrix.webhook_url import validate_webhook_url
 
@@ -32,10 +34,9 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 apply_stack_env(BASE_DIR, keep=_REAL_ENVIRONMENT)
 
 DEBUG = env_bool("DEBUG", False)
-# Unset SECRET_KEY falls back to a development key so that the README's first
-# command works with no configuration; `manage.py check --deploy` flags it and
-# docker-compose.yml requires a real one.
-SECRET_KEY = env_str("SECRET_KEY", "") or "django-insecure-dev-only-key-set-SECRET_KEY-in-production"
+# Unset SECRET_KEY: a development key with DEBUG on, otherwise start-up stops
+# (image builds: DJANGO_BUILD_STEP=collectstatic). See bitrixsync/production.py.
+SECRET_KEY = secret_key(env_str("SECRET_KEY", ""), debug=DEBUG)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -47,8 +48,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "orders",
     "crmbridge",
@@ -56,12 +58,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body: size and charset checks, one JSON error shape.
+    "bitrixsync.api_guard.ApiGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "bitrixsync.throttling.AdminLoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "bitrixsync.urls"
@@ -69,7 +74,7 @@ ROOT_URLCONF = "bitrixsync.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "bitrixsync" / "templates"],  # the API docs page without a CDN
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -136,7 +141,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.BearerTokenAuthentication",
+        "accounts.authentication.BearerTokenAuthentication",  # django-rest-knox, hashed tokens
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -149,6 +154,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "bitrixsync.api_errors.exception_handler",
+    # Proxies in front of the app: the client address for rate limits is taken from X-Forwarded-For.
+    "NUM_PROXIES": env_int("THROTTLE_NUM_PROXIES", 0, minimum=0) or None,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -157,7 +164,42 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from our own static files (drf-spectacular-sidecar): no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# --- Security (issue 12; README "Security") -----------------------------------
+# One body-size limit for every API endpoint, checked before parsing (413).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# API tokens (django-rest-knox): stored as SHA-512 digests, sent as "Bearer <token>".
+API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 168, minimum=0)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS) if API_TOKEN_TTL_HOURS else None,
+    "AUTO_REFRESH": False,
+}
+# Rate limits ("<count>/<second|minute|hour|day>"), counted in Redis (bitrixsync/throttling.py).
+THROTTLE_RATES = {
+    "login": env_rate("THROTTLE_LOGIN_RATE", "20/min"),  # POST /auth/token per client address
+    "login_failures": env_rate("THROTTLE_LOGIN_FAILURES_RATE", "10/hour"),  # failed sign-ins per account
+    "register": env_rate("THROTTLE_REGISTER_RATE", "10/hour"),  # POST /auth/register per client address
+    "webhook_refused": env_rate("THROTTLE_WEBHOOK_REFUSED_RATE", "20/min"),  # refused inbound tokens per address
+    "admin_login": env_rate("THROTTLE_ADMIN_LOGIN_RATE", "10/min"),  # POST /admin/login/ per client address
+}
+# Behind a TLS-terminating proxy: which request header says the request was HTTPS.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env_str("SECURE_PROXY_SSL_HEADER", ""))
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# The debug page and error reports hide every secret setting and environment variable.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "bitrixsync.error_reports.SecretsReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "bitrixsync.error_reports.SecretsExceptionReporter"
 
 # --- Redis -----------------------------------------------------------------
 REDIS_HOST = env_str("REDIS_HOST", "127.0.0.1")

@@ -1,9 +1,10 @@
 """``GET /metrics``: Prometheus text, read from Redis at scrape time.
 
-Access: a staff session, or ``Authorization: Bearer <BITRIX_METRICS_TOKEN>``
-(compared with ``secrets.compare_digest``). No credentials: 401; wrong token
-or a signed-in non-staff user: 403. An empty ``BITRIX_METRICS_TOKEN`` accepts
-no token at all (staff sessions only).
+Access: ``Authorization: Bearer <BITRIX_METRICS_TOKEN>`` (compared with
+``secrets.compare_digest``), or a user with ``crmbridge.view_syncrecord`` by
+session or API token (``Bearer``). No credentials: 401; a wrong token or a
+user without the permission: 403 (both in the operators' JSON envelope). An
+empty ``BITRIX_METRICS_TOKEN`` accepts no metrics token (users only).
 
 Metrics (all prefixed ``bitrixsync_``):
 
@@ -33,12 +34,15 @@ from collections import defaultdict
 
 import redis
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from rest_framework.exceptions import AuthenticationFailed
 
+from accounts.authentication import BearerTokenAuthentication
 from crmbridge import streams, telemetry
+from crmbridge.api.status_views import can_view_sync
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.sync_status import outbox_backlog
@@ -175,27 +179,42 @@ def _same(given: str, expected: str) -> bool:
 
 
 def metrics_access(request: HttpRequest) -> int | None:
-    """``None`` when allowed, else the status to answer (401 or 403)."""
+    """``None`` when allowed, else the status to answer (401 or 403).
+
+    Allowed: ``Bearer <BITRIX_METRICS_TOKEN>``, or a user with ``crmbridge.view_syncrecord``
+    signed in by an API token (``Bearer``) or a session.
+    """
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
         expected = settings.BITRIX_METRICS_TOKEN
         if scheme.lower() == "bearer" and expected and _same(token.strip(), expected):
             return None
-        return 403
+        user = _api_token_user(request)
+        return None if can_view_sync(user) else 403
     user = request.user
     if not user.is_authenticated:
         return 401
-    return None if (user.is_active and user.is_staff) else 403
+    return None if can_view_sync(user) else 403
+
+
+def _api_token_user(request: HttpRequest):
+    """The user of an API token in the Authorization header, or None."""
+    try:
+        found = BearerTokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return None
+    return found[0] if found else None
 
 
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     denied = metrics_access(request)
-    if denied == 401:
-        response = HttpResponse("Authentication required.\n", status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
     if denied:
-        return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
+        # The operators' envelope, as the status endpoints answer.
+        message = "Authentication required." if denied == 401 else "You may not read the metrics."
+        response = JsonResponse({"success": False, "message": message, "data": None}, status=denied)
+        if denied == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

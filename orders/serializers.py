@@ -65,10 +65,12 @@ class OrderCreateInputSerializer(StrictInputMixin, serializers.Serializer):
         decimal_places=_AMOUNT.decimal_places,
         min_value=Decimal("0"),
         required=False,
+        help_text="Staff only: customers see the price read-only (another value is a 400).",
     )
     currency = serializers.ChoiceField(
         choices=Order.Currency.choices,
         required=False,
+        help_text="Staff only, like amount.",
         error_messages={"invalid_choice": f"Choose one of: {', '.join(Order.Currency.values)}."},
     )
 

@@ -28,6 +28,16 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def generous_rate_limits(settings):
+    """The suite signs in and registers far more than a person would: limits only where a test sets them.
+
+    The counters live in the private Redis, flushed for each test; tests about the
+    limits (tests/security/test_throttling.py) set small rates of their own.
+    """
+    settings.THROTTLE_RATES = {scope: "100000/min" for scope in settings.THROTTLE_RATES}
+
+
+@pytest.fixture(autouse=True)
 def redis_url(private_redis, settings):
     """Point the project at the private Redis, empty, for every test."""
     if private_redis.process is None:  # a test stopped it; bring it back

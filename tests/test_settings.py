@@ -60,6 +60,10 @@ def read_setting(name: str, **env: str) -> str:
         ("DATABASE_URL", "nonsense://"),
         ("BITRIX_WORKER_BATCH_SIZE", "0"),
         ("BITRIX_WORKER_POLL_INTERVAL", "fast"),
+        ("THROTTLE_LOGIN_RATE", "lots"),
+        ("THROTTLE_REGISTER_RATE", "10/fortnight"),
+        ("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto"),
+        ("API_MAX_BODY_BYTES", "12"),
     ],
 )
 def test_invalid_value_stops_check_with_one_line_naming_the_variable(variable, value):

@@ -5,8 +5,10 @@ When Redis is down the answer is still 200, with ``success: false``, the
 reason in ``message`` and the same ``data`` keys (what needs Redis is null):
 a monitoring probe reads a clear answer instead of a 500 page.
 
-Anonymous requests get 401 (with ``WWW-Authenticate: Bearer``), signed-in
-users who are not staff get 403.
+Access follows the model permission ``crmbridge.view_syncrecord`` (superusers
+have it; ``is_staff`` alone does not, as in the admin). Anonymous requests get
+401 (with ``WWW-Authenticate: Bearer``), signed-in users without the permission
+403; both, like a 429, in the envelope: ``{"success": false, "message": ..., "data": null}``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import redis
 from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,10 +33,21 @@ from crmbridge.redis_connection import get_redis
 logger = logging.getLogger(__name__)
 
 
+class CanViewSync(BasePermission):
+    """The operators' read permission on the sync (the admin's "Can view sync record")."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return can_view_sync(request.user)
+
+
+def can_view_sync(user) -> bool:
+    return bool(user and user.is_active and user.has_perm("crmbridge.view_syncrecord"))
+
+
 class DiagnosticsView(APIView):
     # Bearer first: its authenticate_header makes DRF answer 401, not 403, to anonymous requests.
     authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanViewSync]
 
     success_message = ""
     serializer_class = None
@@ -44,6 +57,14 @@ class DiagnosticsView(APIView):
 
     def build_without_redis(self) -> dict:
         raise NotImplementedError
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Refusals (401, 403, 429) in the specification's envelope, headers kept."""
+        response = super().handle_exception(exc)
+        if response.status_code in (401, 403, 429):
+            detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+            response.data = {"success": False, "message": str(detail) or response.status_text, "data": None}
+        return response
 
     def get(self, request: Request) -> Response:
         try:

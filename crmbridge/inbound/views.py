@@ -11,10 +11,12 @@ Answers (JSON, ``{"error": code, "detail": sentence}`` on failure):
 200   queued (``{"status": "queued"}``), or an event we do not handle
       (``{"status": "ignored"}``, logged at DEBUG, nothing queued); contact
       events count as not handled while ``BITRIX_INBOUND_CONTACT_UPDATES`` is off
-400   body too large, unparsable, or an event without a usable ID or ts
+400   unparsable, or an event without a usable ID or ts
 401   no ``auth[application_token]``
 403   a wrong ``auth[application_token]``
-415   not form-encoded (the portal always sends form data)
+413   body too large (64 KB here; ``API_MAX_BODY_BYTES`` for the whole API)
+415   not form-encoded (the portal always sends form data), or a charset other than UTF-8
+429   too many refused tokens from this address (``THROTTLE_WEBHOOK_REFUSED_RATE``), ``Retry-After`` set
 503   ``BITRIX_INBOUND_TOKEN`` is empty (inbound events are disabled), or
       Redis is down: the event is lost, see ``bitrix_pull_deals``
 ====  ==================================================================
@@ -36,6 +38,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from bitrixsync.throttling import FailureThrottle, client_address, retry_after
 from crmbridge import streams
 from crmbridge.inbound.events import (
     HANDLED_EVENTS,
@@ -59,21 +62,26 @@ TOKEN_FIELD = "auth[application_token]"
 class Refused(Exception):
     """Ends the request with ``status`` and a JSON error."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, retry_after: float = 0) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.retry_after = status, code, detail, retry_after
 
 
 @csrf_exempt
 @require_POST
 def bitrix_webhook(request: HttpRequest) -> JsonResponse:
     """Verify, queue, answer; never raises for bad input."""
+    refusals = FailureThrottle("webhook_refused", client_address(request))
     try:
+        check_not_throttled(refusals)
         form = read_form(request)
-        check_token(form.get(TOKEN_FIELD))
+        check_token(form.get(TOKEN_FIELD), refusals)
         event = event_from_form(form)
     except Refused as refusal:
-        return JsonResponse({"error": refusal.code, "detail": refusal.detail}, status=refusal.status)
+        response = JsonResponse({"error": refusal.code, "detail": refusal.detail}, status=refusal.status)
+        if refusal.retry_after:
+            response["Retry-After"] = retry_after(refusal.retry_after)
+        return response
     if event is None:
         return JsonResponse({"status": "ignored"})
     try:
@@ -93,7 +101,7 @@ def read_form(request: HttpRequest):
     except ValueError:
         length = 0
     if length > MAX_BODY_BYTES:
-        raise Refused(400, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        raise Refused(413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
     if request.content_type not in FORM_TYPES:
         raise Refused(415, "unsupported_media_type", "send application/x-www-form-urlencoded, as the portal does")
     try:
@@ -102,15 +110,27 @@ def read_form(request: HttpRequest):
         raise Refused(400, "malformed_body", f"the form cannot be read: {type(exc).__name__}") from None
 
 
-def check_token(given: str | None) -> None:
-    """Constant-time comparison with ``BITRIX_INBOUND_TOKEN``; the token is never logged."""
+def check_not_throttled(refusals: FailureThrottle) -> None:
+    """An address whose tokens were refused too often waits (``THROTTLE_WEBHOOK_REFUSED_RATE``)."""
+    wait = refusals.blocked_for()
+    if wait is not None:
+        raise Refused(429, "throttled", "too many refused tokens from this address; try again later", wait)
+
+
+def check_token(given: str | None, refusals: FailureThrottle | None = None) -> None:
+    """Constant-time comparison with ``BITRIX_INBOUND_TOKEN``; the token is never logged.
+
+    A missing or wrong token counts against the caller's address in ``refusals``.
+    """
     expected = settings.BITRIX_INBOUND_TOKEN
     if not expected:
         logger.warning("[WEBHOOK] Refused an event: BITRIX_INBOUND_TOKEN is empty, inbound events are disabled")
         raise Refused(503, "inbound_disabled", "inbound events are disabled: BITRIX_INBOUND_TOKEN is not set")
-    if not given:
-        raise Refused(401, "missing_token", f"{TOKEN_FIELD} is required")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        if refusals is not None:
+            refusals.record()
+        if not given:
+            raise Refused(401, "missing_token", f"{TOKEN_FIELD} is required")
         logger.warning("[WEBHOOK] Refused an event with a wrong application token")
         raise Refused(403, "invalid_token", f"{TOKEN_FIELD} does not match")
 

@@ -1,7 +1,17 @@
 """``/_sandbox/...``: inspect and drive the sandbox over HTTP (from tests, benchmarks, other processes).
 
 A local development tool: there is no authentication, which is why the
-sandbox binds to 127.0.0.1 unless told otherwise.
+sandbox binds to 127.0.0.1 unless told otherwise. A web page in the
+developer's browser could still reach 127.0.0.1 (a cross-site form POST, or
+DNS rebinding: a foreign name resolving to 127.0.0.1), so control requests
+are refused with 403 unless (``cross_site_reason``):
+
+* ``Host`` names a loopback address or the address the sandbox is bound to,
+* ``Origin``, when sent, is the sandbox itself (same host rules), and
+* ``Sec-Fetch-Site``, when sent, is ``same-origin`` or ``none``.
+
+Tests, benchmarks and scripts (no Origin, Host 127.0.0.1) are unaffected; so
+are the REST calls under ``/rest/``.
 
 =======================================  ===============================================
 ``GET  /_sandbox/stats``                 counters, record counts, duplicates by ORIGIN_ID
@@ -19,8 +29,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from crmbridge.sandbox.crm import ENTITIES
 from crmbridge.sandbox.errors import RestError
@@ -29,7 +41,29 @@ from crmbridge.sandbox.portal import Reply
 if TYPE_CHECKING:
     from crmbridge.sandbox.server import SandboxServer
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _DEAL_ACTION = re.compile(r"^/_sandbox/deals/(?P<id>\d+)/(?P<action>stage|delete)/?$")
+
+
+def cross_site_reason(headers: Mapping[str, str], bound_host: str) -> str:
+    """Why this control request looks cross-site ("" when it does not); see the module docstring."""
+    allowed = LOOPBACK_NAMES | ({bound_host} - {"0.0.0.0", "::", ""})
+    if _host_name(headers.get("Host", "")) not in allowed:
+        return "control requests must use a loopback Host (127.0.0.1, localhost)"
+    origin = headers.get("Origin")
+    if origin is not None and _host_name(urlsplit(origin).netloc) not in allowed:
+        return "cross-origin control requests are refused"
+    if headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return "cross-site control requests are refused"
+    return ""
+
+
+def _host_name(netloc: str) -> str:
+    """``"127.0.0.1:8001"`` -> ``"127.0.0.1"``; ``"[::1]:8001"`` -> ``"::1"``; garbage -> ``""``."""
+    try:
+        return (urlsplit(f"//{netloc}").hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def handle(sandbox: SandboxServer, verb: str, path: str, body: bytes) -> Reply:

@@ -106,6 +106,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         body = self._body()
         if parts.path.startswith("/_sandbox/"):
+            refusal = control.cross_site_reason(self.headers, self.server.server_address[0])
+            if refusal:
+                return Reply(403, {"error": "FORBIDDEN", "error_description": refusal})
             return control.handle(self.server.sandbox, self.command, parts.path, body)
         if parts.path.startswith("/crm/"):  # the record pages the admin links to
             return record_page.handle(self.server.sandbox.portal.store, parts.path) or Reply(404, html="Not found")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from accounts.models import User
 
@@ -106,14 +105,27 @@ def test_token_with_email_or_username(anon_client, alice, credentials):
     response = anon_client.post("/auth/token", {**credentials, "password": "S3cure-pass-1"}, format="json")
 
     assert response.status_code == 200, response.data
-    assert response.data == {"token": Token.objects.get(user=alice).key}
+    assert set(response.data) == {"token", "expiry"}
+    assert _client_for_token(response.data["token"]).get("/profile").data["id"] == alice.pk
 
 
-def test_token_is_stable_across_sign_ins(anon_client, alice):
+def test_each_sign_in_gets_its_own_token_and_all_work(anon_client, alice):
+    """knox: one token per sign-in (per device), each revocable alone (POST /auth/logout)."""
     body = {"email": "alice@example.com", "password": "S3cure-pass-1"}
 
     first = anon_client.post("/auth/token", body, format="json").data["token"]
-    assert anon_client.post("/auth/token", body, format="json").data["token"] == first
+    second = anon_client.post("/auth/token", body, format="json").data["token"]
+
+    assert first != second
+    assert [_client_for_token(t).get("/profile").status_code for t in (first, second)] == [200, 200]
+
+
+def _client_for_token(token: str):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,8 @@ ORDER = {
     "quantity": 10,
     "material": "Aluminium 6061",
     "comment": "Anodised, black",
-    "amount": "1500.50",
-    "currency": "EUR",
 }
+PRICE = {"amount": "1500.50", "currency": "EUR"}  # set by staff only
 
 
 def make_order(owner, **fields) -> Order:
@@ -30,10 +29,18 @@ def test_create_order(alice_client, alice):
     assert response.status_code == 201, response.data
     order = Order.objects.get(pk=response.data["id"])
     assert order.owner == alice
-    assert (order.quantity, order.amount, order.currency, order.status) == (10, Decimal("1500.50"), "EUR", "new")
+    assert (order.quantity, order.amount, order.currency, order.status) == (10, Decimal("0.00"), "RUB", "new")
     assert response.data["service_name"] == "CNC milling"
-    assert response.data["amount"] == "1500.50"
     assert response.data["bitrix_deal_id"] is None
+
+
+def test_staff_place_a_priced_order(admin_client_api, admin_user):
+    response = admin_client_api.post("/orders", {**ORDER, **PRICE}, format="json")
+
+    assert response.status_code == 201, response.data
+    order = Order.objects.get(pk=response.data["id"])
+    assert (order.amount, order.currency) == (Decimal("1500.50"), "EUR")
+    assert response.data["amount"] == "1500.50"
 
 
 def test_create_with_only_the_required_fields_takes_defaults(alice_client):

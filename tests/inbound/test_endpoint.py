@@ -138,10 +138,10 @@ def test_malformed_events_are_400_with_a_json_error(client, webhook_entries, cha
     assert webhook_entries() == []
 
 
-def test_an_absurdly_large_body_is_400_before_it_is_parsed(client, webhook_entries):
+def test_an_absurdly_large_body_is_413_before_it_is_parsed(client, webhook_entries):
     response = post(client, event_form(**{"data[FIELDS][TITLE]": "x" * 100_000}))
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
     assert webhook_entries() == []
 

@@ -20,7 +20,7 @@ TRICKY = "Заказ № 5 & co = [100%] 🎉"
 
 
 def create_order(client, **fields) -> int:
-    body = {"service_id": "cnc-milling", "quantity": 3, "amount": "1500.00", "currency": "RUB", **fields}
+    body = {"service_id": "cnc-milling", "quantity": 3, **fields}
     response = client.post("/orders", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()["id"]
@@ -32,8 +32,10 @@ def one(records: list[dict], **match) -> dict:
     return found[0]
 
 
-def test_order_and_user_become_deal_and_contact(sandbox, alice, alice_client):
+def test_order_and_user_become_deal_and_contact(sandbox, alice, alice_client, admin_client_api):
     order_id = create_order(alice_client, comment=TRICKY, material="Сталь 45")
+    priced = admin_client_api.patch(f"/orders/{order_id}", {"amount": "1500.00"}, format="json")  # staff price it
+    assert priced.status_code == 200, priced.content
 
     assert run_worker_once() == 0
 

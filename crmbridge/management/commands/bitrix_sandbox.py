@@ -5,6 +5,8 @@
 
 Runs until Ctrl+C or SIGTERM. The ``/_sandbox/`` control endpoints have no
 authentication: keep the default ``--host 127.0.0.1`` unless you know why not.
+They refuse cross-site requests (a foreign Host or Origin, see
+``crmbridge.sandbox.control.cross_site_reason``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,12 @@ class Command(BaseCommand):
         parser.add_argument("--db", default=None, help="keep records in this SQLite file (default: memory)")
         parser.add_argument("--manager-code", default=None, help="enable a second webhook /rest/2/<code>/")
         parser.add_argument("--event-handler-url", default=None, help="POST outbound events (ONCRMDEAL*) here")
-        parser.add_argument("--application-token", default="", help="auth[application_token] sent with events")
+        parser.add_argument(
+            "--application-token",
+            default=env_str("BITRIX_INBOUND_TOKEN", ""),
+            # Prefer the environment: a command line is visible to every local user (`ps`).
+            help="auth[application_token] sent with events (default BITRIX_INBOUND_TOKEN)",
+        )
 
     def handle(self, *args, **options) -> None:
         server = SandboxServer(
@@ -63,7 +70,7 @@ class Command(BaseCommand):
         limit = "no limit" if options["no_limit"] else f"{options['rate']:g}/s, burst {options['burst']}"
         self.stdout.write(f"Bitrix24 sandbox listening on {server.base_url} ({limit})")
         self.stdout.write(f"Webhook URL: {redact_url(server.webhook_url)} (**** = --code / BITRIX_SANDBOX_CODE)")
-        self.stdout.write(f"Control: {server.base_url}/_sandbox/stats (no authentication)")
+        self.stdout.write(f"Control: {server.base_url}/_sandbox/stats (no authentication; same-machine requests only)")
         self.stdout.flush()
         self._wait_for_signal()
         server.stop()

@@ -1,0 +1,112 @@
+"""What every API request passes before a view reads its body, and one JSON shape for every API error.
+
+``ApiGuardMiddleware`` runs first (after ``SecurityMiddleware``), on API paths
+(everything but the admin, the docs pages and static files):
+
+* a ``Content-Length`` over ``API_MAX_BODY_BYTES`` is a 413, answered before a
+  byte of the body is read; an invalid one is a 400; a body without a length
+  (``Transfer-Encoding: chunked``) is a 411: WSGI would silently read it as empty.
+  A client cannot send more than it declared: Django reads at most
+  ``Content-Length`` bytes (``LimitedStream``), so the length is the limit.
+  DRF's JSON parser reads the stream itself, bypassing Django's
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE`` check; this check covers every parser;
+* a ``charset`` other than UTF-8 (or its subset ASCII) is a 415: JSON is UTF-8
+  (RFC 8259) and the portal sends UTF-8 forms, while Python "codecs" such as
+  rot13, zlib_codec or base64 made the parsers fail with a 500;
+* an error answer that is not JSON (Django's 404 and 500 pages, ``require_GET``'s
+  empty 405, the 400 for too many form fields) is replaced by
+  ``{"detail": "<reason>"}`` with the same status and headers (``Allow``,
+  ``Retry-After``, ``WWW-Authenticate``). With ``DEBUG`` on, 404 and 500 keep
+  Django's technical pages (secrets hidden, see ``bitrixsync.error_reports``).
+
+Every error body of the API is a JSON object with ``detail``, as DRF's own are.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from http import HTTPStatus
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+# Pages for people, not API clients: they keep Django's HTML.
+NON_API_PREFIXES = ("/admin/", "/api/docs", "/api/redoc")
+ACCEPTED_CHARSETS = frozenset({"utf-8", "ascii"})
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def is_api_path(path: str) -> bool:
+    static = "/" + settings.STATIC_URL.lstrip("/") if settings.STATIC_URL else None
+    return not path.startswith(NON_API_PREFIXES) and not (static and path.startswith(static))
+
+
+def error(status: int, detail: str, **extra: object) -> JsonResponse:
+    response = JsonResponse({"detail": detail, **extra}, status=status)
+    # Answered before the inner middleware (CommonMiddleware sets it there): with a length the
+    # client has the whole answer at once, even while a server still expects the unread body.
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+def body_refusal(request: HttpRequest) -> JsonResponse | None:
+    """The answer to a body no endpoint may read, or None."""
+    raw_length = request.META.get("CONTENT_LENGTH") or ""
+    if not raw_length.strip() and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return error(411, "Send the body with a Content-Length (chunked bodies are not accepted).")
+    try:
+        length = int(raw_length or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return error(400, "Invalid Content-Length.")
+    limit = settings.API_MAX_BODY_BYTES
+    if length > limit:
+        return error(413, f"The body is larger than {limit} bytes.", limit_bytes=limit)
+    charset = charset_of(request.META.get("CONTENT_TYPE", ""))
+    if charset is not None and not charset_accepted(charset):
+        return error(415, "Unsupported charset: send UTF-8 (e.g. Content-Type: application/json; charset=utf-8).")
+    return None
+
+
+def charset_of(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"')
+    return None
+
+
+def charset_accepted(charset: str) -> bool:
+    try:
+        return codecs.lookup(charset).name in ACCEPTED_CHARSETS
+    except (LookupError, ValueError):
+        return False
+
+
+def as_json_error(response: HttpResponse) -> HttpResponse:
+    """An HTML (or empty) error answer turned into the API's JSON shape; others as they are."""
+    if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    if settings.DEBUG and response.status_code in (404, 500):
+        return response  # the technical pages are for the developer
+    try:
+        reason = HTTPStatus(response.status_code).phrase
+    except ValueError:
+        reason = "Error"
+    converted = error(response.status_code, f"{reason}.")
+    for name in KEPT_HEADERS:
+        if name in response:
+            converted[name] = response[name]
+    return converted
+
+
+class ApiGuardMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_api_path(request.path_info):
+            return self.get_response(request)
+        return body_refusal(request) or as_json_error(self.get_response(request))

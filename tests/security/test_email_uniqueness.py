@@ -1,0 +1,78 @@
+"""Item 5: one mailbox, one account: case-insensitive uniqueness in the database, normalised input."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test import Client
+
+from accounts.models import User
+from accounts.services import normalize_email
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_database_refuses_an_email_differing_only_in_case(alice):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create(username="other", email="ALICE@example.com")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("Jane@Example.COM", "Jane@example.com"),
+        ("\uff4a\uff41\uff4e\uff45@example.com", "jane@example.com"),  # fullwidth letters: NFKC
+        ("jane@BÜCHER.example", "jane@xn--bcher-kva.example"),  # IDNA domain
+        ("  jane@example.com ", "jane@example.com"),
+    ],
+)
+def test_normalisation(given, expected):
+    assert normalize_email(given) == expected
+
+
+def test_a_fullwidth_duplicate_is_refused(anon_client, alice):
+    body = {"email": "\uff41\uff4c\uff49\uff43\uff45@EXAMPLE.com", "password": "Unusual-horse-9"}
+    response = anon_client.post("/auth/register", body, format="json")
+
+    assert response.status_code == 400
+    assert "email" in response.json()
+
+
+def test_an_idn_address_and_its_punycode_are_one_account(anon_client):
+    def register(email: str):
+        return anon_client.post("/auth/register", {"email": email, "password": "Unusual-horse-9"}, format="json")
+
+    first, again = register("jane@bücher.example"), register("jane@xn--bcher-kva.example")
+
+    assert first.status_code == 201, first.content
+    assert again.status_code == 400 and "email" in again.json()
+
+
+def test_concurrent_registrations_of_one_mailbox_make_one_account():
+    emails = ["race@example.com", "Race@example.com", "RACE@example.com", "race@EXAMPLE.COM", "rAce@example.com",
+              "racE@example.com"]  # fmt: skip
+    barrier = threading.Barrier(len(emails))
+    results: list[tuple[int, dict]] = []
+
+    def register(email: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            response = Client().post(
+                "/auth/register", {"email": email, "password": "Unusual-horse-9"}, content_type="application/json"
+            )
+            results.append((response.status_code, response.json()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=register, args=(email,)) for email in emails]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    codes = sorted(code for code, _ in results)
+    assert codes == [201] + [400] * (len(emails) - 1), results
+    assert all("email" in body for code, body in results if code == 400), results
+    assert User.objects.filter(email__iexact="race@example.com").count() == 1
