@@ -195,8 +195,11 @@ def test_a_dead_worker_is_restarted_and_a_dead_web_app_stops_everything(stack_fa
 
 
 def test_the_admin_is_styled_even_with_debug_false_from_the_env_file(stack_factory):
-    # `cp .env.example .env` gives DEBUG=false; runserver then serves no static files by itself.
-    stack = stack_factory(DEBUG="false", BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/")
+    # `cp .env.example .env` gives DEBUG=false (and then a SECRET_KEY is required); runserver then
+    # serves no static files by itself.
+    stack = stack_factory(
+        DEBUG="false", SECRET_KEY="a-test-only-key-" + "x" * 40, BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/"
+    )
 
     css = stack.request("GET", "/static/admin/css/base.css")
 
