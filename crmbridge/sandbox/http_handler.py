@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from crmbridge.bitrix.commands import parse_php_query, php_params
-from crmbridge.sandbox import control
+from crmbridge.sandbox import control, record_page
 from crmbridge.sandbox.errors import RestError
 from crmbridge.sandbox.portal import Reply
 
@@ -110,6 +110,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if refusal:
                 return Reply(403, {"error": "FORBIDDEN", "error_description": refusal})
             return control.handle(self.server.sandbox, self.command, parts.path, body)
+        if parts.path.startswith("/crm/"):  # the record pages the admin links to
+            return record_page.handle(self.server.sandbox.portal.store, parts.path) or Reply(404, html="Not found")
         if not parts.path.startswith("/rest/"):
             return Reply(404, {"error": "NOT_FOUND", "error_description": "Unknown path"})
         match = _REST_PATH.match(parts.path)
