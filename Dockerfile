@@ -1,5 +1,6 @@
 # bitrixsync: one image for the web app (gunicorn) and the worker (see docker-compose.yml).
-FROM python:3.11-slim
+# Pinned (patch release and Debian base): a rebuild gets the same Python.
+FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

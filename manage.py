@@ -16,6 +16,9 @@ def main():
             "available on your PYTHONPATH environment variable? Did you "
             "forget to activate a virtual environment?"
         ) from exc
+    from bitrixsync.startup import settings_or_exit
+
+    settings_or_exit()  # a bad variable: one line naming it, not a traceback
     execute_from_command_line(sys.argv)
 
 

@@ -16,6 +16,9 @@ if [ "${CI:-}" = "true" ]; then IN_CI=true; fi
 say() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\ntest.sh: %s\n' "$*" >&2; exit 1; }
 
+# Tests never read the .env.stack of a ./run.sh running in this checkout (bitrixsync/stack_env.py).
+export STACK_ENV_FILE=""
+
 NAME=test.sh
 # shellcheck source=scripts/venv.sh
 . scripts/venv.sh

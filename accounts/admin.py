@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from accounts.backends import EmailOrUsernameAdminLoginForm
 from accounts.models import User
 from crmbridge.admin_sync import BitrixSyncAdminMixin
 
@@ -13,6 +14,7 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
 
     list_display = (
         "id",
+        "bitrix",  # the deal/contact link and sync state, where the eye starts
         "email",
         "username",
         "first_name",
@@ -21,9 +23,6 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
         "is_staff",
         "is_active",
         "date_joined",
-        "bitrix_contact_id",
-        "bitrix_link",
-        "sync_state",
     )
     list_display_links = ("id", "email")
     list_filter = ("is_staff", "is_superuser", "is_active", "date_joined", "groups")
@@ -47,3 +46,6 @@ class UserAdmin(BitrixSyncAdminMixin, DjangoUserAdmin):
             },
         ),
     )
+
+
+admin.site.login_form = EmailOrUsernameAdminLoginForm  # "Username or e-mail" (accounts/backends.py)

@@ -4,19 +4,13 @@ No trailing slash, as the specification's curl examples use; the variant with
 a slash is accepted too (left out of the schema so each operation appears once).
 """
 
-from django.urls import path
-
 from accounts import views
+from bitrixsync.routes import slash_optional
 
 urlpatterns = [
-    path("auth/register", views.RegisterApi.as_view(), name="auth-register"),
-    path("auth/register/", views.RegisterApi.as_view(schema=None)),
-    path("auth/token", views.TokenApi.as_view(), name="auth-token"),
-    path("auth/token/", views.TokenApi.as_view(schema=None)),
-    path("auth/logout", views.LogoutApi.as_view(), name="auth-logout"),
-    path("auth/logout/", views.LogoutApi.as_view(schema=None)),
-    path("auth/logout-all", views.LogoutAllApi.as_view(), name="auth-logout-all"),
-    path("auth/logout-all/", views.LogoutAllApi.as_view(schema=None)),
-    path("profile", views.ProfileApi.as_view(), name="profile"),
-    path("profile/", views.ProfileApi.as_view(schema=None)),
+    *slash_optional("auth/register", views.RegisterApi, name="auth-register"),
+    *slash_optional("auth/token", views.TokenApi, name="auth-token"),
+    *slash_optional("auth/logout", views.LogoutApi, name="auth-logout"),
+    *slash_optional("auth/logout-all", views.LogoutAllApi, name="auth-logout-all"),
+    *slash_optional("profile", views.ProfileApi, name="profile"),
 ]

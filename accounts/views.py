@@ -69,8 +69,9 @@ class TokenApi(APIView):
         try:
             token, expiry = services.obtain_token(request=request, **serializer.validated_data)
         except services.InvalidCredentials:
-            failures.record()
+            failures.record()  # counted already by blocked_for(), which reserved this attempt
             raise
+        failures.forgive()  # a successful sign-in is not a failure
         return Response(TokenOutputSerializer({"token": token, "expiry": expiry}).data)
 
 

@@ -33,7 +33,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+    raise ImproperlyConfigured(f"{name} must be true or false (or 1/0, yes/no, on/off), got {raw!r}")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -79,16 +79,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+# The expected forms, quoted in errors (never the value: URLs may hold a password).
+_DATABASE_FORM = "postgres://user:password@host:5432/name or sqlite:////absolute/path/db.sqlite3"
+_REDIS_FORM = "redis://[:password@]host:6379/0 (rediss:// for TLS, or unix:///path/redis.sock)"
+
+
 def database_config(name: str, default: str) -> dict:
     raw = _raw(name) or default
     # django-environ passes an unknown scheme through as the ENGINE ("nonsense://"
     # becomes ENGINE "nonsense"), which fails later far from the variable's name.
     if urlsplit(raw).scheme not in environ.Env.DB_SCHEMES:
-        raise ImproperlyConfigured(f"{name} must start with one of: postgres://, sqlite:///, mysql://...")
+        raise ImproperlyConfigured(f"{name} has an unknown scheme: expected {_DATABASE_FORM}")
     try:
         return environ.Env.db_url_config(raw)
     except Exception:  # django-environ raises several types for a bad URL
-        raise ImproperlyConfigured(f"{name} is not a valid database URL") from None
+        raise ImproperlyConfigured(f"{name} is not a valid database URL: expected {_DATABASE_FORM}") from None
 
 
 def redis_url(*, host: str, port: int, password: str, url_name: str = "REDIS_URL") -> str:
@@ -103,12 +108,12 @@ def redis_url(*, host: str, port: int, password: str, url_name: str = "REDIS_URL
         return f"redis://{auth}{host}:{port}/0"
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ImproperlyConfigured(f"{url_name} must start with redis://, rediss:// or unix://")
+        raise ImproperlyConfigured(f"{url_name} has an unknown scheme: expected {_REDIS_FORM}")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ImproperlyConfigured(f"{url_name} has an invalid port") from None
+        raise ImproperlyConfigured(f"{url_name} has an invalid port: expected {_REDIS_FORM}") from None
     db = parts.path.lstrip("/")
     if db and not db.isdigit():
-        raise ImproperlyConfigured(f"{url_name} database number must be a whole number")
+        raise ImproperlyConfigured(f"{url_name} has an invalid database number: expected {_REDIS_FORM}")
     return raw

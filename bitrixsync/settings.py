@@ -21,12 +21,17 @@ from bitrixsync.env_config import (
     redis_url,
 )
 from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
+from bitrixsync.stack_env import apply_stack_env
 from crmbridge.bitrix.webhook_url import validate_webhook_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # An optional .env file; real environment variables win over it.
+_REAL_ENVIRONMENT = set(os.environ)
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# While ./run.sh runs, .env.stack has its sandbox webhook URL, Redis, database and
+# ports; it wins over .env, the real environment wins over both (bitrixsync/stack_env.py).
+apply_stack_env(BASE_DIR, keep=_REAL_ENVIRONMENT)
 
 DEBUG = env_bool("DEBUG", False)
 # Unset SECRET_KEY: a development key with DEBUG on, otherwise start-up stops
@@ -109,6 +114,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"bitrixsync-test-{os.getpid()}.sqlite3")}
 
 AUTH_USER_MODEL = "accounts.User"
+# The username or the e-mail signs in (the admin; DEV_ADMIN_EMAIL is what ./run.sh announces).
+AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -265,7 +272,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {
-        "django.server": {"level": "INFO"},
+        # runserver's access lines. Django's default gives django.server its own handler and
+        # propagate=False; naming the logger here drops that handler, so let it reach the root.
+        "django.server": {"level": "INFO", "propagate": True},
+        # Drop Django's default handlers of "django" (a console one with DEBUG, mail_admins): with
+        # them every "Bad Request" was printed twice, once there and once by the root's console.
+        "django": {"handlers": []},
         "urllib3": {"level": "WARNING"},
     },
 }

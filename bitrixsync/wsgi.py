@@ -11,6 +11,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from bitrixsync.startup import settings_or_exit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitrixsync.settings")
+settings_or_exit()  # a bad variable: one line naming it, not a traceback per worker
 
 application = get_wsgi_application()

@@ -54,6 +54,13 @@ class SyncRecordAdmin(ReadOnlyAdmin):
             path("dashboard/", wrap(dashboard_views.dashboard_view), name="crmbridge_dashboard"),
             path("dashboard/pending/", wrap(dashboard_views.pending_view), name="crmbridge_dashboard_pending"),
             path("dashboard/dead-letters/", wrap(dashboard_views.dead_letters_view), name="crmbridge_dashboard_dead"),
+            path(
+                "dashboard/dead-letters/<str:dead_id>/",
+                self.admin_site.admin_view(
+                    lambda request, dead_id: dashboard_views.dead_letter_view(request, self.admin_site, dead_id)
+                ),
+                name="crmbridge_dashboard_dead_letter",
+            ),
             path("dashboard/action/", wrap(dashboard_views.action_view), name="crmbridge_dashboard_action"),
         ]
         return routes + super().get_urls()

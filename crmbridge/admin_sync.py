@@ -2,6 +2,8 @@
 
 ``BitrixSyncAdminMixin`` adds:
 
+* ``bitrix``: the one "Bitrix24" column of the lists: the link below and the
+  sync state under it (the Bitrix ID stays searchable);
 * ``bitrix_link``: the Bitrix ID as a link to the record in the portal
   (``<portal>/crm/deal/details/<id>/`` or ``/crm/contact/details/<id>/``; the
   portal is ``BITRIX_PORTAL_URL`` or the webhook URL's host, never its code);
@@ -47,6 +49,11 @@ class BitrixSyncAdminMixin:
             )
         )
 
+    @admin.display(description="Bitrix24")
+    def bitrix(self, obj) -> str:
+        """The link to the record in the portal, and the sync state below it: one column."""
+        return format_html("{}<br><small>{}</small>", self.bitrix_link(obj), self.sync_state(obj))
+
     @admin.display(description="Bitrix ID")
     def bitrix_link(self, obj) -> str:
         bitrix_id = getattr(obj, self.bitrix_id_field, None)
@@ -56,7 +63,11 @@ class BitrixSyncAdminMixin:
         if not portal:
             return str(bitrix_id)
         url = f"{portal}/crm/{self.bitrix_entity}/details/{int(bitrix_id)}/"
-        return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, bitrix_id)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer" title="Open in Bitrix24" '
+            'style="white-space:nowrap">{} {} ↗</a>',
+            url, self.bitrix_entity, bitrix_id,
+        )  # fmt: skip
 
     @admin.display(description="Sync state")
     def sync_state(self, obj) -> str:

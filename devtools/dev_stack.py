@@ -10,9 +10,10 @@ One foreground process that supervises the others, like a tiny Procfile runner:
    ``BITRIX_WEBHOOK_URL`` is empty; the children get its webhook URL.
 3. The worker (``manage.py run_bitrix_worker``), restarted with backoff when it
    dies.
-4. The web app: ``manage.py runserver --noreload``, not gunicorn: it serves the
-   admin's static files and shows tracebacks with DEBUG, which the children get
-   on by default here. Production runs gunicorn (docker-compose.yml). If it
+4. The web app: ``manage.py runserver --noreload --insecure``, not gunicorn: it
+   serves the admin's static files whatever DEBUG says (``--insecure``), shows
+   tracebacks with DEBUG (on by default here unless set) and logs one access line
+   per request. Production runs gunicorn (docker-compose.yml). If it
    dies, everything stops.
 
 Children run in their own process group, so Ctrl-C reaches only this process,
@@ -45,6 +46,7 @@ from django.db import connections
 from django.urls import NoReverseMatch, reverse
 
 from bitrixsync.env_config import env_int, env_str
+from bitrixsync.stack_env import live_stack_pid, remove_stack_env, stack_env_path, write_stack_env
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 DEFAULT_SANDBOX_CODE = "sandbox-secret-code"
@@ -123,6 +125,8 @@ class DevStack:
         self.web_host = env_str("WEB_HOST", "") or "127.0.0.1"
         self.sandbox_port = env_int("BITRIX_SANDBOX_PORT", 8001, minimum=1, maximum=65535)
         self.sandbox_code = env_str("BITRIX_SANDBOX_CODE", "") or DEFAULT_SANDBOX_CODE
+        # Where the other commands of this checkout find the stack's settings (bitrixsync/stack_env.py).
+        self.stack_env_file = stack_env_path(Path(settings.BASE_DIR))
 
     # --- the whole run --------------------------------------------------------
 
@@ -130,6 +134,7 @@ class DevStack:
         self.install_signal_handlers()
         try:
             self.prepare()
+            self.share_settings()
             self.print_banner()
             self.supervise()
         except StackError as exc:
@@ -140,6 +145,9 @@ class DevStack:
         return self.exit_code
 
     def prepare(self) -> None:
+        other = live_stack_pid(self.stack_env_file)
+        if other and other != os.getpid():
+            raise StackError(f"run_stack (pid {other}) of this checkout is running ({self.stack_env_file}); stop it")
         self.child_env.setdefault("DEBUG", "true")
         self.child_env["PYTHONUNBUFFERED"] = "1"
         self.check_port_free(self.web_port, "WEB_PORT")
@@ -150,8 +158,11 @@ class DevStack:
         self.start(ChildSpec("web", self.runserver_args(), "stop_all", ready_port=self.web_port))
 
     def runserver_args(self) -> list[str]:
-        """runserver on ``WEB_HOST``: loopback by default, since DEBUG shows tracebacks (``0.0.0.0`` opens it)."""
-        return self.manage_args("runserver", f"{self.web_host}:{self.web_port}", "--noreload")
+        """runserver on ``WEB_HOST``: loopback by default, since DEBUG shows tracebacks (``0.0.0.0`` opens it).
+
+        ``--insecure``: static files (the admin's CSS) whatever DEBUG says (.env.example has DEBUG=false).
+        """
+        return self.manage_args("runserver", "--insecure", f"{self.web_host}:{self.web_port}", "--noreload")
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, frame: object) -> None:
@@ -341,7 +352,28 @@ class DevStack:
         child.restart_at = time.monotonic() + delay
         self.out.shout(f"{child.spec.name} DIED (exit code {code}) after {ran:.0f}s: restarting in {delay:.0f}s.")
 
+    def share_settings(self) -> None:
+        """Write the settings the children run with to ``.env.stack`` for commands run in another terminal."""
+        if self.stack_env_file is None:
+            self.notes["Other commands"] = "STACK_ENV_FILE is empty: no .env.stack written"
+            return
+        env = self.child_env
+        shared = {
+            "REDIS_URL": settings.REDIS_URL,
+            "BITRIX_WEBHOOK_URL": env.get("BITRIX_WEBHOOK_URL", ""),
+            "DATABASE_URL": env.get("DATABASE_URL", ""),
+            "WEB_PORT": str(self.web_port),
+            "BITRIX_SANDBOX_PORT": str(self.sandbox_port) if "sandbox" in self.notes.get("Bitrix24", "") else "",
+        }
+        write_stack_env(self.stack_env_file, shared, pid=os.getpid())
+        self.notes["Other commands"] = (
+            f"manage.py bitrix_doctor, createsuperuser, run_bitrix_worker --once... in another terminal of "
+            f"this checkout use this stack: its settings are in {self.stack_env_file} until Ctrl-C"
+        )
+
     def stop_all(self) -> None:
+        if self.stack_env_file is not None:
+            remove_stack_env(self.stack_env_file, pid=os.getpid())
         for child in reversed(self.children):
             if child.process is not None and child.process.poll() is None:
                 self.out.say(f"stopping {child.spec.name}")

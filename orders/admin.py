@@ -12,6 +12,7 @@ class OrderAdmin(BitrixSyncAdminMixin, admin.ModelAdmin):
 
     list_display = (
         "id",
+        "bitrix",  # the deal/contact link and sync state, where the eye starts
         "owner",
         "service_id",
         "quantity",
@@ -19,9 +20,6 @@ class OrderAdmin(BitrixSyncAdminMixin, admin.ModelAdmin):
         "currency",
         "status",
         "created_at",
-        "bitrix_deal_id",
-        "bitrix_link",
-        "sync_state",
     )
     list_display_links = ("id",)
     list_filter = ("status", "service_id", "currency", "created_at")

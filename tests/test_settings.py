@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.testing.ports import free_port
+
 # Each test loads the settings in a new interpreter, and none touches the database: run once (see test.sh).
 pytestmark = pytest.mark.slow
 
@@ -67,12 +69,63 @@ def read_setting(name: str, **env: str) -> str:
         ("API_MAX_BODY_BYTES", "12"),
     ],
 )
-def test_invalid_value_stops_check_naming_the_variable(variable, value):
+def test_invalid_value_stops_check_with_one_line_naming_the_variable(variable, value):
     result = run(["manage.py", "check"], **{variable: value})
 
     assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr
-    assert variable in result.stderr
+    assert_one_line_naming(result.stderr, variable)
+
+
+def assert_one_line_naming(stderr: str, variable: str) -> None:
+    """One line (no traceback) that names the variable, says what is wrong and what is expected."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    (line,) = lines
+    assert line.startswith(f"Configuration error: {variable} "), line
+    assert "Traceback" not in stderr
+    assert re.search(r"must|expected|unknown|invalid", line), line
+    assert re.search(r"(e\.g\.|expected|must be|must look like|one of)", line), line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["manage.py", "runserver", "--noreload", "127.0.0.1:9"],
+        ["manage.py", "bitrix_doctor"],
+        ["manage.py", "run_bitrix_worker", "--once"],
+        ["manage.py", "migrate"],
+    ],
+)
+def test_every_manage_py_command_prints_one_line(command):
+    result = run(command, REDIS_PORT="abc")
+
+    assert result.returncode != 0
+    assert_one_line_naming(result.stderr, "REDIS_PORT")
+
+
+@pytest.mark.parametrize("module", ["bitrixsync.wsgi", "bitrixsync.asgi"])
+def test_the_web_app_prints_one_line(module):
+    result = run(["-c", f"import {module}"], BITRIX_ENABLED="maybe")
+
+    assert result.returncode != 0
+    assert_one_line_naming(result.stderr, "BITRIX_ENABLED")
+
+
+def test_gunicorn_stops_with_the_one_line_instead_of_respawning_workers():
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    if not gunicorn.exists():
+        pytest.skip("gunicorn is not installed in this environment")
+    port = free_port()
+    args = [str(gunicorn), "bitrixsync.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    full_env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    full_env.update(DATABASE_URL="nonsense://", PYTHONPATH=str(ROOT))
+
+    result = subprocess.run(args, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("Configuration error:")]
+    assert ours and "DATABASE_URL" in ours[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -163,3 +216,27 @@ def test_env_example_as_it_is_is_a_valid_configuration():
     result = run(["-c", "import django; django.setup()"], **env_example())
 
     assert result.returncode == 0, result.stderr
+
+
+def _stack_file(tmp_path: Path, pid: int, **values: str) -> Path:
+    path = tmp_path / ".env.stack"
+    path.write_text(f"RUN_STACK_PID={pid}\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+def test_a_running_stacks_file_gives_its_settings_but_the_environment_wins(tmp_path):
+    webhook = "http://127.0.0.1:8301/rest/1/sandbox-secret-code/"
+    path = _stack_file(tmp_path, os.getpid(), BITRIX_WEBHOOK_URL=webhook, REDIS_URL="redis://127.0.0.1:6393/0")
+
+    assert read_setting("BITRIX_WEBHOOK_URL", STACK_ENV_FILE=str(path)) == webhook
+    assert read_setting("REDIS_URL", STACK_ENV_FILE=str(path)) == "redis://127.0.0.1:6393/0"
+    assert (
+        read_setting("REDIS_URL", STACK_ENV_FILE=str(path), REDIS_URL="redis://10.0.0.1:1/0") == "redis://10.0.0.1:1/0"
+    )
+
+
+def test_a_dead_stacks_file_is_ignored(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = _stack_file(tmp_path, int(finished.stdout), BITRIX_WEBHOOK_URL="http://127.0.0.1:8301/rest/1/code/")
+
+    assert read_setting("BITRIX_WEBHOOK_URL", STACK_ENV_FILE=str(path)) == ""

@@ -10,19 +10,29 @@ Mounted by ``SyncRecordAdmin.get_urls`` (``crmbridge/admin.py``) under
 Every button is a POST to ``action_view``, which first answers with a
 confirmation page and acts only on the confirmed POST, then reports the result
 with ``messages`` and goes back. Pages are bounded (``PAGE_SIZE`` rows, cursor
-links for more); nothing reads a whole stream.
+links for more, payloads cut to a preview with a link to the whole letter);
+nothing reads a whole stream.
+
+Layout (``bitrix_dashboard.html``): a summary strip with the verdict of the
+doctor's checks (``run_doctor`` without the portal call, which "Test
+connection" makes on demand), then sections reachable from a bar at the top.
+The live part (``_bitrix_live.html``) is fetched again every
+``REFRESH_SECONDS`` with ``?partial=live`` and swapped in place, keeping the
+scroll position; it pauses while rows are selected.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,8 +40,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from crmbridge.diagnostics import stream_actions
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import bitrix_config, full_worker_config, redis_config
+from crmbridge.diagnostics.dashboard_rows import (
+    ago,
+    dead_letter_row,
+    recent_row,
+    short_time,
+    with_pending_records,
+)
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, dead_letter_page
-from crmbridge.diagnostics.minute_chart import minute_chart_svg
+from crmbridge.diagnostics.doctor import FAIL, OK, WARN, DoctorOptions, default_stuck_seconds, run_doctor
+from crmbridge.diagnostics.minute_chart import chart_rows, minute_chart_svg
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import (
     consumers,
@@ -51,6 +69,7 @@ from crmbridge.worker import dead_letters
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
+REFRESH_SECONDS = 5
 MAX_IDS_PER_ACTION = 100
 VIEW_PERMS = ("crmbridge.view_syncrecord", "crmbridge.change_syncrecord")
 ACT_PERM = "crmbridge.change_syncrecord"
@@ -106,37 +125,94 @@ def _overview(client: redis.Redis) -> dict:
                 "info": stream_info(client, stream),
                 "queue": queue_status(client, stream, now_ms=now_ms),
                 "consumers": consumers(client, stream),
-                "pending": pending_page(client, stream, count=PAGE_SIZE),
-                "recent": recent_messages(client, stream, count=10),
+                "pending": with_pending_records(client, stream, pending_page(client, stream, count=PAGE_SIZE)),
+                "recent": [recent_row(m) for m in recent_messages(client, stream, count=10)],
             }
         )
+    for worker in workers:
+        worker["started"] = short_time(worker["started_at"] or "")
     dead_stream = streams.dead_letter_stream()
+    rows, capped = chart_rows(client, telemetry.read_minutes(client, 60))
+    ages = [s["queue"]["oldest_pending_age_seconds"] or 0 for s in stream_rows]
     return {
         "streams": stream_rows,
+        "unacknowledged": sum(s["queue"]["unacknowledged"] for s in stream_rows),
+        "oldest_waiting_seconds": max(ages, default=0),
         "dead_stream": {"name": dead_stream, "info": stream_info(client, dead_stream)},
         "workers": workers,
+        "live_workers": sum(1 for w in workers if w["fresh"]),
         "worker_task_status": task_status(workers),
-        "chart": minute_chart_svg(telemetry.read_minutes(client, 60)),
-        "dead_letters": dead_letter_page(client, count=PAGE_SIZE),
+        "chart": minute_chart_svg(rows, capped=capped),
+        "dead_letters": [dead_letter_row(letter) for letter in dead_letter_page(client, count=PAGE_SIZE)],
         "dead_letter_count": dead_letter_count(client),
-        **read_marks(client),
+        "outbox_backlog": outbox_backlog(client),
+        **_marks_with_ages(client),
     }
 
 
+def _marks_with_ages(client: redis.Redis) -> dict:
+    marks = read_marks(client)
+    now = time.time()
+    for mark in marks.values():
+        if mark:
+            mark["ago"] = ago(mark["at_unix"], now)
+            mark["when"] = short_time(mark["at"])
+    return marks
+
+
+def verdict() -> dict:
+    """The summary's verdict: the doctor's checks, without the portal call (the Test connection button makes it).
+
+    ``level``: ``ok`` | ``warn`` | ``fail``; ``problems``: the findings that are not OK, failures first.
+    """
+    findings = run_doctor(get_redis(), DoctorOptions(stuck_seconds=default_stuck_seconds(), check_bitrix=False))
+    problems = sorted((f for f in findings if f.status in (FAIL, WARN)), key=lambda f: f.status != FAIL)
+    level = "fail" if any(f.status == FAIL for f in problems) else "warn" if problems else "ok"
+    headline = {"ok": "Healthy", "warn": "Needs attention", "fail": "Failing"}[level]
+    passed = sum(1 for f in findings if f.status == OK)
+    return {"level": level, "headline": headline, "problems": problems, "passed": passed, "total": len(findings)}
+
+
+def _live_context(request: HttpRequest) -> dict:
+    context = _redis_context(request, _overview)
+    context.setdefault("outbox_backlog", outbox_backlog())
+    context.update({"verdict": verdict(), "page_size": PAGE_SIZE, "refresh_seconds": REFRESH_SECONDS})
+    return context
+
+
 def dashboard_view(request: HttpRequest, admin_site) -> HttpResponse:
+    """The whole page, or with ``?partial=live`` only its live part (what the auto-refresh fetches)."""
     _require_view(request)
     context = _base_context(request, admin_site, "Bitrix sync")
-    context.update(_redis_context(request, _overview))
+    context.update(_live_context(request))
+    context["back_url"] = context["dashboard_url"]  # not the ?partial=live the refresh fetched
+    if request.GET.get("partial") == "live":
+        return render(request, "admin/crmbridge/_bitrix_live.html", context)
     context.update(
         {
             "worker_config": full_worker_config(),
             "bitrix": bitrix_config(),
             "redis_config": redis_config(),
-            "outbox_backlog": outbox_backlog(),
-            "page_size": PAGE_SIZE,
+            "is_nav_sidebar_enabled": False,  # the tables get the page's whole width
         }
     )
     return render(request, "admin/crmbridge/bitrix_dashboard.html", context)
+
+
+def dead_letter_view(request: HttpRequest, admin_site, dead_id: str) -> HttpResponse:
+    """One dead letter, whole, as JSON (the dashboard shows a preview and links here)."""
+    _require_view(request)
+    if not streams.STREAM_ID.match(dead_id):
+        raise Http404("not a stream ID")
+    try:
+        found = get_redis().xrange(streams.dead_letter_stream(), min=dead_id, max=dead_id, count=1)
+    except redis.RedisError as exc:
+        return HttpResponse(redis_error_reason(exc), status=503, content_type="text/plain; charset=utf-8")
+    if not found:
+        raise Http404("no such dead letter")
+    letter = dead_letters.parse_dead_letter(*found[0])
+    body = json.dumps(letter, indent=2, ensure_ascii=False, default=str)
+    return HttpResponse(body, content_type="application/json; charset=utf-8")
 
 
 def pending_view(request: HttpRequest, admin_site) -> HttpResponse:
@@ -152,6 +228,10 @@ def pending_view(request: HttpRequest, admin_site) -> HttpResponse:
         _redis_context(request, lambda client: {"pending": pending_page(client, stream, after=after, count=PAGE_SIZE)})
     )
     rows = context.get("pending") or []
+    if rows:
+        context["pending"] = _redis_context(
+            request, lambda client: {"rows": with_pending_records(client, stream, rows)}
+        ).get("rows", rows)
     context.update({"label": label, "stream": stream, "after": after, "page_size": PAGE_SIZE})
     context["next_after"] = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
     return render(request, "admin/crmbridge/bitrix_pending.html", context)
@@ -172,6 +252,7 @@ def dead_letters_view(request: HttpRequest, admin_site) -> HttpResponse:
         )
     )
     rows = context.get("dead_letters") or []
+    context["dead_letters"] = [dead_letter_row(letter) for letter in rows]
     context.update({"before": before, "page_size": PAGE_SIZE})
     context["next_before"] = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
     return render(request, "admin/crmbridge/bitrix_dead_letters.html", context)

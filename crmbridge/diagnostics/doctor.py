@@ -20,6 +20,7 @@ from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_dead_letter
+from crmbridge.diagnostics.outbox_status import outbox_backlog_status
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
@@ -45,7 +46,9 @@ FIXES = {
         "python manage.py run_bitrix_worker"
     ),
     ISSUE_2: lambda: (
-        "Set BITRIX_ENABLED=true; check the Redis connection (REDIS_HOST, REDIS_PORT, REDIS_PASSWORD or REDIS_URL); "
+        # Only when it is off: "Set BITRIX_ENABLED=true" sends an operator with it on the wrong way.
+        ("" if settings.BITRIX_ENABLED else "Set BITRIX_ENABLED=true; ")
+        + "check the Redis connection (REDIS_HOST, REDIS_PORT, REDIS_PASSWORD or REDIS_URL); "
         "look for exceptions in the [QUEUE] log lines; check the outbox relay is running"
     ),
     ISSUE_3: lambda: (
@@ -89,6 +92,8 @@ class DoctorOptions:
     pending_threshold: int = 10
     stuck_seconds: float = 300.0
     outbox_stuck_seconds: float = 60.0
+    # A backlog whose oldest message is younger than this is a burst a running worker is reading, not a stall.
+    backlog_stall_seconds: float = 60.0
     check_bitrix: bool = True
 
 
@@ -113,10 +118,10 @@ def check_worker_enabled(workers: list[dict] | None) -> Finding:
     if settings.BITRIX_WORKER_ENABLED:
         return Finding("config.worker_enabled", OK, "BITRIX_WORKER_ENABLED=true")
     if workers and any(w["fresh"] for w in workers):
+        # A web-only host: its workers run elsewhere with their own environment. Healthy, so no alarm.
         return Finding(
-            "config.worker_enabled", WARN,
-            "BITRIX_WORKER_ENABLED=false here, but workers elsewhere are beating",
-            cause="this host's settings disable the worker; the running workers use their own environment",
+            "config.worker_enabled", OK,
+            "BITRIX_WORKER_ENABLED=false here (a host without a worker); workers elsewhere are beating",
         )  # fmt: skip
     return _problem(
         "config.worker_enabled", FAIL, "BITRIX_WORKER_ENABLED=false: the worker exits without consuming",
@@ -134,29 +139,57 @@ def check_webhook_url() -> Finding:
 # --- Redis -----------------------------------------------------------------------
 
 
+def redis_down_fix(where: dict) -> str:
+    tls = " --tls" if where.get("tls") else ""
+    return (
+        f"Start Redis or point the app at it: REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD (now "
+        f"{where['host']}:{where['port']}/{where['db']}); check by hand: redis-cli{tls} -h {where['host']} "
+        f"-p {where['port']} ping. Meanwhile orders are kept in the outbox and sent when Redis is back"
+    )
+
+
 def check_redis(client: redis.Redis) -> Finding:
     where = redis_config()
     target = f"{where['host']}:{where['port']}/{where['db']}"
     try:
         client.ping()
     except redis.RedisError as exc:
-        return _problem(
+        finding = _problem(
             "redis.reachable", FAIL, f"Redis at {target} does not answer",
             redis_error_reason(exc) + "; publishing falls back to the outbox and workers cannot read", ISSUE_2,
             redis=where,
         )  # fmt: skip
+        finding.fix = redis_down_fix(where)
+        return finding
     return Finding("redis.reachable", OK, f"Redis at {target} answers (prefix {where['prefix']!r})", details=where)
 
 
-def check_group(client: redis.Redis, stream: str, *, required: bool) -> Finding:
+def check_group(client: redis.Redis, stream: str, *, required: bool, worker_running: bool = False) -> Finding:
+    """The group exists; the summary leads with what is left to do (unacknowledged), then what is kept.
+
+    A missing stream is normal before the first publish and the first worker
+    (workers create it with MKSTREAM); with a running worker it means the
+    worker reads another Redis or prefix.
+    """
     name = f"streams.group:{stream}"
     info = stream_info(client, stream)
     if group_info(client, stream) is not None:
-        return Finding(name, OK, f"{stream}: {info['length']} entries, group {streams.GROUP} exists", details=info)
+        queue = queue_status(client, stream, now_ms=redis_now_ms(client))
+        summary = (
+            f"{stream}: {queue['unacknowledged']} unacknowledged ({queue['lag']} not delivered, "
+            f"{queue['pending']} pending); {info['length']} entries kept (acknowledged ones stay until "
+            f"retention trims them); group {streams.GROUP} exists"
+        )
+        return Finding(name, OK, summary, details={**info, "unacknowledged": queue["unacknowledged"]})
     if not client.exists(stream):
-        status = WARN if required else OK
         summary = f"{stream} does not exist yet (nothing published, no worker started)"
-        return Finding(name, status, summary, cause="workers create it on start (MKSTREAM)" if required else "")
+        if required and worker_running:
+            return Finding(
+                name, WARN, summary + " although a worker is running",
+                cause="the worker creates it on start (MKSTREAM): it reads another Redis database or "
+                "REDIS_STREAM_PREFIX than this process",
+            )  # fmt: skip
+        return Finding(name, OK, summary)
     return _problem(
         name, FAIL, f"{stream} exists but the group {streams.GROUP} is missing (NOGROUP)",
         "the group was deleted or lost (Redis restarted without persistence); nothing reads this stream", ISSUE_5,
@@ -192,29 +225,44 @@ def check_worker_heartbeat(workers: list[dict]) -> Finding:
     )  # fmt: skip
 
 
-def check_backlog(client: redis.Redis, options: DoctorOptions) -> Finding:
+NO_RUNNING_WORKER = "no running worker to take them: see worker.heartbeat"
+
+
+def check_backlog(client: redis.Redis, options: DoctorOptions, *, worker_running: bool = True) -> Finding:
+    """Alarms only for a backlog a running worker is not working through.
+
+    Without a running worker the backlog is the consequence of that one
+    failure (``worker.heartbeat``), reported here as a fact, not a second alarm.
+    With one, a burst younger than ``backlog_stall_seconds`` or a queue that is
+    being processed is normal; FAIL only when messages wait and nothing was
+    processed for 5 minutes (Issue 3: worker running but not processing).
+    """
     now_ms = redis_now_ms(client)
     queues = [queue_status(client, stream, now_ms=now_ms) for stream in streams.consumed_streams()]
     waiting = sum(q["unacknowledged"] for q in queues)
     details = {q["stream"]: {"pending": q["pending"], "lag": q["lag"]} for q in queues}
     oldest = max((q["oldest_pending_age_seconds"] or 0 for q in queues), default=0)
     summary = f"{waiting} message(s) not acknowledged (pending + lag), oldest {oldest:.0f} s"
+    if not waiting:
+        return Finding("queue.backlog", OK, summary, details=details)
+    if not worker_running:
+        return Finding("queue.backlog", OK, f"{summary}; {NO_RUNNING_WORKER}", details=details)
     if waiting < options.pending_threshold:
         return Finding("queue.backlog", OK, summary + f" (< {options.pending_threshold})", details=details)
     recent = sum(row["processed"] for row in telemetry.read_minutes(client, 5))
     if recent:
-        return Finding(
-            "queue.backlog", WARN, summary + f"; {recent} processed in the last 5 minutes",
-            cause=f"above the threshold of {options.pending_threshold} but draining: a burst, or workers too slow",
-            details=details,
-        )  # fmt: skip
+        summary += f"; draining: {recent} processed in the last 5 minutes"
+        return Finding("queue.backlog", OK, summary, details=details)
+    if oldest < options.backlog_stall_seconds:
+        return Finding("queue.backlog", OK, summary + "; just queued: the worker is reading it", details=details)
     return _problem(
         "queue.backlog", FAIL, summary + "; none processed in the last 5 minutes",
-        f"messages are waiting (>= {options.pending_threshold}) and nothing is being processed", ISSUE_3, **details,
+        f"messages are waiting (>= {options.pending_threshold}) and the running worker processes none", ISSUE_3,
+        **details,
     )  # fmt: skip
 
 
-def check_stuck_pending(client: redis.Redis, options: DoctorOptions) -> Finding:
+def check_stuck_pending(client: redis.Redis, options: DoctorOptions, *, worker_running: bool = True) -> Finding:
     idle_ms = int(options.stuck_seconds * 1000)
     stuck = {}
     for stream in streams.consumed_streams():
@@ -227,6 +275,9 @@ def check_stuck_pending(client: redis.Redis, options: DoctorOptions) -> Finding:
         )
     example = next(iter(stuck.values()))[0]
     consumers = sorted({row["consumer"] for page in stuck.values() for row in page})
+    if not worker_running:  # the next worker to start takes them over (XAUTOCLAIM): one failure, one alarm
+        summary = f"pending messages idle > {options.stuck_seconds:.0f} s held by {', '.join(consumers)}"
+        return Finding("queue.stuck_pending", OK, f"{summary}; {NO_RUNNING_WORKER}", details={"stuck": stuck})
     return _problem(
         "queue.stuck_pending", FAIL,
         f"pending messages idle > {options.stuck_seconds:.0f} s on {', '.join(stuck)} (e.g. {example['id']})",
@@ -269,22 +320,23 @@ def check_recent_errors(client: redis.Redis) -> Finding:
 # --- outbox and Bitrix -------------------------------------------------------------
 
 
-def check_outbox(options: DoctorOptions) -> Finding:
-    from django.utils import timezone
-
-    from crmbridge.publishing.outbox import waiting_entries
-
-    waiting = waiting_entries()
-    count = waiting.count()
+def check_outbox(options: DoctorOptions, client: redis.Redis | None = None) -> Finding:
+    """Operations committed but not in Redis. Rows already in Redis awaiting their deferred delete do not count."""
+    backlog = outbox_backlog_status(client)
+    count, age = backlog.waiting, backlog.oldest_waiting_seconds or 0.0
     if not count:
-        return Finding("publish.outbox", OK, "outbox empty: every committed operation reached Redis")
-    oldest = waiting.order_by("created_at").values("created_at", "last_error").first()
-    age = (timezone.now() - oldest["created_at"]).total_seconds()
+        summary = "outbox empty: every committed operation reached Redis"
+        if backlog.already_sent:
+            summary = (
+                f"every committed operation reached Redis ({backlog.already_sent} row(s) already in Redis "
+                "await their deferred delete by the relay)"
+            )
+        return Finding("publish.outbox", OK, summary)
     summary = f"{count} operation(s) waiting in the outbox, oldest {age:.0f} s"
     if age > options.outbox_stuck_seconds:
         cause = "committed operations are not reaching Redis: Redis unreachable from the app, or the relay is down"
-        if oldest["last_error"]:
-            cause += f" (last error: {redact(oldest['last_error'])[:200]})"
+        if backlog.last_error:
+            cause += f" (last error: {redact(backlog.last_error)[:200]})"
         return _problem("publish.outbox", FAIL, summary, cause, ISSUE_2, count=count, oldest_seconds=age)
     status = WARN if count >= options.pending_threshold else OK
     return Finding("publish.outbox", status, summary, details={"count": count})
@@ -338,27 +390,28 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
     workers = _read_workers(client) if reach.status == OK else None
     findings.insert(1, check_worker_enabled(workers))
     findings.append(reach)
+    running = task_status(workers or []) == "running"
     redis_checks: list[tuple[str, Callable[[], Finding]]] = [
-        (f"streams.group:{_ops()}", lambda: check_group(client, _ops(), required=True)),
+        (f"streams.group:{_ops()}", lambda: check_group(client, _ops(), required=True, worker_running=running)),
         (f"streams.group:{_hooks()}", lambda: check_group(client, _hooks(), required=False)),
         ("worker.heartbeat", lambda: check_worker_heartbeat(workers or [])),
-        ("queue.backlog", lambda: check_backlog(client, options)),
-        ("queue.stuck_pending", lambda: check_stuck_pending(client, options)),
+        ("queue.backlog", lambda: check_backlog(client, options, worker_running=running)),
+        ("queue.stuck_pending", lambda: check_stuck_pending(client, options, worker_running=running)),
         ("failures.dead_letters", lambda: check_dead_letters(client)),
         ("failures.recent", lambda: check_recent_errors(client)),
     ]
     for name, run in redis_checks:
         findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))
-    findings.append(_outbox_or_database_error(options))
+    findings.append(_outbox_or_database_error(options, client if reach.status == OK else None))
     findings.append(check_bitrix_api(options))
     return findings
 
 
-def _outbox_or_database_error(options: DoctorOptions) -> Finding:
+def _outbox_or_database_error(options: DoctorOptions, client: redis.Redis | None) -> Finding:
     from django.db import DatabaseError
 
     try:
-        return check_outbox(options)
+        return check_outbox(options, client)
     except DatabaseError as exc:
         summary = f"cannot read the outbox: {type(exc).__name__}: {redact(str(exc))[:200]}"
         return Finding("publish.outbox", FAIL, summary, cause="the database is unreachable or not migrated")

@@ -78,7 +78,7 @@ class SyncCollector:
         yield up
         yield from families
         backlog = _gauge("outbox_backlog", "Operations in the database outbox not yet in Redis")
-        backlog.add_metric([], outbox_backlog())
+        backlog.add_metric([], outbox_backlog(self.client if families else None))
         yield backlog
 
     def _redis_families(self):

@@ -7,20 +7,21 @@ from django.conf import settings
 
 from crmbridge.diagnostics.config_facts import bitrix_configured, redis_config
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count
+from crmbridge.diagnostics.outbox_status import outbox_backlog_status
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.timestamps import read_marks
 from crmbridge.redis_io import streams
 
 
-def outbox_backlog() -> int:
+def outbox_backlog(client: redis.Redis | None = None) -> int:
     """Operations committed in the database that have not reached Redis yet.
 
     Rows a live publisher holds (being published, or sent and awaiting their
     deferred delete) are not a backlog: ``waiting_entries`` leaves them out.
+    With ``client``, rows whose entry is already in Redis (their deferred delete
+    outlived the publisher's lease) are left out too (``outbox_status``).
     """
-    from crmbridge.publishing.outbox import waiting_entries
-
-    return waiting_entries().count()
+    return outbox_backlog_status(client).waiting
 
 
 def sync_status(client: redis.Redis) -> dict:
@@ -44,7 +45,7 @@ def sync_status(client: redis.Redis) -> dict:
             "webhooks": queue_status(client, streams.webhooks_stream(), now_ms=now_ms),
         },
         "dead_letter_count": dead_letter_count(client),
-        "outbox_backlog": outbox_backlog(),
+        "outbox_backlog": outbox_backlog(client),
         **read_marks(client),
         "redis": redis_config(),
     }

@@ -76,6 +76,7 @@ def bitrix_webhook(request: HttpRequest) -> JsonResponse:
         check_not_throttled(refusals)
         form = read_form(request)
         check_token(form.get(TOKEN_FIELD), refusals)
+        refusals.forgive()  # the right token: this attempt is not a refusal
         event = event_from_form(form)
     except Refused as refusal:
         response = JsonResponse({"error": refusal.code, "detail": refusal.detail}, status=refusal.status)

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import re
+
 import redis
 from django.conf import settings
 
@@ -45,6 +47,8 @@ def consumed_streams() -> list[str]:
 # --- stream entry IDs ("<ms>-<seq>") and Redis's stream errors: read in one place -------------
 
 StreamId = tuple[int, int]
+# A full entry ID as a client may send one (a URL path part): checked before it reaches Redis.
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 def parse_id(raw: str | bytes) -> StreamId:

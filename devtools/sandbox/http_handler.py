@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from crmbridge.bitrix.commands import parse_php_query, php_params
-from devtools.sandbox import control
+from devtools.sandbox import control, record_page
 from devtools.sandbox.errors import RestError
 from devtools.sandbox.portal import Portal, Reply
 
@@ -107,6 +107,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if refusal:
                 return Reply(403, {"error": "FORBIDDEN", "error_description": refusal})
             return control.handle(self.server.portal, self.command, parts.path, body)
+        if parts.path.startswith("/crm/"):  # the record pages the admin links to
+            return record_page.handle(self.server.portal.store, parts.path) or Reply(404, html="Not found")
         if not parts.path.startswith("/rest/"):
             return Reply(404, {"error": "NOT_FOUND", "error_description": "Unknown path"})
         match = _REST_PATH.match(parts.path)

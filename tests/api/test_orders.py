@@ -50,6 +50,13 @@ def test_create_with_only_the_required_fields_takes_defaults(alice_client):
     assert (response.data["amount"], response.data["currency"], response.data["status"]) == ("0.00", "RUB", "new")
 
 
+def test_the_specifications_manual_test_without_quantity_orders_one(alice_client):
+    response = alice_client.post("/orders", {"service_id": "cnc-milling"}, format="json")
+
+    assert response.status_code == 201, response.data
+    assert response.data["quantity"] == 1
+
+
 def test_create_ignores_read_only_fields(alice_client, alice, bob):
     body = {**ORDER, "owner": bob.pk, "bitrix_deal_id": 5, "status": "done", "id": 12345}
 

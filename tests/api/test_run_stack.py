@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,15 +25,20 @@ from devtools.dev_stack import describe_url
 from devtools.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# Variables of the developer's shell that would change what the stack (or a second command) does.
+CLEARED_PREFIXES = ("REDIS_", "BITRIX_", "DEV_ADMIN", "DATABASE_URL", "STACK_ENV_FILE", "WEB_PORT", "DEBUG")
 pytestmark = pytest.mark.slow
 
 
 class Stack:
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, **env: str | None) -> None:
         self.tmp = tmp_path
         self.web_port, self.redis_port, self.sandbox_port = free_port(), free_port(), free_port()
         self.log = tmp_path / "stack.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "BITRIX_", "DEV_ADMIN"))}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED_PREFIXES)}
+        # The stack's settings for other commands: in the test's folder, never the checkout's .env.stack
+        # (except where a test says otherwise: test_a_second_terminal_sees_the_stacks_settings).
+        self.env["STACK_ENV_FILE"] = str(tmp_path / ".env.stack")
         self.env.update(
             DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
             REDIS_HOST="127.0.0.1",
@@ -41,6 +48,7 @@ class Stack:
             BITRIX_WORKER_POLL_INTERVAL="0.2",
             **env,
         )
+        self.env = {k: v for k, v in self.env.items() if v is not None}  # None: unset
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Stack:
@@ -78,14 +86,29 @@ class Stack:
         return self.process.wait(timeout=60)
 
     def api(self, method: str, path: str, body: dict | None = None, token: str = "") -> dict:
+        response = self.request(method, path, body, token)
+        assert response.status < 400, (response.status, response.body[:500])
+        return json.loads(response.body)
+
+    def request(self, method: str, path: str, body: dict | None = None, token: str = "") -> Answer:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.web_port}{path}",
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Answer(response.status, response.read(), dict(response.headers))
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, error.read(), dict(error.headers))
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    headers: dict
 
 
 def port_closed(port: int) -> bool:
@@ -99,7 +122,7 @@ def port_closed(port: int) -> bool:
 def stack_factory(tmp_path):
     stacks: list[Stack] = []
 
-    def make(**env: str) -> Stack:
+    def make(**env: str | None) -> Stack:
         stacks.append(Stack(tmp_path, **env))
         return stacks[-1].start()
 
@@ -129,6 +152,13 @@ def test_stack_serves_the_manual_test_and_stops_everything_on_ctrl_c(stack_facto
             what="the deal ID written back",
             timeout=30,
         )
+
+    bad = stack.request("POST", "/orders", {"service_id": "teleportation"}, token)
+    assert bad.status == 400
+    stack.wait_for(lambda: '"POST /orders HTTP/1.1" 400' in stack.output(), what="the access line of the 400")
+    web_lines = [line for line in stack.output().splitlines() if line.lstrip().startswith("web |")]
+    assert any('"GET /profile HTTP/1.1" 200' in line for line in web_lines)  # access lines are kept
+    assert sum("Bad Request: /orders" in line for line in web_lines) == 1  # once, not twice
 
     assert stack.stop(signal.SIGINT) == 0
     assert all(port_closed(p) for p in (stack.web_port, stack.redis_port, stack.sandbox_port))
@@ -162,6 +192,52 @@ def test_a_dead_worker_is_restarted_and_a_dead_web_app_stops_everything(stack_fa
     assert stack.process.returncode == 1
     assert "web EXITED UNEXPECTEDLY" in stack.output()
     assert port_closed(stack.redis_port)
+
+
+def test_the_admin_is_styled_even_with_debug_false_from_the_env_file(stack_factory):
+    # `cp .env.example .env` gives DEBUG=false (and then a SECRET_KEY is required); runserver then
+    # serves no static files by itself.
+    stack = stack_factory(
+        DEBUG="false", SECRET_KEY="a-test-only-key-" + "x" * 40, BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/"
+    )
+
+    css = stack.request("GET", "/static/admin/css/base.css")
+
+    assert css.status == 200
+    assert css.headers.get("Content-Type", "").startswith("text/css")
+    assert b"body" in css.body
+    assert stack.request("GET", "/static/admin/css/no-such-file.css").status == 404
+    assert stack.stop(signal.SIGTERM) == 0
+
+
+def manage_in_a_second_terminal(*args: str) -> subprocess.CompletedProcess:
+    """``python manage.py <args>`` of this checkout with none of the stack's variables: a new terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED_PREFIXES)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_second_terminal_sees_the_stacks_settings(stack_factory):
+    checkout_file = ROOT / ".env.stack"
+    if checkout_file.exists():
+        pytest.skip(f"{checkout_file} exists: a ./run.sh of this checkout is running (or crashed); stop it first")
+    stack = stack_factory(STACK_ENV_FILE=None)  # unset: the default, <checkout>/.env.stack
+    assert f"{checkout_file.name}" in stack.output()  # the banner says where the settings are
+    assert checkout_file.stat().st_mode & 0o077 == 0  # it holds the webhook code: private
+
+    doctor = manage_in_a_second_terminal("bitrix_doctor", "--json")
+
+    report = json.loads(doctor.stdout)
+    checks = {check["check"]: check for check in report["checks"]}
+    assert checks["config.webhook_url"]["status"] == "OK", checks["config.webhook_url"]
+    assert f":{stack.sandbox_port}/" in checks["config.webhook_url"]["summary"]
+    assert checks["redis.reachable"]["status"] == "OK"
+    assert checks["bitrix.api"]["status"] == "OK"
+    assert checks["redis.reachable"]["details"]["port"] == stack.redis_port
+
+    assert stack.stop(signal.SIGINT) == 0
+    assert not checkout_file.exists()  # removed on exit: no command talks to a stopped stack
 
 
 def test_describe_url_hides_the_password():

@@ -111,3 +111,53 @@ def test_sync_record_list_links_to_the_dashboard(staff_browser):
     assert (
         "/admin/crmbridge/syncrecord/dashboard/" in staff_browser.get("/admin/crmbridge/syncrecord/").content.decode()
     )
+
+
+# One Bitrix column whose link opens the record in the portal (the sandbox plays the portal). ----
+
+
+def bitrix_column_headers(page: str) -> list[str]:
+    import re
+
+    return [h for h in re.findall(r'<th scope="col" class="column-(\w+)', page) if "bitrix" in h or "sync" in h]
+
+
+def test_order_and_user_lists_have_one_bitrix_column(staff_browser, alice, secret_webhook):
+    order_for(alice, bitrix_deal_id=456)
+
+    assert bitrix_column_headers(staff_browser.get(ORDERS).content.decode()) == ["bitrix"]
+    assert bitrix_column_headers(staff_browser.get(USERS).content.decode()) == ["bitrix"]
+
+
+def test_the_link_opens_the_deal_and_the_contact_in_the_portal(staff_browser, alice, sandbox):
+    import re
+    import urllib.request
+
+    from crmbridge.bitrix.client import BitrixClient
+
+    client = BitrixClient.from_settings()
+    contact_id = client.call("crm.contact.add", {"fields": {"NAME": "Alice", "LAST_NAME": "Tester"}})
+    deal_id = client.call("crm.deal.add", {"fields": {"TITLE": "Order 1: CNC milling", "CONTACT_ID": contact_id}})
+    client.close()
+    order_for(alice, bitrix_deal_id=deal_id)
+    type(alice).objects.filter(pk=alice.pk).update(bitrix_contact_id=contact_id)
+
+    for admin_list, expected in ((ORDERS, "Order 1: CNC milling"), (USERS, "Alice")):
+        page = staff_browser.get(admin_list).content.decode()
+        (link,) = set(re.findall(r'href="(http://127\.0\.0\.1:\d+/crm/\w+/details/\d+/)"', page))
+        with urllib.request.urlopen(link, timeout=5) as response:
+            body = response.read().decode()
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/html")
+        assert expected in body
+        assert sandbox.webhook_url.split("/rest/")[1].split("/")[1] not in body  # never the webhook code
+
+
+def test_the_portal_page_of_a_missing_record_is_a_404(sandbox):
+    import urllib.error
+    import urllib.request
+
+    base = sandbox.webhook_url.split("/rest/")[0]
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{base}/crm/deal/details/99999/", timeout=5)
+    assert missing.value.code == 404

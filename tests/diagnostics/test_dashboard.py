@@ -272,3 +272,98 @@ def test_an_action_with_redis_down_reports_the_failure(staff_browser, private_re
     response = confirm(staff_browser, "requeue_all")
 
     assert texts(response)[0].startswith("Requeue all dead letters failed: Redis is unreachable")
+
+
+# Issue 15: the summary tells the truth, pages stay small, the live part refreshes. -------------
+
+
+def test_the_verdict_is_not_green_while_every_call_fails(staff_browser, redis_client, sandbox):
+    from tests.diagnostics.helpers import mark
+
+    create_group(redis_client)
+    beat(redis_client)  # the worker is running...
+    mark(redis_client, "success", ago=600)
+    mark(redis_client, "failure", ago=1, detail="HTTP 503 from the portal")  # ...and every call fails
+
+    page = staff_browser.get(DASHBOARD).content.decode()
+
+    assert 'data-level="warn"' in page
+    assert "failures.recent" in page and "HTTP 503 from the portal" in page
+
+
+def test_a_healthy_system_is_green(staff_browser, redis_client, sandbox):
+    create_group(redis_client)
+    beat(redis_client)
+
+    page = staff_browser.get(DASHBOARD).content.decode()
+
+    assert 'data-level="ok"' in page and "Healthy" in page
+    assert 'id="bitrix-problems"' not in page
+
+
+def test_no_worker_is_a_failing_verdict_naming_the_worker(staff_browser, redis_client, sandbox):
+    create_group(redis_client)
+
+    page = staff_browser.get(DASHBOARD).content.decode()
+
+    assert 'data-level="fail"' in page and "worker.heartbeat" in page
+
+
+def test_a_3_mb_payload_stays_out_of_the_page_and_has_its_own_url(staff_browser, redis_client):
+    from crmbridge.worker.dead_letters import DeadLetter, move_to_dead_letters
+
+    create_group(redis_client)
+    payload = {"entity": "deal", "op": "create", "id": "7", "comment": "x" * 3_000_000}
+    move_to_dead_letters(
+        redis_client, [DeadLetter(source_stream=OPS(), source_id="1-1", payload=payload, reason="permanent_error")]
+    )
+    (dead_id,) = [entry_id for entry_id, _ in redis_client.xrange(streams.dead_letter_stream())]
+
+    page = staff_browser.get(DASHBOARD)
+    whole = staff_browser.get(f"{DASHBOARD}dead-letters/{dead_id}/")
+
+    assert len(page.content) < 200_000
+    assert "whole payload (2.9 MB)" in page.content.decode()
+    assert "/admin/orders/order/7/change/" in page.content.decode()
+    assert whole.status_code == 200 and whole["Content-Type"].startswith("application/json")
+    assert len(whole.json()["payload"]["comment"]) == 3_000_000
+    assert whole.json()["first_seen"] == ""  # as stored; the table shows the source entry's time
+    assert "1970-01-01 00:00:00" in page.content.decode()  # first seen from source ID 1-1
+
+
+def test_a_dead_letter_as_json_needs_view_permission_and_a_valid_id(staff_browser, plain_staff):
+    client = Client()
+    client.force_login(plain_staff)
+
+    assert client.get(f"{DASHBOARD}dead-letters/1-0/").status_code == 403
+    assert staff_browser.get(f"{DASHBOARD}dead-letters/1-0/").status_code == 404
+    assert staff_browser.get(f"{DASHBOARD}dead-letters/not-an-id/").status_code == 404
+
+
+def test_requeue_all_is_offered_only_with_dead_letters(staff_browser, redis_client):
+    assert 'value="requeue_all"' not in staff_browser.get(DASHBOARD).content.decode()
+
+    add_dead_letters(redis_client, 1)
+
+    assert 'value="requeue_all"' in staff_browser.get(DASHBOARD).content.decode()
+
+
+def test_the_live_part_is_served_alone_and_its_forms_come_back_to_the_dashboard(staff_browser, redis_client):
+    add_dead_letters(redis_client, 1)
+
+    live = staff_browser.get(DASHBOARD + "?partial=live").content.decode()
+
+    assert 'id="bitrix-summary"' in live and 'id="bitrix-dead-letters"' in live
+    assert "<html" not in live and 'id="bitrix-config"' not in live
+    assert f'name="next" value="{DASHBOARD}"' in live
+    assert "partial=live" not in live.split('name="next"')[1][:100]
+
+
+def test_pending_rows_name_their_record(staff_browser, redis_client):
+    create_group(redis_client)
+    publish(redis_client, 2, entity="contact")
+    deliver(redis_client, 2)
+
+    page = staff_browser.get(DASHBOARD).content.decode()
+
+    assert "/admin/accounts/user/1/change/" in page and "/admin/accounts/user/2/change/" in page

@@ -1,14 +1,11 @@
 """The dashboard in headless Chromium: sign in as staff and requeue a dead letter with the button.
 
 Uses Debian's ``/usr/bin/chromium`` through Playwright (never ``playwright
-install``). Without the browser the test is skipped, except on CI (``CI=true``)
-where a missing browser is a failure.
+install``; the ``chromium`` fixture is in ``conftest.py``). Without the browser the test
+is skipped, except on CI (``CI=true``) where a missing browser is a failure.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 
@@ -16,27 +13,6 @@ from crmbridge.redis_io import streams
 from tests.diagnostics.helpers import add_dead_letters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-
-
-@pytest.fixture
-def chromium():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def test_staff_requeues_a_dead_letter_from_the_dashboard(live_server, admin_user, redis_client, request):

@@ -108,10 +108,25 @@ def test_redis_down_fails_open_with_a_warning(strict, anon_client, alice, settin
 
 
 def test_a_history_longer_than_the_limit_still_answers_retry_after(strict, anon_client, alice, settings):
-    """Parallel requests (the counters are not atomic) or a lowered rate: DRF's wait() would be None."""
+    """A lowered rate: more attempts stored than the new limit still give a Retry-After."""
     for _ in range(3):
         sign_in(anon_client, alice.email)
     settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "login_failures": "1/min", "login": "1/min"}
 
     assert_429(sign_in(anon_client, alice.email, ip="10.9.9.9"))  # per account: 3 failures > 1
     assert_429(sign_in(anon_client, "bob@example.com"))  # per address: 3 attempts > 1
+
+
+def test_retry_after_counts_from_the_oldest_attempt_in_the_window(strict, anon_client, db, redis_client):
+    for n in range(6):
+        assert sign_in(anon_client, f"user{n}@example.com").status_code == 400
+    (key,) = redis_client.keys("bitrixsync:throttle:login:*")
+    oldest = redis_client.zrange(key, 0, 0, withscores=True)[0][1]
+    redis_client.zadd(key, {"older": oldest - 40_000})  # as if one attempt were 40 s old
+    redis_client.zremrangebyrank(key, 1, 1)  # still 6 in the window
+
+    response = sign_in(anon_client, "another@example.com")
+
+    assert_429(response)
+    assert 18 <= int(response["Retry-After"]) <= 21  # 60 s window - 40 s, not a full minute
+    assert redis_client.zcard(key) == 6  # a refused attempt is not counted: hammering does not extend the wait
