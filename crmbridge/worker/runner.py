@@ -33,7 +33,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from crmbridge import streams, telemetry
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
-from crmbridge.dead_letters import DeadLetter, move_to_dead_letters
+from crmbridge.dead_letters import DeadLetter, DeadLetterError, move_to_dead_letters
 from crmbridge.redis_connection import get_redis
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
@@ -229,9 +229,17 @@ class Worker:
             for message in messages:
                 self.schedule.hold(message, delay=DATABASE_BACKOFF_SECONDS, counted=False)
             return
-        except Exception as exc:  # a bug: retry the chunk (counted), never stop the loop
-            logger.exception("[WORKER] Error processing operation message: chunk of %s failed", len(messages))
-            outcome = ChunkOutcome(retry=[(m, BitrixError(type(exc).__name__, str(exc))) for m in messages])
+        except Exception as exc:  # a bug: isolate it to the message(s) causing it, never stop the loop
+            if len(messages) > 1:
+                logger.exception(
+                    "[WORKER] Error processing operation message: chunk of %s failed; retrying its messages one by one",
+                    len(messages),
+                )
+                for message in messages:
+                    self.handle([message])
+                return
+            logger.exception("[WORKER] Error processing operation message: %s failed", messages[0].id)
+            outcome = ChunkOutcome(retry=[(messages[0], BitrixError(type(exc).__name__, str(exc)))])
         self._apply(outcome)
 
     def _process_chunk(self, sync: SyncBatch, messages: list[StreamMessage]) -> ChunkOutcome:
@@ -290,7 +298,17 @@ class Worker:
     def _dead_letter(self, dead: list[tuple[StreamMessage, DeadLetter]]) -> None:
         if not dead:
             return
-        move_to_dead_letters(self.redis, [letter for _, letter in dead])
+        try:
+            move_to_dead_letters(self.redis, [letter for _, letter in dead])
+        except DeadLetterError as exc:  # not acknowledged: keep them pending and try again later
+            logger.error(
+                "[WORKER] Could not write dead letters to %s (%s); kept pending", streams.dead_letter_stream(), exc
+            )
+            for message in [m for m, _ in dead if m.id in exc.failed]:
+                self.schedule.hold(message, delay=max(self.config.retry_max_seconds, 1.0), counted=False)
+            dead = [(m, letter) for m, letter in dead if m.id not in exc.failed]
+            if not dead:
+                return
         for message, letter in dead:
             logger.error(
                 "[WORKER] Message %s moved to %s after %s attempt(s): %s (%s)",
