@@ -206,6 +206,12 @@ BITRIX_WORKER = {
 }
 # Stream retention: acknowledged entries older than this are trimmed.
 BITRIX_STREAM_RETENTION_SECONDS = env_int("BITRIX_STREAM_RETENTION_SECONDS", 86400, minimum=0)
+# Reconciliation (issue 13): every BITRIX_RECONCILE_INTERVAL seconds a worker queues again the
+# records waiting longer than BITRIX_RECONCILE_AFTER seconds with no live message (Redis lost it).
+BITRIX_RECONCILE_INTERVAL = env_float("BITRIX_RECONCILE_INTERVAL", 60.0, minimum=1.0)
+BITRIX_RECONCILE_AFTER = env_float("BITRIX_RECONCILE_AFTER", 300.0, minimum=1.0)
+# Inbound events: a portal ts more than this far ahead of our clock is clamped to it.
+BITRIX_INBOUND_MAX_CLOCK_SKEW_SECONDS = env_int("BITRIX_INBOUND_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0)
 
 LOGGING = {
     "version": 1,
