@@ -14,8 +14,8 @@ What survives what:
   with a pause, so a persisting error cannot spin a CPU;
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
-  its messages pending, probes the portal every ``pause_probe_seconds`` and
-  resumes by itself.
+  its messages pending, probes the portal (``profile``) every
+  ``pause_probe_seconds`` whatever it holds, and resumes on a successful probe.
 """
 
 from __future__ import annotations
@@ -369,21 +369,23 @@ class Worker:
         self.heartbeat.beat(held=len(self.schedule), force=True)
 
     def _paused_step(self) -> bool:
-        """While paused: no new reads; every probe interval, try the held messages again."""
+        """While paused: no new reads; every probe interval, probe the portal itself.
+
+        The probe does not depend on what is held: held messages may all be waiting
+        for something else (an inbound event behind a local change that the paused
+        worker has not read yet), so their outcome cannot tell that the portal is back.
+        """
         if self.once:
             return False
         if time.monotonic() < self._next_probe:
             self._sleep(min(1.0, self._next_probe - time.monotonic()))
             return True
         self._next_probe = time.monotonic() + self.config.pause_probe_seconds
-        if len(self.schedule) == 0:
-            self._probe_without_messages()
-            return True
-        self.schedule.make_all_due()
-        self.process_due()
+        self._probe()
         return True
 
-    def _probe_without_messages(self) -> None:
+    def _probe(self) -> None:
+        """``profile``: a configuration error keeps the pause; any other answer resumes (retries handle the rest)."""
         sync = self._sync_batch()
         if sync is None:
             return
