@@ -8,8 +8,9 @@ long a shutdown takes.
 What survives what:
 
 * a worker killed mid-chunk: its entries stay pending and a live worker takes
-  them over after ``claim_idle_seconds`` (XAUTOCLAIM); record locks and the
-  create marker stop the takeover from creating a second deal;
+  them over as soon as its heartbeat expires (3 x ``heartbeat_seconds``; see
+  ``maintenance.take_over``); record locks and the create marker stop the
+  takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
   with a pause, so a persisting error cannot spin a CPU;
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
@@ -73,6 +74,7 @@ class Worker:
         self.iteration = 0
         self.paused_reason = ""
         self._next_probe = 0.0
+        self._step_started = time.monotonic()
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
@@ -101,6 +103,7 @@ class Worker:
             try:
                 self.consumer.ensure_groups()
                 self.heartbeat.beat(force=True)
+                self.heartbeat.start_thread(self.loop_alive)
                 self.recover_own_pending()
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -146,8 +149,18 @@ class Worker:
             self._sleep(1.0)
             return True
 
+    def loop_alive(self) -> bool:
+        """Has the loop started a step recently? The heartbeat thread stops beating for a stuck loop.
+
+        A step is a blocking read (``poll_interval``) or one chunk; a chunk may wait on
+        Bitrix (timeouts, rate limits) but not for ``claim_idle_seconds`` on end.
+        """
+        limit = max(self.config.claim_idle_seconds, 3 * self.config.heartbeat_seconds, self.config.poll_interval + 10)
+        return time.monotonic() - self._step_started < limit
+
     def step(self) -> bool:
         """One loop iteration. Returns whether there was anything to do or wait for."""
+        self._step_started = time.monotonic()
         self.iteration += 1
         level = logging.INFO if self.iteration == 1 else logging.DEBUG
         logger.log(level, "Worker loop iteration %s - running=%s", self.iteration, not self.shutdown)
@@ -215,6 +228,7 @@ class Worker:
     # -- outcome of a chunk -----------------------------------------------------
     def handle(self, messages: list[StreamMessage]) -> None:
         """Sync a chunk and act on each message's outcome; never raises for a bad message."""
+        self._step_started = time.monotonic()  # progress: the heartbeat goes on
         sync = self._sync_batch()
         if sync is None:
             for message in messages:
@@ -344,7 +358,12 @@ class Worker:
             except ImproperlyConfigured as exc:
                 self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
                 return None
-            locks = RecordLocks(self.redis, owner=self.name, lease_ms=int(self.config.claim_idle_seconds * 2000))
+            locks = RecordLocks(
+                self.redis,
+                owner=self.name,
+                lease_ms=int(self.config.claim_idle_seconds * 2000),
+                dead_owners=lambda: telemetry.dead_workers(self.redis) - {self.name},
+            )
             self._sync = SyncBatch(
                 self._bitrix, locks, consumer=self.name, max_commands=self.config.commands_per_request
             )
