@@ -6,6 +6,8 @@
   expired (or that stopped), ``claim_idle_seconds`` for one that never beat;
   never from a consumer whose heartbeat is live
 * relay the outbox (operations saved while Redis was unreachable)
+* reconcile (``BITRIX_RECONCILE_INTERVAL``): queue again the records waiting
+  with no live message (Redis lost its data; ``crmbridge.reconcile``)
 * trim acknowledged stream entries, remove long-idle empty consumers
 """
 
@@ -51,6 +53,8 @@ class Maintenance:
             self.take_over()
         if self._due("relay", RELAY_SECONDS):
             self.relay_outbox()
+        if not worker.paused_reason and self._due("reconcile", settings.BITRIX_RECONCILE_INTERVAL):
+            self.reconcile()
         if self._due("trim", TRIM_SECONDS):
             self.trim()
         if self._due("consumers", CONSUMER_CLEANUP_SECONDS):
@@ -109,6 +113,22 @@ class Maintenance:
             raise
         except Exception:  # the database: try again next time, keep consuming
             logger.exception("[WORKER] Outbox relay failed")
+
+    def reconcile(self) -> int:
+        """One worker at a time (a lock for most of the interval) looks for lost records."""
+        worker = self.worker
+        lease_ms = int(settings.BITRIX_RECONCILE_INTERVAL * 900)
+        if not worker.redis.set(streams.key("reconcile:lock"), worker.name, nx=True, px=max(lease_ms, 1)):
+            return 0
+        from crmbridge.reconcile import reconcile
+
+        try:
+            return reconcile(worker.redis)
+        except redis.RedisError:
+            raise
+        except Exception:  # the database: next interval
+            logger.exception("[WORKER] Reconciliation failed")
+            return 0
 
     def trim(self) -> None:
         try:

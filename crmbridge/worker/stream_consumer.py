@@ -195,6 +195,10 @@ class StreamConsumer:
         return messages
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
+def entry_id_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry ID as a sortable pair."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+_id_key = entry_id_key
