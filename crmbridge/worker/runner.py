@@ -31,7 +31,7 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from crmbridge import streams, telemetry
+from crmbridge import coalescing, streams, telemetry
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.dead_letters import DeadLetter, DeadLetterError, move_to_dead_letters
@@ -75,6 +75,7 @@ class Worker:
         self.paused_reason = ""
         self._next_probe = 0.0
         self._step_started = time.monotonic()
+        self._synced_at: dict[tuple[str, int], float] = {}  # record -> when this worker last synced it
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
@@ -229,11 +230,16 @@ class Worker:
     def handle(self, messages: list[StreamMessage]) -> None:
         """Sync a chunk and act on each message's outcome; never raises for a bad message."""
         self._step_started = time.monotonic()  # progress: the heartbeat goes on
+        messages = self._wait_for_record_interval(messages)
+        if not messages:
+            return
         sync = self._sync_batch()
         if sync is None:
             for message in messages:
                 self.schedule.hold(message, delay=self.config.pause_probe_seconds, counted=False)
             return
+        # Before the records are loaded: a change skipped at publish from now on is seen at the ack.
+        coalescing.clear_dirty(self.redis, [k for m in messages if (k := self._record_of(m))])
         try:
             outcome = self._process_chunk(sync, messages)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
@@ -268,8 +274,8 @@ class Worker:
         return outcome
 
     def _apply(self, outcome: ChunkOutcome) -> None:
-        self.consumer.ack(outcome.done)
-        self._count("processed", outcome.done)
+        acked = self._ack(outcome.done)
+        self._count("processed", acked)
         if outcome.done:
             telemetry.mark(self.redis, "success", f"{len(outcome.done)} message(s) synced")
         dead = [(m, letter) for m, letter in outcome.dead]
@@ -291,6 +297,48 @@ class Worker:
             self._pause(outcome.pause)
         elif self.paused_reason and outcome.done:
             self._resume()
+
+    # -- coalescing (crmbridge.coalescing) ----------------------------------------
+    def _record_of(self, message: StreamMessage) -> tuple[str, int] | None:
+        if message.stream != streams.operations_stream():
+            return None
+        operation = operation_of(message)
+        return (operation.entity, operation.local_id) if operation else None
+
+    def _wait_for_record_interval(self, messages: list[StreamMessage]) -> list[StreamMessage]:
+        """Hold the messages of records synced less than ``record_interval_seconds`` ago, until then."""
+        now, interval, ready = time.monotonic(), self.config.record_interval_seconds, []
+        for message in messages:
+            key = self._record_of(message)
+            wait = interval - (now - self._synced_at[key]) if key in self._synced_at else 0.0
+            if wait > 0:
+                self.schedule.hold(message, delay=wait, counted=False)
+            else:
+                ready.append(message)
+        return ready
+
+    def _ack(self, done: list[StreamMessage]) -> list[StreamMessage]:
+        """Acknowledge what is done; a record changed meanwhile (dirty) is synced again instead."""
+        by_record: dict[tuple[str, int], list[StreamMessage]] = {}
+        for message in done:
+            key = self._record_of(message)
+            if key is not None:
+                by_record.setdefault(key, []).append(message)
+        self.consumer.ack([m for m in done if self._record_of(m) is None])
+        batches = {key: [m.id for m in batch] for key, batch in by_record.items()}
+        refused = coalescing.ack_unless_dirty(self.redis, streams.operations_stream(), streams.GROUP, batches)
+        now = time.monotonic()
+        if len(self._synced_at) > 10_000:  # forget records synced long ago
+            self._synced_at = {
+                k: t for k, t in self._synced_at.items() if now - t < self.config.record_interval_seconds
+            }
+        for key, batch in by_record.items():
+            self._synced_at[key] = now
+            if key in refused:
+                logger.debug("[WORKER] %s %s changed while it was synced; syncing it again", *key)
+                for message in batch:
+                    self.schedule.hold(message, delay=self.config.record_interval_seconds, counted=False)
+        return [m for m in done if self._record_of(m) not in refused]
 
     def _schedule_retry(self, message: StreamMessage, error: BitrixError) -> None:
         retry = message.deliveries
