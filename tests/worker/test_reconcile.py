@@ -37,9 +37,7 @@ def doctor_finding(check: str):
     return next(f for f in findings if f.check == check)
 
 
-def test_flushed_redis_with_20_operations_queued_syncs_each_record_once(
-    sandbox, alice, redis_client, reconcile_fast
-):
+def test_flushed_redis_with_20_operations_queued_syncs_each_record_once(sandbox, alice, redis_client, reconcile_fast):
     orders = [Order.objects.create(owner=alice, service_id="welding", quantity=i + 1) for i in range(20)]
     # Three creates had reached Bitrix when Redis went (the worker died before writing the IDs back).
     client = BitrixClient(settings.BITRIX_WEBHOOK_URL)
@@ -100,4 +98,3 @@ def test_records_with_a_live_or_dead_message_are_not_queued_again(sandbox, alice
     assert lost_records(redis_client) == []  # dead letters: an operator decides
     redis_client.delete(streams.dead_letter_stream())
     assert {key[0] for key in lost_records(redis_client)} == {"deal", "contact"} and ids
-
