@@ -16,9 +16,7 @@ final values. Target: at most 20 deal updates per order for 300 PUTs at 20/s.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos import start_web
-from chaos_check import backlog, wait_drained
+from chaos_check import wait_drained
 from stack import ROOT, BenchStack
 from throughput import machine
 
@@ -126,7 +124,7 @@ def main() -> int:
     options = parser.parse_args()
     stack = BenchStack(rate=2.0, burst=50).start()
     try:
-        web, base = start_web(stack)
+        _web, base = start_web(stack)
         stack.start_worker(name="worker")
         client = redis.Redis(port=stack.redis.port, decode_responses=True)
         cases = [run_case(stack, base, client, orders=n, puts=options.puts, rate=options.rate) for n in options.orders]

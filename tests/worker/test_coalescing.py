@@ -10,7 +10,7 @@ import pytest
 from crmbridge import streams
 from crmbridge.worker.runner import Worker
 from orders.models import Order
-from tests.worker.helpers import fast_config, run_worker_once
+from tests.worker.helpers import fast_config, run_worker_once, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,13 +25,6 @@ def title(sandbox, deal_id: int) -> str:
 
 def deal_updates(sandbox) -> int:
     return sandbox.stats()["commands_by_method"].get("crm.deal.update", 0)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        time.sleep(0.05)
 
 
 @pytest.fixture

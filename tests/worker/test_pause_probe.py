@@ -11,19 +11,11 @@ from crmbridge import streams
 from crmbridge.inbound.events import InboundEvent
 from crmbridge.worker.runner import Worker
 from orders.models import Order
-from tests.worker.helpers import fast_config, run_worker_once
+from tests.worker.helpers import fast_config, run_worker_once, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PROBE = 1.0
-
-
-def wait_for(condition, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"{what} not within {timeout}s"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def deal_title(sandbox, deal_id: int) -> str:

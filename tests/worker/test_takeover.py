@@ -6,26 +6,17 @@ Real worker processes (``manage.py run_bitrix_worker``), a real Redis, the sandb
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 import redis
 
 from crmbridge import streams, telemetry
 from orders.models import Order
-from tests.worker.helpers import start_worker_process
+from tests.worker.helpers import start_worker_process, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 HEARTBEAT = 1.0
-
-
-def wait_for(condition, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"{what} not within {timeout}s"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def pending_of(redis_client, consumer: str) -> int:
