@@ -142,9 +142,18 @@ class Maintenance:
         live = {w["name"] for w in telemetry.read_workers(self.worker.redis) if "name" in w}
         idle_ms = int(max(self.worker.config.claim_idle_seconds * 10, 600) * 1000)
         removed = self.worker.consumer.remove_idle_consumers(idle_ms=idle_ms, live_names=live)
-        telemetry.forget_workers(self.worker.redis, removed)
+        # Names that are neither live nor consumers any more need no takeover: forget them.
+        client = self.worker.redis
+        consumers = {c["name"] for s in self.worker.consumer.streams for c in self._consumers(s)}
+        telemetry.forget_workers(client, sorted(telemetry.known_workers(client) - live - consumers))
         if removed:
             logger.info("[WORKER] Removed idle consumers with nothing pending: %s", ", ".join(removed))
+
+    def _consumers(self, stream: str) -> list[dict]:
+        try:
+            return self.worker.redis.xinfo_consumers(stream, self.worker.consumer.group)
+        except redis.ResponseError:  # no stream or group (yet)
+            return []
 
 
 def worker_streams() -> list[str]:
