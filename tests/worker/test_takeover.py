@@ -48,15 +48,17 @@ def make_orders(users, per_user: int) -> list[int]:
 def test_a_killed_workers_entries_are_owned_by_a_live_one_within_three_heartbeats(
     sandbox, customers, redis_client, tmp_path
 ):
-    ids = make_orders(customers, 3)
-    sandbox.set_faults(latency_ms=400)
+    # 40 messages (20 contacts, 20 deals): worker a takes them all in its first chunk, whose one
+    # request takes 15 s; worker b starts meanwhile and finds nothing else to do.
+    ids = make_orders(customers[:10], 2)
+    sandbox.set_faults(latency_ms=15000)
     env = {"BITRIX_WORKER_HEARTBEAT": str(HEARTBEAT)}
     # claim_idle far beyond the test: only the heartbeat can explain a takeover.
     first = start_worker_process("--name", "worker_a-1", "--claim-idle", "600", log_path=tmp_path / "a.log", **env)
-    wait_for(lambda: pending_of(redis_client, "worker_a-1") > 0, 60, "worker a holding entries")
+    wait_for(lambda: pending_of(redis_client, "worker_a-1") > 0, 30, "worker a holding entries")
     second = start_worker_process("--name", "worker_b-2", "--claim-idle", "600", log_path=tmp_path / "b.log", **env)
-    wait_for(lambda: "worker_b-2" in live(redis_client), 60, "worker b beating")
-    wait_for(lambda: pending_of(redis_client, "worker_a-1") > 0, 60, "worker a holding entries")
+    wait_for(lambda: "worker_b-2" in live(redis_client), 12, "worker b beating")
+    assert pending_of(redis_client, "worker_a-1") > 0, "worker a finished before b started: nothing to prove"
 
     first.send_signal(signal.SIGKILL)
     first.wait(10)
