@@ -9,6 +9,9 @@ Written by the worker (``crmbridge.worker``), read by diagnostics. Keys:
     ``current`` (what it holds now, short text), ``config`` (JSON of worker_config)
 ``{prefix}workers`` (sorted set) consumer name -> last beat, to list workers
     without SCAN; members whose hash has expired are stale and pruned by readers.
+``{prefix}worker_beats`` (hash) consumer name -> last beat, never pruned by readers:
+    a consumer named here whose heartbeat hash is gone has stopped or died, and
+    live workers take over its pending entries at once (``crmbridge.worker.maintenance``).
 ``{prefix}stats:<unix minute>`` (hash, kept 2 hours)
     ``processed``, ``retried``, ``dead_lettered`` and the same per
     ``<entity>:<op>`` (e.g. ``processed:deal:create``), for the per-minute chart.
@@ -37,6 +40,10 @@ def workers_index_key() -> str:
     return streams.key("workers")
 
 
+def beats_key() -> str:
+    return streams.key("worker_beats")
+
+
 def stats_key(minute: int) -> str:
     return streams.key(f"stats:{minute}")
 
@@ -49,7 +56,24 @@ def write_heartbeat(client: redis.Redis, consumer: str, fields: dict, *, ttl_sec
     pipe.hset(worker_key(consumer), mapping=data)
     pipe.pexpire(worker_key(consumer), int(ttl_seconds * 1000))
     pipe.zadd(workers_index_key(), {consumer: now})
+    pipe.hset(beats_key(), consumer, f"{now:.3f}")
     pipe.execute()
+
+
+def known_workers(client: redis.Redis) -> set[str]:
+    """Consumer names that have ever beaten (live, stopped or dead)."""
+    return set(client.hkeys(beats_key()))
+
+
+def dead_workers(client: redis.Redis) -> set[str]:
+    """Consumers that have beaten before and whose heartbeat is gone: stopped or dead."""
+    known = known_workers(client)
+    return known - {w["name"] for w in read_workers(client) if "name" in w} if known else set()
+
+
+def forget_workers(client: redis.Redis, names: list[str]) -> None:
+    if names:
+        client.hdel(beats_key(), *names)
 
 
 def remove_heartbeat(client: redis.Redis, consumer: str) -> None:

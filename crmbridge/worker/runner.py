@@ -8,14 +8,15 @@ long a shutdown takes.
 What survives what:
 
 * a worker killed mid-chunk: its entries stay pending and a live worker takes
-  them over after ``claim_idle_seconds`` (XAUTOCLAIM); record locks and the
-  create marker stop the takeover from creating a second deal;
+  them over as soon as its heartbeat expires (3 x ``heartbeat_seconds``; see
+  ``maintenance.take_over``); record locks and the create marker stop the
+  takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
   with a pause, so a persisting error cannot spin a CPU;
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
-  its messages pending, probes the portal every ``pause_probe_seconds`` and
-  resumes by itself.
+  its messages pending, probes the portal (``profile``) every
+  ``pause_probe_seconds`` whatever it holds, and resumes on a successful probe.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from crmbridge import streams, telemetry
+from crmbridge import coalescing, streams, telemetry
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
-from crmbridge.dead_letters import DeadLetter, move_to_dead_letters
+from crmbridge.dead_letters import DeadLetter, DeadLetterError, move_to_dead_letters
 from crmbridge.redis_connection import get_redis
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
@@ -73,6 +74,8 @@ class Worker:
         self.iteration = 0
         self.paused_reason = ""
         self._next_probe = 0.0
+        self._step_started = time.monotonic()
+        self._synced_at: dict[tuple[str, int], float] = {}  # record -> when this worker last synced it
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
@@ -101,6 +104,7 @@ class Worker:
             try:
                 self.consumer.ensure_groups()
                 self.heartbeat.beat(force=True)
+                self.heartbeat.start_thread(self.loop_alive)
                 self.recover_own_pending()
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -146,8 +150,18 @@ class Worker:
             self._sleep(1.0)
             return True
 
+    def loop_alive(self) -> bool:
+        """Has the loop started a step recently? The heartbeat thread stops beating for a stuck loop.
+
+        A step is a blocking read (``poll_interval``) or one chunk; a chunk may wait on
+        Bitrix (timeouts, rate limits) but not for ``claim_idle_seconds`` on end.
+        """
+        limit = max(self.config.claim_idle_seconds, 3 * self.config.heartbeat_seconds, self.config.poll_interval + 10)
+        return time.monotonic() - self._step_started < limit
+
     def step(self) -> bool:
         """One loop iteration. Returns whether there was anything to do or wait for."""
+        self._step_started = time.monotonic()
         self.iteration += 1
         level = logging.INFO if self.iteration == 1 else logging.DEBUG
         logger.log(level, "Worker loop iteration %s - running=%s", self.iteration, not self.shutdown)
@@ -215,11 +229,17 @@ class Worker:
     # -- outcome of a chunk -----------------------------------------------------
     def handle(self, messages: list[StreamMessage]) -> None:
         """Sync a chunk and act on each message's outcome; never raises for a bad message."""
+        self._step_started = time.monotonic()  # progress: the heartbeat goes on
+        messages = self._wait_for_record_interval(messages)
+        if not messages:
+            return
         sync = self._sync_batch()
         if sync is None:
             for message in messages:
                 self.schedule.hold(message, delay=self.config.pause_probe_seconds, counted=False)
             return
+        # Before the records are loaded: a change skipped at publish from now on is seen at the ack.
+        coalescing.clear_dirty(self.redis, [k for m in messages if (k := self._record_of(m))])
         try:
             outcome = self._process_chunk(sync, messages)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
@@ -229,9 +249,17 @@ class Worker:
             for message in messages:
                 self.schedule.hold(message, delay=DATABASE_BACKOFF_SECONDS, counted=False)
             return
-        except Exception as exc:  # a bug: retry the chunk (counted), never stop the loop
-            logger.exception("[WORKER] Error processing operation message: chunk of %s failed", len(messages))
-            outcome = ChunkOutcome(retry=[(m, BitrixError(type(exc).__name__, str(exc))) for m in messages])
+        except Exception as exc:  # a bug: isolate it to the message(s) causing it, never stop the loop
+            if len(messages) > 1:
+                logger.exception(
+                    "[WORKER] Error processing operation message: chunk of %s failed; retrying its messages one by one",
+                    len(messages),
+                )
+                for message in messages:
+                    self.handle([message])
+                return
+            logger.exception("[WORKER] Error processing operation message: %s failed", messages[0].id)
+            outcome = ChunkOutcome(retry=[(messages[0], BitrixError(type(exc).__name__, str(exc)))])
         self._apply(outcome)
 
     def _process_chunk(self, sync: SyncBatch, messages: list[StreamMessage]) -> ChunkOutcome:
@@ -246,8 +274,8 @@ class Worker:
         return outcome
 
     def _apply(self, outcome: ChunkOutcome) -> None:
-        self.consumer.ack(outcome.done)
-        self._count("processed", outcome.done)
+        acked = self._ack(outcome.done)
+        self._count("processed", acked)
         if outcome.done:
             telemetry.mark(self.redis, "success", f"{len(outcome.done)} message(s) synced")
         dead = [(m, letter) for m, letter in outcome.dead]
@@ -270,6 +298,48 @@ class Worker:
         elif self.paused_reason and outcome.done:
             self._resume()
 
+    # -- coalescing (crmbridge.coalescing) ----------------------------------------
+    def _record_of(self, message: StreamMessage) -> tuple[str, int] | None:
+        if message.stream != streams.operations_stream():
+            return None
+        operation = operation_of(message)
+        return (operation.entity, operation.local_id) if operation else None
+
+    def _wait_for_record_interval(self, messages: list[StreamMessage]) -> list[StreamMessage]:
+        """Hold the messages of records synced less than ``record_interval_seconds`` ago, until then."""
+        now, interval, ready = time.monotonic(), self.config.record_interval_seconds, []
+        for message in messages:
+            key = self._record_of(message)
+            wait = interval - (now - self._synced_at[key]) if key in self._synced_at else 0.0
+            if wait > 0:
+                self.schedule.hold(message, delay=wait, counted=False)
+            else:
+                ready.append(message)
+        return ready
+
+    def _ack(self, done: list[StreamMessage]) -> list[StreamMessage]:
+        """Acknowledge what is done; a record changed meanwhile (dirty) is synced again instead."""
+        by_record: dict[tuple[str, int], list[StreamMessage]] = {}
+        for message in done:
+            key = self._record_of(message)
+            if key is not None:
+                by_record.setdefault(key, []).append(message)
+        self.consumer.ack([m for m in done if self._record_of(m) is None])
+        batches = {key: [m.id for m in batch] for key, batch in by_record.items()}
+        refused = coalescing.ack_unless_dirty(self.redis, streams.operations_stream(), streams.GROUP, batches)
+        now = time.monotonic()
+        if len(self._synced_at) > 10_000:  # forget records synced long ago
+            self._synced_at = {
+                k: t for k, t in self._synced_at.items() if now - t < self.config.record_interval_seconds
+            }
+        for key, batch in by_record.items():
+            self._synced_at[key] = now
+            if key in refused:
+                logger.debug("[WORKER] %s %s changed while it was synced; syncing it again", *key)
+                for message in batch:
+                    self.schedule.hold(message, delay=self.config.record_interval_seconds, counted=False)
+        return [m for m in done if self._record_of(m) not in refused]
+
     def _schedule_retry(self, message: StreamMessage, error: BitrixError) -> None:
         retry = message.deliveries
         logger.error("[WORKER] Error processing operation message: %s: %s", message.id, error)
@@ -290,7 +360,17 @@ class Worker:
     def _dead_letter(self, dead: list[tuple[StreamMessage, DeadLetter]]) -> None:
         if not dead:
             return
-        move_to_dead_letters(self.redis, [letter for _, letter in dead])
+        try:
+            move_to_dead_letters(self.redis, [letter for _, letter in dead])
+        except DeadLetterError as exc:  # not acknowledged: keep them pending and try again later
+            logger.error(
+                "[WORKER] Could not write dead letters to %s (%s); kept pending", streams.dead_letter_stream(), exc
+            )
+            for message in [m for m, _ in dead if m.id in exc.failed]:
+                self.schedule.hold(message, delay=max(self.config.retry_max_seconds, 1.0), counted=False)
+            dead = [(m, letter) for m, letter in dead if m.id not in exc.failed]
+            if not dead:
+                return
         for message, letter in dead:
             logger.error(
                 "[WORKER] Message %s moved to %s after %s attempt(s): %s (%s)",
@@ -326,7 +406,12 @@ class Worker:
             except ImproperlyConfigured as exc:
                 self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
                 return None
-            locks = RecordLocks(self.redis, owner=self.name, lease_ms=int(self.config.claim_idle_seconds * 2000))
+            locks = RecordLocks(
+                self.redis,
+                owner=self.name,
+                lease_ms=int(self.config.claim_idle_seconds * 2000),
+                dead_owners=lambda: telemetry.dead_workers(self.redis) - {self.name},
+            )
             self._sync = SyncBatch(
                 self._bitrix, locks, consumer=self.name, max_commands=self.config.commands_per_request
             )
@@ -351,21 +436,23 @@ class Worker:
         self.heartbeat.beat(held=len(self.schedule), force=True)
 
     def _paused_step(self) -> bool:
-        """While paused: no new reads; every probe interval, try the held messages again."""
+        """While paused: no new reads; every probe interval, probe the portal itself.
+
+        The probe does not depend on what is held: held messages may all be waiting
+        for something else (an inbound event behind a local change that the paused
+        worker has not read yet), so their outcome cannot tell that the portal is back.
+        """
         if self.once:
             return False
         if time.monotonic() < self._next_probe:
             self._sleep(min(1.0, self._next_probe - time.monotonic()))
             return True
         self._next_probe = time.monotonic() + self.config.pause_probe_seconds
-        if len(self.schedule) == 0:
-            self._probe_without_messages()
-            return True
-        self.schedule.make_all_due()
-        self.process_due()
+        self._probe()
         return True
 
-    def _probe_without_messages(self) -> None:
+    def _probe(self) -> None:
+        """``profile``: a configuration error keeps the pause; any other answer resumes (retries handle the rest)."""
         sync = self._sync_batch()
         if sync is None:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -82,3 +83,12 @@ def kill_stray_workers() -> None:
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def wait_for(condition, timeout: float, what: str) -> float:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` s. Returns the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"{what} not within {timeout}s"
+        time.sleep(0.05)
+    return time.monotonic() - start
