@@ -51,8 +51,10 @@ def register_user(
         phone=phone,
     )
     _raise_collected(
-        lambda: _check_email_free(user.email),
+        # Username before e-mail: when a racing registration of the same mailbox commits between
+        # the two reads, the later e-mail read sees it too, so the answer names the e-mail.
         lambda: _check_username_free(user.username),
+        lambda: _check_email_free(user.email),
         lambda: _check_password(password, user),
         # Uniqueness is checked above, case-insensitively (and settled by the database): not again here.
         lambda: user.full_clean(exclude=["password"], validate_unique=False, validate_constraints=False),
