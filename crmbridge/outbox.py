@@ -145,6 +145,16 @@ def sent_marker_key(entry: OutboxEntry) -> str:
     return streams.key(f"outbox:sent:{entry.dedup_key}")
 
 
+def already_sent(client: redis.Redis, entries: Sequence[OutboxEntry]) -> list[bool]:
+    """For each row, whether its operation is in Redis already (its "sent" marker exists): one MGET.
+
+    Such a row is no backlog: it only waits for its deferred delete.
+    """
+    if not entries:
+        return []
+    return [marker is not None for marker in client.mget([sent_marker_key(entry) for entry in entries])]
+
+
 def write_entries(operations: Sequence[Operation], *, claimed_by: str = "", lease_seconds: float = 0) -> list:
     """Insert one outbox row per operation and mark the records waiting; call inside a transaction.
 

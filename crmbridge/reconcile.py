@@ -117,13 +117,12 @@ def _key_of(fields: dict) -> Key | None:
 
 def _outbox_keys(client: redis.Redis) -> set[Key]:
     """Records with an outbox row not yet in Redis (a row already sent waits only for its delete)."""
-    from crmbridge.outbox import sent_marker_key
+    from crmbridge.outbox import already_sent
 
     rows = list(OutboxEntry.objects.filter(stream="operations").only("fields", "dedup_key")[: PAGE * 10])
-    sent = client.mget([sent_marker_key(row) for row in rows]) if rows else []
     keys = set()
-    for row, marker in zip(rows, sent, strict=True):
-        key = _key_of(row.fields) if isinstance(row.fields, dict) and marker is None else None
+    for row, sent in zip(rows, already_sent(client, rows), strict=True):
+        key = _key_of(row.fields) if isinstance(row.fields, dict) and not sent else None
         if key:
             keys.add(key)
     return keys
