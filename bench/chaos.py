@@ -13,8 +13,10 @@ Dockerfile) and 3 ``run_bitrix_worker`` processes with a short takeover time
 What happens meanwhile (``chaos_clients``, ``chaos_faults``): client threads
 register users, place orders and change orders and profiles through the HTTP
 API, while one scheduler SIGKILLs workers (and starts new ones) and web
-processes, restarts Redis, makes it unreachable (stopped, or hung with
-SIGSTOP) and XADDs malformed messages (one of them not even UTF-8), and
+processes (once in each round leaving two live workers alone for 6 s),
+restarts Redis, makes it unreachable (stopped, or hung with SIGSTOP),
+flushes it (FLUSHALL: the queue is lost; reconciliation must bring every
+record back) and XADDs malformed messages (one not even UTF-8, ids like "²"), and
 another opens fault windows in the sandbox (500, 503 ``QUERY_LIMIT_EXCEEDED``,
 timeouts, HTML bodies, a mix, an expired webhook).
 
@@ -63,7 +65,9 @@ READ_TIMEOUT = 2.0  # the workers' Bitrix read timeout
 SANDBOX_TIMEOUT = 3.0  # a "timeout" fault holds the answer longer than that
 WORKER_ARGS = ["--poll-interval", "0.5", "--claim-idle", "3", "--retry-base", "0.2", "--retry-max", "3",
                "--pause-probe", "2", "--max-retries", "25"]  # fmt: skip
-WORKER_ENV = {"BITRIX_HTTP_READ_TIMEOUT": str(READ_TIMEOUT), "BITRIX_WORKER_HEARTBEAT": "1", "LOG_LEVEL": "INFO"}
+# Reconciliation after a flush: records waiting 15 s with no message are queued again, checked every 3 s.
+WORKER_ENV = {"BITRIX_HTTP_READ_TIMEOUT": str(READ_TIMEOUT), "BITRIX_WORKER_HEARTBEAT": "1", "LOG_LEVEL": "INFO",
+              "BITRIX_RECONCILE_AFTER": "15", "BITRIX_RECONCILE_INTERVAL": "3"}  # fmt: skip
 
 
 @dataclass
@@ -174,13 +178,15 @@ def table(o: Outcome) -> str:
          f"{t.requests} / {t.transport_errors} / {t.ambiguous_creates}"),
         ("API 5xx answers", len(t.api_5xx)),
         ("workers SIGKILLed (and replaced)", c["kill_worker"]),
+        ("workers SIGKILLed with two live ones left (6 s before a replacement)", c["kill_worker_two_live"]),
+        ("Redis flushes (FLUSHALL: streams, groups, dead letters gone)", c["redis_flush"]),
         ("web processes SIGKILLed (gunicorn replaces them)", c["kill_web"]),
         ("Redis restarts (SIGKILL, AOF) / outages (stopped) / hangs (SIGSTOP)",
          f"{c['redis_restart']} / {c['redis_down']} / {c['redis_hang']}"),
         ("sandbox fault windows", windows),
         ("expired-webhook windows", c["expired_webhook"]),
         ("sandbox faults answered", sandbox),
-        ("malformed messages injected", c["malformed"]),
+        ("malformed messages injected (dead letters wiped by a flush)", f"{c['malformed']} ({o.faults.forgotten})"),
         ("**lost**", len(f.lost)),
         ("**duplicated**", len(f.duplicated)),
         ("**wrong fields**", len(f.wrong)),
@@ -190,7 +196,7 @@ def table(o: Outcome) -> str:
         ("left pending at the end", sum(o.left.values())),
         ("workers left running / non-zero exits", f"{len(o.stop['stragglers'])} / "
          f"{sum(1 for code in o.stop['exit_codes'].values() if code)}"),
-        ("time to drain", f"{o.drain_seconds:.1f} s"),
+        ("time from the last fault to a drained queue", f"{o.drain_seconds:.1f} s"),
         ("errors in the logs", ", ".join(f"{k} {v}" for k, v in o.logs.items())),
         ("result", "FAILED: " + "; ".join(f.broken + o.problems) if o.failed else "all invariants held"),
     ]  # fmt: skip

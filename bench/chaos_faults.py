@@ -54,6 +54,9 @@ MALFORMED: list[tuple[str, dict, str]] = [
     ("unknown operation", {"v": "1", "entity": "contact", "op": "delete", "id": "1"}, "invalid_message"),
     ("id zero", {"v": "1", "entity": "deal", "op": "update", "id": "0"}, "invalid_message"),
     ("id too long", {"v": "1", "entity": "deal", "op": "update", "id": "9" * 30}, "invalid_message"),
+    # str.isdigit() is true for these, int() refuses or misreads them (issue 13): dead at once, alone.
+    ("superscript digit id", {"v": "1", "entity": "deal", "op": "update", "id": "²"}, "invalid_message"),
+    ("Arabic-Indic digit id", {"v": "1", "entity": "contact", "op": "update", "id": "٣"}, "invalid_message"),
     ("order that never existed", {"v": "1", "entity": "deal", "op": "update", "id": "987654321"}, "record_not_found"),
     ("user that never existed", {"v": "1", "entity": "contact", "op": "create", "id": "987654321"}, "record_not_found"),
     # Redis stores bytes: anyone with XADD can write a value that is not UTF-8.
@@ -68,6 +71,7 @@ class FaultLog:
     counts: Counter = field(default_factory=Counter)
     injected: dict[str, tuple[str, str]] = field(default_factory=dict)  # stream id -> (description, reason)
     events: list[str] = field(default_factory=list)
+    forgotten: int = 0  # injected messages wiped by a Redis flush (with their dead letters)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _started: float = field(default_factory=time.monotonic)
 
@@ -75,6 +79,11 @@ class FaultLog:
         with self._lock:
             self.counts[kind] += 1
             self.events.append(f"{time.monotonic() - self._started:7.1f}s {kind} {detail}".rstrip())
+
+    def forget_injected(self) -> None:
+        with self._lock:
+            self.forgotten += len(self.injected)
+            self.injected.clear()
 
     def note_injected(self, message_id: str, description: str, reason: str) -> None:
         with self._lock:
@@ -168,6 +177,10 @@ class RedisFaults:
         self.redis.stop(kill=True)
         self.redis.start()
 
+    def flush(self) -> None:
+        """Redis loses everything (a replacement, a failover to an empty replica): FLUSHALL."""
+        self.redis.client().flushall()
+
     def down(self, seconds: float, stop: threading.Event) -> None:
         self.redis.stop()
         try:
@@ -247,8 +260,11 @@ class _Scheduler(threading.Thread):
 class SystemChaos(_Scheduler):
     """Worker kills, Redis restarts/outages/hangs and malformed messages, in shuffled rounds."""
 
-    ROUND = ["kill_worker", "kill_worker", "kill_worker", "kill_web", "redis_restart", "redis_down", "redis_hang",
-             "malformed", "malformed"]  # fmt: skip
+    ROUND = ["kill_worker", "kill_worker", "kill_worker", "kill_worker_two_live", "kill_web", "redis_restart",
+             "redis_down", "redis_hang", "redis_flush", "malformed", "malformed"]  # fmt: skip
+    # With 3 workers, the victim's entries must move to the two live ones (heartbeat expiry: 3 x 1 s)
+    # before a replacement starts.
+    TWO_LIVE_SECONDS = 6.0
 
     def __init__(self, pool: WorkerPool, web_pid: int, redis_faults: RedisFaults, log: FaultLog, seed: int) -> None:
         super().__init__("system-chaos", log, seed)
@@ -267,6 +283,16 @@ class SystemChaos(_Scheduler):
             self.stop_event.wait(self.rng.uniform(0.0, 2.0))  # sometimes the takeover comes first
             self.pool.start()
             self.log.note(kind, f"pid {pid}")
+        elif kind == "kill_worker_two_live":
+            pid = self.pool.kill_random(self.rng)
+            self.log.note(kind, f"pid {pid}; no replacement for {self.TWO_LIVE_SECONDS:g}s")
+            self.stop_event.wait(self.TWO_LIVE_SECONDS)
+            self.pool.start()
+        elif kind == "redis_flush":
+            self.redis_faults.flush()
+            # The dead letters went too: injected messages are no longer expected among them.
+            self.log.forget_injected()
+            self.log.note(kind, "FLUSHALL: streams, groups, dead letters, markers gone")
         elif kind == "kill_web":
             self.log.note(kind, f"pid {kill_web_worker(self.web_pid, self.rng)}")
         elif kind == "redis_restart":

@@ -89,8 +89,8 @@ def as_json_error(response: HttpResponse) -> HttpResponse:
     """An HTML (or empty) error answer turned into the API's JSON shape; others as they are."""
     if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
         return response
-    if settings.DEBUG and response.status_code in (404, 500):
-        return response  # the technical pages are for the developer
+    if settings.DEBUG and response.status_code == 500:
+        return response  # the traceback is for the developer; a 404's URL list helps no API client
     try:
         reason = HTTPStatus(response.status_code).phrase
     except ValueError:

@@ -254,9 +254,20 @@ BITRIX_WORKER = {
     # While paused by a configuration error, probe the portal this often.
     "pause_probe_seconds": env_float("BITRIX_WORKER_PAUSE_PROBE", 30.0, minimum=0.1),
     "heartbeat_seconds": env_float("BITRIX_WORKER_HEARTBEAT", 5.0, minimum=0.5),
+    # A record synced less than this ago waits before its next update (bursts of edits coalesce).
+    "record_interval_seconds": env_float("BITRIX_WORKER_RECORD_INTERVAL", 1.0, minimum=0.0),
 }
 # Stream retention: acknowledged entries older than this are trimmed.
 BITRIX_STREAM_RETENTION_SECONDS = env_int("BITRIX_STREAM_RETENTION_SECONDS", 86400, minimum=0)
+# Reconciliation (issue 13): every BITRIX_RECONCILE_INTERVAL seconds a worker queues again the
+# records waiting longer than BITRIX_RECONCILE_AFTER seconds with no live message (Redis lost it).
+BITRIX_RECONCILE_INTERVAL = env_float("BITRIX_RECONCILE_INTERVAL", 60.0, minimum=1.0)
+BITRIX_RECONCILE_AFTER = env_float("BITRIX_RECONCILE_AFTER", 300.0, minimum=1.0)
+# Publish-time coalescing (crmbridge.publishing.coalescing): a change for a record that already has an
+# unacknowledged message adds no stream entry. false: one entry per change (as before).
+BITRIX_PUBLISH_COALESCE = env_bool("BITRIX_PUBLISH_COALESCE", True)
+# Inbound events: a portal ts more than this far ahead of our clock orders by our clock instead.
+BITRIX_INBOUND_MAX_CLOCK_SKEW_SECONDS = env_int("BITRIX_INBOUND_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0)
 
 LOGGING = {
     "version": 1,

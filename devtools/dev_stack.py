@@ -360,6 +360,8 @@ class DevStack:
         env = self.child_env
         shared = {
             "REDIS_URL": settings.REDIS_URL,
+            # The stack's DEBUG (on unless set): without it and without SECRET_KEY, a command refuses to start.
+            "DEBUG": env.get("DEBUG", ""),
             "BITRIX_WEBHOOK_URL": env.get("BITRIX_WEBHOOK_URL", ""),
             "DATABASE_URL": env.get("DATABASE_URL", ""),
             "WEB_PORT": str(self.web_port),

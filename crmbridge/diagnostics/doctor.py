@@ -275,7 +275,7 @@ def check_stuck_pending(client: redis.Redis, options: DoctorOptions, *, worker_r
         )
     example = next(iter(stuck.values()))[0]
     consumers = sorted({row["consumer"] for page in stuck.values() for row in page})
-    if not worker_running:  # the next worker to start takes them over (XAUTOCLAIM): one failure, one alarm
+    if not worker_running:  # the next worker to start takes them over (by heartbeat): one failure, one alarm
         summary = f"pending messages idle > {options.stuck_seconds:.0f} s held by {', '.join(consumers)}"
         return Finding("queue.stuck_pending", OK, f"{summary}; {NO_RUNNING_WORKER}", details={"stuck": stuck})
     return _problem(
@@ -363,6 +363,31 @@ def check_bitrix_api(options: DoctorOptions) -> Finding:
     )  # fmt: skip
 
 
+def check_lost_records(client: redis.Redis) -> Finding:
+    """Records waiting longer than ``BITRIX_RECONCILE_AFTER`` with no message anywhere.
+
+    ``crmbridge.worker.reconcile`` finds them; a running worker queues them again.
+    """
+    from crmbridge.worker.reconcile import lost_records
+
+    lost = lost_records(client)
+    after = settings.BITRIX_RECONCILE_AFTER
+    if not lost:
+        return Finding("sync.lost_records", OK, f"every record waiting over {after:.0f} s has a message on its way")
+    sample = ", ".join(f"{entity} {local_id}" for entity, local_id in lost[:5])
+    return Finding(
+        "sync.lost_records", FAIL,
+        f"{len(lost)} record(s) waiting over {after:.0f} s with no message in Redis or the outbox (e.g. {sample})",
+        cause="Redis lost its data (restarted without persistence, replaced, or failed over to a replica "
+        "that missed the last writes), so their operations are gone",
+        fix="A running worker queues them again within BITRIX_RECONCILE_INTERVAL "
+        f"({settings.BITRIX_RECONCILE_INTERVAL:.0f} s; log: '[WORKER] Reconciliation: ...'); start one "
+        "(python manage.py run_bitrix_worker), or queue them now: python manage.py bitrix_resync "
+        "(--orders or --users); give Redis persistence (appendonly yes) so it does not happen again",
+        issue=ISSUE_3, details={"count": len(lost), "records": [f"{e}:{i}" for e, i in lost[:20]]},
+    )  # fmt: skip
+
+
 # --- running it all ----------------------------------------------------------------
 
 
@@ -399,6 +424,7 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
         ("queue.stuck_pending", lambda: check_stuck_pending(client, options, worker_running=running)),
         ("failures.dead_letters", lambda: check_dead_letters(client)),
         ("failures.recent", lambda: check_recent_errors(client)),
+        ("sync.lost_records", lambda: check_lost_records(client)),
     ]
     for name, run in redis_checks:
         findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))

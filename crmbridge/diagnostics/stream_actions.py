@@ -1,7 +1,7 @@
 """What the dashboard's buttons do to the streams (services: they write).
 
 * ``retry_pending_now``: ``XADD`` a copy of a pending entry to the same stream
-  and ``XACK`` the original, in one MULTI/EXEC. The copy is delivered afresh
+  and ``XACK`` the original, in one Lua script (XACK only if XADD succeeded). The copy is delivered afresh
   (delivery count 1) to any worker; the worker syncs the record's current
   state, so a duplicate is harmless if the original was being processed.
 * ``move_pending_to_dead``: the dead-letter move of ``crmbridge.worker.dead_letters``
@@ -45,10 +45,7 @@ def retry_pending_now(client: redis.Redis, stream: str, entry_ids: Iterable[str]
         fields = _entry_fields(client, stream, entry_id) if pending_entry(client, stream, entry_id) else None
         if not fields:
             continue
-        pipe = client.pipeline(transaction=True)
-        pipe.xadd(stream, {**fields, "retried_from": entry_id})
-        pipe.xack(stream, streams.GROUP, entry_id)
-        pipe.execute()
+        dead_letters.add_then_ack(client, stream, stream, streams.GROUP, entry_id, {**fields, "retried_from": entry_id})
         done += 1
     return done
 

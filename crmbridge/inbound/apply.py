@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.validators import PHONE_MAX_LENGTH, PhoneValidator
 from crmbridge import entities
 from crmbridge.bitrix import mapping
+from crmbridge.inbound.events import latest_believable
 from crmbridge.models import SyncRecord
 
 logger = logging.getLogger("crmbridge.inbound")
@@ -46,8 +47,15 @@ class LocalState:
         return timezone.now() - self.last_queued_at < timedelta(seconds=PENDING_LOCAL_CHANGE_SECONDS)
 
     def is_stale(self, changed_at: datetime) -> bool:
-        """Is an event of ``changed_at`` older than the last one applied?"""
-        return self.remote_changed_at is not None and changed_at < self.remote_changed_at
+        """Is an event of ``changed_at`` older than the last one applied?
+
+        A remembered time beyond the allowed clock skew is not believed (see
+        ``events.latest_believable``): it orders nothing.
+        """
+        seen = self.remote_changed_at
+        if seen is None or seen > latest_believable(timezone.now()):
+            return False
+        return changed_at < seen
 
 
 def linked_records(entity: str, bitrix_ids: list[int]) -> dict[int, int]:
@@ -93,7 +101,7 @@ def local_states(entity: str, local_ids: list[int]) -> dict[int, LocalState]:
     return states
 
 
-def note_remote_change(entity: str, local_id: int, changed_at: datetime, **sync_fields) -> None:
+def note_remote_change(entity: str, local_id: int, changed_at: datetime | None, **sync_fields) -> None:
     """Remember the time of the applied event (it orders later ones)."""
     SyncRecord.objects.update_or_create(
         entity=entity,
@@ -104,7 +112,7 @@ def note_remote_change(entity: str, local_id: int, changed_at: datetime, **sync_
     )
 
 
-def apply_deal(order_id: int, deal_id: int, deal: dict, changed_at: datetime) -> str:
+def apply_deal(order_id: int, deal_id: int, deal: dict, changed_at: datetime | None) -> str:
     """Set the order's status from the deal's stage; returns what happened, for the log."""
     stage = str(deal.get("STAGE_ID") or "")
     status = mapping.status_for_stage(stage)
@@ -129,7 +137,7 @@ def apply_deal(order_id: int, deal_id: int, deal: dict, changed_at: datetime) ->
     return f"status set to {status!r} (stage {stage})" if changed else f"status already {status!r} (stage {stage})"
 
 
-def apply_contact(user_id: int, contact_id: int, contact: dict, changed_at: datetime) -> str:
+def apply_contact(user_id: int, contact_id: int, contact: dict, changed_at: datetime | None) -> str:
     """Copy the contact's name and phone to the user (``BITRIX_INBOUND_CONTACT_UPDATES``)."""
     values = {
         "first_name": str(contact.get("NAME") or "")[:150],
@@ -160,13 +168,14 @@ def first_phone(contact: dict) -> str | None:
     return value
 
 
-def unlink(entity: str, local_id: int, bitrix_id: int, changed_at: datetime) -> bool:
+def unlink(entity: str, local_id: int, bitrix_id: int, changed_at: datetime | None) -> bool:
     """The Bitrix record was deleted: forget its ID and say so in the sync record.
 
     Nothing is re-created here: an operator deleted it on purpose, perhaps.
     The next change of the local record (or ``bitrix_resync``) creates a new one.
     """
-    note = f"{entity} {bitrix_id} deleted in Bitrix at {changed_at.isoformat()}; unlinked, not re-created"
+    when = (changed_at or timezone.now()).isoformat()
+    note = f"{entity} {bitrix_id} deleted in Bitrix at {when}; unlinked, not re-created"
     with transaction.atomic():
         field = entities.get(entity).bitrix_id_field
         changed = entities.get(entity).model().objects.filter(pk=local_id, **{field: bitrix_id}).update(**{field: None})

@@ -23,7 +23,9 @@ Fields of a stream entry (all strings; never the application token):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
 
 SCHEMA_VERSION = "1"
 MAX_ID_DIGITS = 18  # fits a PositiveBigIntegerField
@@ -89,6 +91,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def latest_believable(moment: datetime) -> datetime:
+    """The latest portal time we believe at ``moment``: ``BITRIX_INBOUND_MAX_CLOCK_SKEW_SECONDS`` ahead.
+
+    Events are ordered by the portal's ``ts``; one far in the future (a wrong clock,
+    a forged event) would make every later real event look older and freeze the
+    record's status for good. Such a ``ts`` is not believed: the event is ordered
+    by the time we received it, as one without a ``ts``. (Clamping it to this bound
+    instead would still hide every real event of the next few minutes.)
+    """
+    return moment + timedelta(seconds=settings.BITRIX_INBOUND_MAX_CLOCK_SKEW_SECONDS)
+
+
 @dataclass(frozen=True)
 class InboundEvent:
     event: str
@@ -108,8 +122,10 @@ class InboundEvent:
 
     @property
     def changed_at(self) -> datetime:
-        """The time that orders events: the portal's, or ours when it sent none."""
-        return self.ts or self.received_at
+        """The time that orders events: the portal's, or ours when it sent none or one too far ahead."""
+        if self.ts is None or self.ts > latest_believable(self.received_at):
+            return self.received_at
+        return self.ts
 
     def describe(self) -> str:
         return f"{self.event} for {self.entity} {self.bitrix_id}"

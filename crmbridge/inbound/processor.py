@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 
 from crmbridge import entities
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.inbound import apply
-from crmbridge.inbound.events import InboundEvent, InvalidEvent
+from crmbridge.inbound.events import InboundEvent, InvalidEvent, latest_believable
 from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.outcome import ChunkOutcome
 from crmbridge.worker.record_locks import RecordLocks
@@ -62,9 +63,19 @@ class EventTask:
         return max(event.changed_at for event in self.events)
 
     @property
-    def applied_at(self) -> datetime:
-        """What ``remote_changed_at`` becomes: never earlier than it was."""
+    def applied_at(self) -> datetime | None:
+        """What ``remote_changed_at`` becomes: never earlier than it was, except to reset it.
+
+        A pull (``bitrix_pull_deals``) resets the ordering state (None: the next portal
+        event applies whatever its ``ts``; the pull carries our clock, not the portal's),
+        and a remembered time beyond the allowed clock skew (left by an older version)
+        is dropped: either would otherwise keep hiding later events.
+        """
+        if self.pulled:
+            return None
         seen = self.state.remote_changed_at if self.state else None
+        if seen and seen > latest_believable(timezone.now()):
+            return self.changed_at
         return max(self.changed_at, seen) if seen else self.changed_at
 
     @property

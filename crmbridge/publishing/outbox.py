@@ -8,6 +8,11 @@ which the worker runs on every loop iteration and ``manage.py
 bitrix_relay_outbox`` runs on its own. A rolled-back transaction takes its
 entries with it, so nothing is published for it.
 
+Coalescing: a change for a record that already has an unacknowledged
+message adds no entry; the script sets the record's dirty flag instead (see
+``crmbridge.publishing.coalescing``). The entry still counts as sent (its marker names
+the message it joined).
+
 Exactly once into the stream: ``PUBLISH_SCRIPT`` checks a marker
 ``{prefix}outbox:sent:<dedup_key>``, XADDs and sets the marker, atomically
 (a Lua script runs alone in Redis). The row is deleted only after Redis has
@@ -41,12 +46,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
+from django.conf import settings
 from django.db import connections, router
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from crmbridge.models import OutboxEntry
 from crmbridge.publishing import outbox_sql
+from crmbridge.publishing.coalescing import UNACKNOWLEDGED_LUA, dirty_key, last_key
 from crmbridge.publishing.messages import Operation
 from crmbridge.redis_io import streams
 from crmbridge.redis_io.connection import get_redis
@@ -57,26 +64,39 @@ SENT_MARKER_TTL_SECONDS = 86400
 # How long a relay may work on the rows it claimed before another may take them.
 RELAY_LEASE_SECONDS = 60
 
-# KEYS[1] stream, KEYS[2] sent marker; ARGV[1] marker TTL, ARGV[2..] field/value pairs.
-# Returns {1, new id} or {0, id it was added with before}. XADD comes before SET
-# so that a failing XADD (e.g. out of memory) leaves no marker behind: a marker
-# set first would make the entry count as sent and be lost.
-PUBLISH_SCRIPT = """
+# KEYS[1] stream, KEYS[2] sent marker, KEYS[3] the record's last message, KEYS[4] its dirty flag;
+# ARGV[1] marker TTL, ARGV[2] consumer group ('' : no coalescing), ARGV[3..] field/value pairs.
+# Returns {1, new id}, {0, id it was added with before} or {2, id of the record's
+# unacknowledged message it joined} (coalesced, see ``crmbridge.publishing.coalescing``).
+# XADD comes before SET so that a failing XADD (e.g. out of memory) leaves no
+# marker behind: a marker set first would make the entry count as sent and be lost.
+PUBLISH_SCRIPT = (
+    UNACKNOWLEDGED_LUA
+    + """
 local previous = redis.call('GET', KEYS[2])
 if previous then
     return {0, previous}
 end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+local last = redis.call('GET', KEYS[3])
+if last and ARGV[2] ~= '' and unacknowledged(KEYS[1], ARGV[2], last) then
+    redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
+    redis.call('SET', KEYS[2], last, 'EX', ARGV[1])
+    return {2, last}
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
+redis.call('SET', KEYS[3], id, 'EX', ARGV[1])
 return {1, id}
 """
+)
 
 
 @dataclass(frozen=True)
 class Sent:
     entry_id: int
     message_id: str
-    added: bool  # False: another publisher had added it already
+    added: bool  # False: another publisher had added it already, or it was coalesced
+    coalesced: bool = False  # joined the record's unacknowledged message (no entry added)
 
 
 @dataclass
@@ -124,6 +144,16 @@ def delete_sent_rows() -> int:
 
 def sent_marker_key(entry: OutboxEntry) -> str:
     return streams.key(f"outbox:sent:{entry.dedup_key}")
+
+
+def already_sent(client: redis.Redis, entries: Sequence[OutboxEntry]) -> list[bool]:
+    """For each row, whether its operation is in Redis already (its "sent" marker exists): one MGET.
+
+    Such a row is no backlog: it only waits for its deferred delete.
+    """
+    if not entries:
+        return []
+    return [marker is not None for marker in client.mget([sent_marker_key(entry) for entry in entries])]
 
 
 def write_entries(operations: Sequence[Operation], *, claimed_by: str = "", lease_seconds: float = 0) -> list:
@@ -179,7 +209,8 @@ def publish_entries(
         if isinstance(reply, Exception):
             result.failed[entry.pk] = describe_error(reply)
         else:
-            result.sent.append(Sent(entry_id=entry.pk, message_id=reply[1], added=bool(reply[0])))
+            added, coalesced = reply[0] == 1, reply[0] == 2
+            result.sent.append(Sent(entry_id=entry.pk, message_id=reply[1], added=added, coalesced=coalesced))
             _log_sent(entry, result.sent[-1], log_level)
     sent_ids = {sent.entry_id for sent in result.sent}
     if not defer_delete:
@@ -194,12 +225,20 @@ def publish_entries(
 
 def _run_script(script, entry: OutboxEntry, client):
     pairs = [item for pair in entry.fields.items() for item in pair]
-    keys = [streams.key(entry.stream), sent_marker_key(entry)]
-    return script(keys=keys, args=[SENT_MARKER_TTL_SECONDS, *pairs], client=client)
+    entity, local_id = entry.fields.get("entity", ""), entry.fields.get("id", "")
+    keys = [streams.key(entry.stream), sent_marker_key(entry), last_key(entity, local_id), dirty_key(entity, local_id)]
+    group = streams.GROUP if settings.BITRIX_PUBLISH_COALESCE else ""
+    return script(keys=keys, args=[SENT_MARKER_TTL_SECONDS, group, *pairs], client=client)
 
 
 def _log_sent(entry: OutboxEntry, sent: Sent, log_level: int) -> None:
     fields = entry.fields
+    if sent.coalesced:
+        logger.debug(
+            "[QUEUE] %s %s already has an unacknowledged message (%s); outbox entry %d coalesced into it",
+            fields.get("entity"), fields.get("id"), sent.message_id, entry.pk,
+        )  # fmt: skip
+        return
     if not sent.added:
         logger.debug(
             "[QUEUE] Outbox entry %d was already published (message_id: %s); removed", entry.pk, sent.message_id

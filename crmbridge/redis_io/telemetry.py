@@ -9,6 +9,9 @@ Written by the worker (``crmbridge.worker``), read by diagnostics. Keys:
     ``current`` (what it holds now, short text), ``config`` (JSON of worker_config)
 ``{prefix}workers`` (sorted set) consumer name -> last beat, to list workers
     without SCAN; members whose hash has expired are stale and pruned by readers.
+``{prefix}worker_beats`` (hash) consumer name -> last beat, never pruned by readers:
+    a consumer named here whose heartbeat hash is gone has stopped or died, and
+    live workers take over its pending entries at once (``crmbridge.worker.chores``).
 ``{prefix}stats:<unix minute>`` (hash, kept 2 hours)
     ``processed``, ``retried``, ``dead_lettered`` and the same per
     ``<entity>:<op>`` (e.g. ``processed:deal:create``), for the per-minute chart.
@@ -37,6 +40,10 @@ def workers_index_key() -> str:
     return streams.key("workers")
 
 
+def beats_key() -> str:
+    return streams.key("worker_beats")
+
+
 def stats_key(minute: int) -> str:
     return streams.key(f"stats:{minute}")
 
@@ -49,7 +56,24 @@ def write_heartbeat(client: redis.Redis, consumer: str, fields: dict, *, ttl_sec
     pipe.hset(worker_key(consumer), mapping=data)
     pipe.pexpire(worker_key(consumer), int(ttl_seconds * 1000))
     pipe.zadd(workers_index_key(), {consumer: now})
+    pipe.hset(beats_key(), consumer, f"{now:.3f}")
     pipe.execute()
+
+
+def known_workers(client: redis.Redis) -> set[str]:
+    """Consumer names that have ever beaten (live, stopped or dead)."""
+    return set(client.hkeys(beats_key()))
+
+
+def dead_workers(client: redis.Redis) -> set[str]:
+    """Consumers that have beaten before and whose heartbeat is gone: stopped or dead."""
+    known = known_workers(client)
+    return known - live_workers(client) if known else set()
+
+
+def forget_workers(client: redis.Redis, names: list[str]) -> None:
+    if names:
+        client.hdel(beats_key(), *names)
 
 
 def remove_heartbeat(client: redis.Redis, consumer: str) -> None:
@@ -112,6 +136,11 @@ def read_workers(client: redis.Redis) -> list[dict]:
     if gone:
         client.zrem(workers_index_key(), *gone)
     return [data for _name, _score, data in heartbeats if data]
+
+
+def live_workers(client: redis.Redis) -> set[str]:
+    """Names of the workers whose heartbeat hash still exists (``read_workers``)."""
+    return {w["name"] for w in read_workers(client) if "name" in w}
 
 
 def count(client: redis.Redis, outcome: str, entity: str, op: str, n: int = 1) -> None:

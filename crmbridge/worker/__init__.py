@@ -3,8 +3,10 @@
 Read in this order:
 
 * ``runner.py``          the loop: signals, pause, one processor per stream
-* ``chores.py``          periodic work: heartbeat, take-over, relay, trimming
+* ``chores.py``          periodic work: heartbeat, take-over by heartbeat, relay, reconcile, trimming
 * ``outcome.py``         what happens to each message: ack, retry, dead letter, defer
+* ``pacing.py``          the worker's side of coalescing: one sync per record per interval, ack unless dirty
+* ``reconcile.py``       records waiting with no live message (Redis lost its data): queued again
 * ``stream_consumer.py`` Redis Streams mechanics: group, reads, claims, acks
 * ``sync_batch.py``      one chunk of messages -> Bitrix ``batch`` calls -> outcomes
 * ``write_back.py``      Bitrix IDs and sync state written to the database
@@ -12,5 +14,5 @@ Read in this order:
 * ``record_locks.py``    one worker per record at a time, across hosts
 * ``dead_letters.py``    the ``{prefix}dead`` stream: move, read, requeue, delete
 * ``trimming.py``        drop acknowledged entries past the retention
-* ``heartbeat.py``, ``config.py``  the worker's beat in Redis; ``BITRIX_WORKER`` + options
+* ``heartbeat.py``, ``config.py``  the worker's beat in Redis (and its thread); ``BITRIX_WORKER`` + options
 """

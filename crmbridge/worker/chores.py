@@ -1,10 +1,15 @@
 """Periodic chores of a worker, each on its own interval.
 
-* heartbeat (``heartbeat_seconds``)
+* heartbeat (``heartbeat_seconds``; a thread beats too, see ``Heartbeat.start_thread``)
 * keep held entries' idle time low so live workers do not take them over
-* take over entries of dead consumers (XAUTOCLAIM, ``claim_idle_seconds``)
+* take over entries of dead consumers: at once for a consumer whose heartbeat
+  expired (or that stopped), ``claim_idle_seconds`` for one that never beat;
+  never from a consumer whose heartbeat is live
 * relay the outbox (operations saved while Redis was unreachable)
-* trim acknowledged stream entries, remove long-idle empty consumers
+* reconcile (``BITRIX_RECONCILE_INTERVAL``): queue again the records waiting
+  with no live message (Redis lost its data; ``crmbridge.worker.reconcile``)
+* trim acknowledged stream entries, remove long-idle empty consumers and
+  forget the beats of names that are neither live nor consumers
 
 ``Chores`` gets its collaborators explicitly and never calls back into the
 runner: ``run`` returns the messages it took over and the runner processes
@@ -15,15 +20,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import redis
 from django.conf import settings
 
 from crmbridge.publishing.outbox import relay_outbox
-from crmbridge.redis_io import telemetry
+from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat
+from crmbridge.worker.reconcile import reconcile
 from crmbridge.worker.retry_schedule import RetrySchedule
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
 from crmbridge.worker.trimming import trim_acknowledged
@@ -33,6 +41,8 @@ logger = logging.getLogger("crmbridge.worker")
 RELAY_SECONDS = 0.5
 TRIM_SECONDS = 60.0
 CONSUMER_CLEANUP_SECONDS = 300.0
+
+T = TypeVar("T")
 
 
 @dataclass(kw_only=True)
@@ -58,10 +68,12 @@ class Chores:
         if self._due("touch", config.claim_idle_seconds / 3) and len(self.schedule):
             self.consumer.touch(self.schedule.messages())
         claimed = []
-        if not paused and self._due("autoclaim", max(config.claim_idle_seconds / 4, 0.5)):
+        if not paused and self._due("take_over", config.heartbeat_seconds / 4):
             claimed = self.take_over()
         if self._due("relay", RELAY_SECONDS):
             self.relay_outbox()
+        if not paused and self._due("reconcile", settings.BITRIX_RECONCILE_INTERVAL):
+            self.reconcile()
         if self._due("trim", TRIM_SECONDS):
             self.trim()
         if self._due("consumers", CONSUMER_CLEANUP_SECONDS):
@@ -69,31 +81,79 @@ class Chores:
         return claimed
 
     def take_over(self) -> list[StreamMessage]:
-        claimed = self.consumer.autoclaim(
-            min_idle_ms=int(self.config.claim_idle_seconds * 1000), count=self.config.max_chunk
-        )
-        if claimed:
+        """Claim the entries of dead consumers (at most ``max_chunk``); the caller processes them.
+
+        Liveness comes from the heartbeat (a thread beats every ``heartbeat_seconds``; the
+        key expires after three): a consumer that has beaten before and whose heartbeat is
+        gone has died or stopped, and its entries move at once. Idle time decides only for
+        a consumer that never beat (an older version, a manual XREADGROUP): after
+        ``claim_idle_seconds``, the last resort. A live consumer's entries never move,
+        however long its chunk takes.
+        """
+        me = self.consumer.name
+        dead = telemetry.dead_workers(self.client) - {me}
+        live = telemetry.live_workers(self.client) | {me}
+        claimed: list[StreamMessage] = []
+        for stream in self.consumer.streams:
+            for consumer in self.consumer.consumers_with_pending(stream):
+                room = self.config.max_chunk - len(claimed)
+                if consumer["name"] not in live and room > 0:
+                    claimed += self._claim(stream, consumer["name"], stopped=consumer["name"] in dead, count=room)
+        return claimed
+
+    def _claim(self, stream: str, name: str, *, stopped: bool, count: int) -> list[StreamMessage]:
+        # An entry a dead consumer read just before dying is still this idle: a lower bound
+        # that also stops a second worker from re-claiming what the first just claimed.
+        idle_seconds = self.config.heartbeat_seconds if stopped else self.config.claim_idle_seconds
+        claimed = self.consumer.claim_from(stream, name, min_idle_ms=int(idle_seconds * 1000), count=count)
+        if claimed and stopped:
             logger.warning(
-                "[WORKER] Took over %s message(s) idle > %ss from stopped consumers",
-                len(claimed), self.config.claim_idle_seconds,
+                "[WORKER] Took over %s message(s) from stopped consumers: %s (heartbeat expired)", len(claimed), name
+            )
+        elif claimed:
+            logger.warning(
+                "[WORKER] Took over %s message(s) idle > %ss from stopped consumers: %s (no heartbeat)",
+                len(claimed), self.config.claim_idle_seconds, name,
             )  # fmt: skip
         return claimed
 
     def relay_outbox(self) -> None:
-        try:
-            relay_outbox()
-        except redis.RedisError:
-            raise
-        except Exception:  # the database: try again next time, keep consuming
-            logger.exception("[WORKER] Outbox relay failed")
+        _survive_database_errors("Outbox relay", relay_outbox)
+
+    def reconcile(self) -> int:
+        """One worker at a time (a lock for most of the interval) looks for lost records; returns how many."""
+        lease_ms = int(settings.BITRIX_RECONCILE_INTERVAL * 900)
+        if not self.client.set(streams.key("reconcile:lock"), self.consumer.name, nx=True, px=max(lease_ms, 1)):
+            return 0
+        return _survive_database_errors("Reconciliation", lambda: reconcile(self.client)) or 0
 
     def trim(self) -> None:
         for stream in self.consumer.streams:
             trim_acknowledged(self.client, stream, retention_seconds=settings.BITRIX_STREAM_RETENTION_SECONDS)
 
     def remove_gone_consumers(self) -> None:
-        live = {w["name"] for w in telemetry.read_workers(self.client) if "name" in w}
+        live = telemetry.live_workers(self.client)
         idle_ms = int(max(self.config.claim_idle_seconds * 10, 600) * 1000)
         removed = self.consumer.remove_idle_consumers(idle_ms=idle_ms, live_names=live)
+        # Names that are neither live nor consumers any more need no takeover: forget them.
+        consumers = {c["name"] for s in self.consumer.streams for c in self._consumers(s)}
+        telemetry.forget_workers(self.client, sorted(telemetry.known_workers(self.client) - live - consumers))
         if removed:
             logger.info("[WORKER] Removed idle consumers with nothing pending: %s", ", ".join(removed))
+
+    def _consumers(self, stream: str) -> list[dict]:
+        try:
+            return self.consumer.consumers(stream)
+        except redis.ResponseError:  # no stream or group (yet)
+            return []
+
+
+def _survive_database_errors(chore: str, run: Callable[[], T]) -> T | None:
+    """Run a chore that uses the database: Redis errors go to the loop, others are logged (next time)."""
+    try:
+        return run()
+    except redis.RedisError:
+        raise
+    except Exception:  # the database: try again next time, keep consuming
+        logger.exception("[WORKER] %s failed", chore)
+        return None

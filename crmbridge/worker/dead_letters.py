@@ -1,8 +1,13 @@
 """The dead-letter stream ``{prefix}dead``: nothing is dropped after the last retry.
 
 A dead letter keeps the original message and says why it died. Moving an
-entry there and acknowledging it happen in one MULTI/EXEC transaction, so a
-crash can neither lose the message nor leave it in both places.
+entry there and acknowledging it happen in one Lua script (``ADD_THEN_ACK``):
+XACK runs only if XADD succeeded. MULTI/EXEC was not enough: Redis does not
+roll a transaction back when a command fails at run time (e.g. WRONGTYPE on
+the dead-letter key), so XACK ran after a failed XADD and the message was
+lost. A script stops at the first failing ``redis.call``; as XADD is its first
+write, a failure writes nothing. Requeueing (XADD to the source, XDEL here) is
+a script of the same kind.
 
 Fields of a dead letter (all strings):
 
@@ -75,16 +80,63 @@ class DeadLetter:
         }
 
 
+# KEYS[1] stream to add to, KEYS[2] stream to acknowledge in; ARGV[1] group, ARGV[2] entry
+# to acknowledge, ARGV[3..] field/value pairs. Returns the new entry's ID.
+ADD_THEN_ACK = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+return id
+"""
+
+# KEYS[1] source stream, KEYS[2] dead-letter stream; ARGV[1] dead letter ID, ARGV[2..] pairs.
+# Returns the new ID, or false when the letter is gone (someone requeued or deleted it).
+REQUEUE = """
+if #redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1], 'COUNT', 1) == 0 then
+    return false
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+redis.call('XDEL', KEYS[2], ARGV[1])
+return id
+"""
+
+
+class DeadLetterError(redis.ResponseError):
+    """Some letters could not be written; their messages stay pending (nothing acknowledged)."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__(f"{len(failed)} dead letter(s) not written: " + "; ".join(sorted(set(failed.values()))))
+        self.failed = failed  # source ID -> error
+
+
+def add_then_ack(client, target: str, source: str, group: str, entry_id: str, fields: dict):
+    """XADD ``fields`` to ``target``, then XACK ``entry_id`` in ``source``; the XACK only if XADD worked.
+
+    ``client`` may be a pipeline (the reply then comes from its ``execute``).
+    """
+    pairs = [item for pair in fields.items() for item in pair]
+    return client.register_script(ADD_THEN_ACK)(keys=[target, source], args=[group, entry_id, *pairs], client=client)
+
+
 def move_to_dead_letters(client: redis.Redis, letters: Iterable[DeadLetter], *, group: str = streams.GROUP) -> int:
-    """Add each letter to the dead stream and acknowledge its source, atomically."""
+    """Add each letter to the dead stream and acknowledge its source, atomically per letter.
+
+    Raises ``DeadLetterError`` naming the letters Redis refused: their messages are
+    not acknowledged (still pending, not lost). The others are moved.
+    """
     letters = list(letters)
     if not letters:
         return 0
-    pipe = client.pipeline(transaction=True)
+    pipe, dead = client.pipeline(transaction=False), streams.dead_letter_stream()
     for letter in letters:
-        pipe.xadd(streams.dead_letter_stream(), letter.to_fields())
-        pipe.xack(letter.source_stream, group, letter.source_id)
-    pipe.execute()
+        add_then_ack(pipe, dead, letter.source_stream, group, letter.source_id, letter.to_fields())
+    replies = pipe.execute(raise_on_error=False)
+    failed = {
+        letter.source_id: f"{type(reply).__name__}: {reply}"
+        for letter, reply in zip(letters, replies, strict=True)
+        if isinstance(reply, Exception)
+    }
+    if failed:
+        raise DeadLetterError(failed)
     return len(letters)
 
 
@@ -127,11 +179,10 @@ def requeue(client: redis.Redis, dead_ids: Iterable[str]) -> int:
         source = letter["source_stream"] or streams.operations_stream()
         fields = {str(k): str(v) for k, v in payload.items()}
         fields["requeued_from"] = dead_id
-        pipe = client.pipeline(transaction=True)
-        pipe.xadd(source, fields)
-        pipe.xdel(dead, dead_id)
-        pipe.execute()
-        count += 1
+        pairs = [item for pair in fields.items() for item in pair]
+        # XDEL only after XADD succeeded: a refused XADD leaves the letter where it was.
+        if client.register_script(REQUEUE)(keys=[source, dead], args=[dead_id, *pairs]):
+            count += 1
     return count
 
 

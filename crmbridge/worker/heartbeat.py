@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
 from crmbridge.redis_io import telemetry
+
+logger = logging.getLogger("crmbridge.worker")
 
 
 def consumer_name() -> str:
@@ -35,6 +41,7 @@ class Heartbeat:
     counters: Counters = field(default_factory=Counters)
     started_at: float = field(default_factory=time.time)
     _last: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def beat(self, *, held: int = 0, force: bool = False) -> None:
         now = time.monotonic()
@@ -60,5 +67,26 @@ class Heartbeat:
             ttl_seconds=self.interval * 3,
         )
 
+    def start_thread(self, alive: Callable[[], bool]) -> None:
+        """Beat from a thread of its own, so a long Bitrix request does not look like death.
+
+        Live workers take over the entries of a consumer whose heartbeat expired, so
+        the beat must not stop while the loop waits on the network; it stops when
+        ``alive()`` says the loop itself is stuck (see ``Worker.loop_alive``).
+        """
+        self._stop.clear()
+        threading.Thread(target=self._beat_while, args=(alive,), name=f"heartbeat-{self.name}", daemon=True).start()
+
+    def _beat_while(self, alive: Callable[[], bool]) -> None:
+        while not self._stop.wait(self.interval / 2):
+            if not alive():
+                continue
+            try:
+                self.beat()
+            except redis.RedisError as exc:  # the loop sees Redis trouble too; keep trying
+                logger.debug("[WORKER] Heartbeat failed: %s", exc)
+
     def remove(self) -> None:
-        telemetry.remove_heartbeat(self.client, self.name)
+        self._stop.set()
+        with contextlib.suppress(redis.RedisError):
+            telemetry.remove_heartbeat(self.client, self.name)

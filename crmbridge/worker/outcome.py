@@ -3,10 +3,12 @@
 A processor (``SyncBatch`` for operations, ``InboundBatch`` for portal events)
 sorts its messages into a ``ChunkOutcome``; ``OutcomeRules.apply`` then acts:
 
-* ``done``     acknowledged, counted as processed, "last success" marked;
+* ``done``     acknowledged (unless the record changed meanwhile: ``pacing.RecordPacing.ack``),
+               counted as processed, "last success" marked;
 * ``retry``    held for a backoff (Redis's delivery count is the retry counter);
                past ``max_retries`` moved to the dead letters instead;
-* ``dead``     moved to ``{prefix}dead`` with its reason and acknowledged, in one ``MULTI``;
+* ``dead``     moved to ``{prefix}dead`` with its reason and acknowledged, in one Lua script
+               (XACK only after XADD succeeded; refused letters stay pending and are held);
 * ``deferred`` another worker holds the record: looked at again soon, not counted;
 * ``pause``    a configuration error: the runner pauses (its state, not decided here).
 
@@ -16,6 +18,7 @@ Nothing is acknowledged without being synced or dead-lettered.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -24,7 +27,7 @@ from crmbridge.bitrix.errors import BitrixError
 from crmbridge.publishing.messages import InvalidMessage, Operation
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker.config import WorkerConfig
-from crmbridge.worker.dead_letters import DeadLetter, move_to_dead_letters
+from crmbridge.worker.dead_letters import DeadLetter, DeadLetterError, move_to_dead_letters
 from crmbridge.worker.heartbeat import Counters
 from crmbridge.worker.retry_schedule import RetrySchedule, backoff_seconds
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
@@ -58,19 +61,31 @@ def operation_of(message: StreamMessage) -> Operation | None:
         return None
 
 
+def record_of(message: StreamMessage) -> tuple[str, int] | None:
+    """``(entity, local id)`` of an operations message; None for an event or an invalid message."""
+    if message.stream != streams.operations_stream():
+        return None
+    operation = operation_of(message)
+    return (operation.entity, operation.local_id) if operation else None
+
+
 @dataclass(kw_only=True)
 class OutcomeRules:
-    """Acts on a ``ChunkOutcome`` with the collaborators it is given (no runner state)."""
+    """Acts on a ``ChunkOutcome`` with the collaborators it is given (no runner state).
+
+    ``acknowledge`` acknowledges the done messages and returns those it did
+    (``RecordPacing.ack``: a record changed meanwhile is synced again instead).
+    """
 
     client: redis.Redis
     consumer: StreamConsumer
     schedule: RetrySchedule
     counters: Counters
     config: WorkerConfig
+    acknowledge: Callable[[list[StreamMessage]], list[StreamMessage]]
 
     def apply(self, outcome: ChunkOutcome) -> None:
-        self.consumer.ack(outcome.done)
-        self._count("processed", outcome.done)
+        self._count("processed", self.acknowledge(outcome.done))
         if outcome.done:
             telemetry.mark(self.client, "success", f"{len(outcome.done)} message(s) synced")
         dead = [(m, letter) for m, letter in outcome.dead]
@@ -111,9 +126,9 @@ class OutcomeRules:
         )
 
     def _dead_letter(self, dead: list[tuple[StreamMessage, DeadLetter]]) -> None:
+        dead = self._move_to_dead_letters(dead)
         if not dead:
             return
-        move_to_dead_letters(self.client, [letter for _, letter in dead])
         for message, letter in dead:
             logger.error(
                 "[WORKER] Message %s moved to %s after %s attempt(s): %s (%s)",
@@ -121,6 +136,23 @@ class OutcomeRules:
             )  # fmt: skip
         self._count("dead_lettered", [m for m, _ in dead])
         telemetry.mark(self.client, "failure", dead[-1][1].error_description or dead[-1][1].reason)
+
+    def _move_to_dead_letters(
+        self, dead: list[tuple[StreamMessage, DeadLetter]]
+    ) -> list[tuple[StreamMessage, DeadLetter]]:
+        """Move them; returns those moved. Letters Redis refused stay pending (not acknowledged), held for later."""
+        if not dead:
+            return []
+        try:
+            move_to_dead_letters(self.client, [letter for _, letter in dead])
+        except DeadLetterError as exc:
+            logger.error(
+                "[WORKER] Could not write dead letters to %s (%s); kept pending", streams.dead_letter_stream(), exc
+            )
+            for message in [m for m, _ in dead if m.id in exc.failed]:
+                self.schedule.hold(message, delay=max(self.config.retry_max_seconds, 1.0), counted=False)
+            return [(m, letter) for m, letter in dead if m.id not in exc.failed]
+        return dead
 
     def _count(self, outcome: str, messages: list[StreamMessage]) -> None:
         if not messages:

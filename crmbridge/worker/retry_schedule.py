@@ -1,7 +1,7 @@
 """Backoff with jitter, and the messages a worker holds until they are due again.
 
 Held messages stay in Redis's pending list under this consumer the whole time:
-if the worker dies, another takes them over (XAUTOCLAIM). The schedule in
+if the worker dies, another takes them over (by heartbeat, see chores). The schedule in
 memory only decides *when* this worker tries them again.
 """
 

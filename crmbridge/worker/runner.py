@@ -7,21 +7,24 @@ for a pause, a wait on that event, never a sleep-and-poll.
 
 Collaborators, each in its own module: ``StreamConsumer`` (Redis mechanics),
 ``Chores`` (periodic work, returns what it took over), a processor per stream
-(``SyncBatch`` for operations, ``InboundBatch`` for portal events) and
-``OutcomeRules`` (ack / retry / dead-letter / defer). The runner keeps only the
-loop and the pause state.
+(``SyncBatch`` for operations, ``InboundBatch`` for portal events),
+``OutcomeRules`` (ack / retry / dead-letter / defer) and ``RecordPacing`` (the
+worker's side of coalescing: one sync per record per interval, ack unless
+dirty). The runner keeps only the loop and the pause state.
 
 What survives what:
 
 * a worker killed mid-chunk: its entries stay pending and a live worker takes
-  them over after ``claim_idle_seconds`` (XAUTOCLAIM); record locks and the
-  create marker stop the takeover from creating a second deal;
+  them over as soon as its heartbeat expires (3 x ``heartbeat_seconds``; see
+  ``chores.Chores.take_over``); record locks and the create marker stop the
+  takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
   with a pause, so a persisting error cannot spin a CPU;
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
+  an unexpected error in a chunk is isolated: its messages are retried one by one;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
-  its messages pending, probes the portal every ``pause_probe_seconds`` and
-  resumes by itself.
+  its messages pending, probes the portal (``profile``) every
+  ``pause_probe_seconds`` whatever it holds, and resumes on a successful probe.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from crmbridge.worker.chores import Chores
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
+from crmbridge.worker.pacing import RecordPacing
 from crmbridge.worker.record_locks import RecordLocks
 from crmbridge.worker.retry_schedule import RetrySchedule
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
@@ -77,11 +81,15 @@ class Worker:
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
         collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
         self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
-        self.outcomes = OutcomeRules(**collaborators, counters=self.heartbeat.counters, config=self.config)
+        self.pacing = RecordPacing(**collaborators, interval=self.config.record_interval_seconds)
+        self.outcomes = OutcomeRules(
+            **collaborators, counters=self.heartbeat.counters, config=self.config, acknowledge=self.pacing.ack
+        )
         self._stopping = threading.Event()
         self.iteration = 0
         self.paused_reason = ""
         self._next_probe = 0.0
+        self._step_started = time.monotonic()
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
@@ -122,6 +130,7 @@ class Worker:
             try:
                 self.consumer.ensure_groups()
                 self.heartbeat.beat(force=True)
+                self.heartbeat.start_thread(self.loop_alive)
                 self.recover_own_pending()
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -169,8 +178,18 @@ class Worker:
             self._sleep(1.0)
             return True
 
+    def loop_alive(self) -> bool:
+        """Has the loop started a step recently? The heartbeat thread stops beating for a stuck loop.
+
+        A step is a blocking read (``poll_interval``) or one chunk; a chunk may wait on
+        Bitrix (timeouts, rate limits) but not for ``claim_idle_seconds`` on end.
+        """
+        limit = max(self.config.claim_idle_seconds, 3 * self.config.heartbeat_seconds, self.config.poll_interval + 10)
+        return time.monotonic() - self._step_started < limit
+
     def step(self) -> bool:
         """One loop iteration. Returns whether there was anything to do or wait for."""
+        self._step_started = time.monotonic()
         self.iteration += 1
         level = logging.INFO if self.iteration == 1 else logging.DEBUG
         logger.log(level, "Worker loop iteration %s - running=%s", self.iteration, not self.shutdown)
@@ -240,11 +259,16 @@ class Worker:
     # -- outcome of a chunk -----------------------------------------------------
     def handle(self, messages: list[StreamMessage]) -> None:
         """Sync a chunk and act on each message's outcome; never raises for a bad message."""
+        self._step_started = time.monotonic()  # progress: the heartbeat goes on
+        messages = self.pacing.hold_recent(messages)
+        if not messages:
+            return
         sync = self._sync_batch()
         if sync is None:
             for message in messages:
                 self.schedule.hold(message, delay=self.config.pause_probe_seconds, counted=False)
             return
+        self.pacing.clear_dirty(messages)
         try:
             outcome = self._process_chunk(sync, messages)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
@@ -254,10 +278,25 @@ class Worker:
             for message in messages:
                 self.schedule.hold(message, delay=DATABASE_BACKOFF_SECONDS, counted=False)
             return
-        except Exception as exc:  # a bug: retry the chunk (counted), never stop the loop
-            logger.exception("[WORKER] Error processing operation message: chunk of %s failed", len(messages))
-            outcome = ChunkOutcome(retry=[(m, BitrixError(type(exc).__name__, str(exc))) for m in messages])
+        except Exception as exc:  # a bug: isolate it to the message(s) causing it, never stop the loop
+            outcome = self._isolate(messages, exc)
+            if outcome is None:
+                return
         self._apply(outcome)
+
+    def _isolate(self, messages: list[StreamMessage], exc: Exception) -> ChunkOutcome | None:
+        """After an unexpected error (called in its ``except``): a chunk's messages are handled
+        again one by one (returns None); a lone message is retried, counted."""
+        if len(messages) > 1:
+            logger.exception(
+                "[WORKER] Error processing operation message: chunk of %s failed; retrying its messages one by one",
+                len(messages),
+            )
+            for message in messages:
+                self.handle([message])
+            return None
+        logger.exception("[WORKER] Error processing operation message: %s failed", messages[0].id)
+        return ChunkOutcome(retry=[(messages[0], BitrixError(type(exc).__name__, str(exc)))])
 
     def _process_chunk(self, sync: SyncBatch, messages: list[StreamMessage]) -> ChunkOutcome:
         """Each stream's messages go to that stream's processor (operations first)."""
@@ -283,7 +322,12 @@ class Worker:
             except ImproperlyConfigured as exc:
                 self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
                 return None
-            locks = RecordLocks(self.redis, owner=self.name, lease_ms=int(self.config.claim_idle_seconds * 2000))
+            locks = RecordLocks(
+                self.redis,
+                owner=self.name,
+                lease_ms=int(self.config.claim_idle_seconds * 2000),
+                dead_owners=lambda: telemetry.dead_workers(self.redis) - {self.name},
+            )
             self._sync = SyncBatch(
                 self._bitrix, locks, consumer=self.name, max_commands=self.config.commands_per_request
             )
@@ -312,21 +356,23 @@ class Worker:
         self.heartbeat.beat(held=len(self.schedule), force=True)
 
     def _paused_step(self) -> bool:
-        """While paused: no new reads; every probe interval, try the held messages again."""
+        """While paused: no new reads; every probe interval, probe the portal itself.
+
+        The probe does not depend on what is held: held messages may all be waiting
+        for something else (an inbound event behind a local change that the paused
+        worker has not read yet), so their outcome cannot tell that the portal is back.
+        """
         if self.once:
             return False
         if time.monotonic() < self._next_probe:
             self._sleep(min(1.0, self._next_probe - time.monotonic()))
             return True
         self._next_probe = time.monotonic() + self.config.pause_probe_seconds
-        if len(self.schedule) == 0:
-            self._probe_without_messages()
-            return True
-        self.schedule.make_all_due()
-        self.process_due()
+        self._probe()
         return True
 
-    def _probe_without_messages(self) -> None:
+    def _probe(self) -> None:
+        """``profile``: a configuration error keeps the pause; any other answer resumes (retries handle the rest)."""
         sync = self._sync_batch()
         if sync is None:
             return

@@ -2,6 +2,10 @@
 
 The delivery count Redis keeps per pending entry is the retry counter: it
 survives a worker restart and grows when another worker takes an entry over.
+
+Takeover is per consumer (XPENDING ... consumer, then XCLAIM), never XAUTOCLAIM:
+which consumers are dead is decided from their heartbeats
+(``crmbridge.worker.chores``), and XAUTOCLAIM would take from live ones.
 """
 
 from __future__ import annotations
@@ -83,15 +87,36 @@ class StreamConsumer:
             messages.extend(self._with_deliveries(stream, [m for m in entries if m.fields]))
         return messages
 
-    def autoclaim(self, *, min_idle_ms: int, count: int) -> list[StreamMessage]:
-        """Take over entries idle longer than ``min_idle_ms`` (from consumers that died)."""
-        claimed: list[StreamMessage] = []
-        for stream in self.streams:
-            reply = self.client.xautoclaim(stream, self.group, self.name, min_idle_ms, "0-0", count=count)
-            entries = reply[1] if len(reply) > 1 else []
-            found = [StreamMessage(stream, entry_id, fields or {}) for entry_id, fields in entries if fields]
-            claimed.extend(self._with_deliveries(stream, found))
-        return claimed
+    def consumers(self, stream: str) -> list[dict]:
+        """The group's consumers on ``stream`` (XINFO CONSUMERS: ``name``, ``pending``, ``idle``)."""
+        return self.client.xinfo_consumers(stream, self.group)
+
+    def consumers_with_pending(self, stream: str) -> list[dict]:
+        """Other consumers of the group on ``stream`` that hold entries."""
+        return [c for c in self.consumers(stream) if c["pending"] and c["name"] != self.name]
+
+    def claim_from(self, stream: str, consumer: str, *, min_idle_ms: int, count: int) -> list[StreamMessage]:
+        """Take over up to ``count`` of ``consumer``'s entries idle at least ``min_idle_ms``.
+
+        XPENDING names the consumer, so a live consumer's entries are never
+        touched (XAUTOCLAIM takes from anyone, by idle time alone). The same
+        ``min_idle_ms`` on XCLAIM keeps two workers from claiming an entry one
+        after the other: the first claim resets its idle time. Entries deleted
+        from the stream meanwhile come back without fields and are acknowledged.
+        """
+        pending = self.client.xpending_range(
+            stream, self.group, min="-", max="+", count=count, consumername=consumer, idle=min_idle_ms
+        )
+        ids = [p["message_id"] for p in pending]
+        if not ids:
+            return []
+        reply = self.client.xclaim(stream, self.group, self.name, min_idle_ms, ids)
+        claimed = [StreamMessage(stream, entry_id, fields) for entry_id, fields in reply if fields]
+        # Redis < 7 answers a deleted entry with no fields (7 drops it from the pending list itself).
+        gone = [entry_id for entry_id, fields in reply if not fields]
+        if gone:
+            self.client.xack(stream, self.group, *gone)
+        return self._with_deliveries(stream, claimed)
 
     def reclaim(self, messages: list[StreamMessage], *, count_delivery: bool) -> list[StreamMessage]:
         """Claim held entries again before retrying them; returns those still ours.
@@ -137,7 +162,7 @@ class StreamConsumer:
         """
         removed = []
         for stream in self.streams:
-            for consumer in self.client.xinfo_consumers(stream, self.group):
+            for consumer in self.consumers(stream):
                 name = consumer["name"]
                 if name == self.name or name in live_names:
                     continue
@@ -167,4 +192,3 @@ class StreamConsumer:
         for message in messages:
             message.deliveries = counts.get(message.id, message.deliveries)
         return messages
-

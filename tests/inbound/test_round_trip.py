@@ -236,4 +236,5 @@ def test_pull_deals_reapplies_the_current_stage_of_every_linked_deal(sandbox, al
     run_worker_once()
 
     assert (status_of(first), status_of(second)) == ("done", "in_production")
-    assert SyncRecord.objects.get(entity="deal", local_id=first.pk).remote_changed_at == ahead
+    # The pull resets the ordering state to its own time (issue 13): a later portal event is not hidden.
+    assert SyncRecord.objects.get(entity="deal", local_id=first.pk).remote_changed_at is None

@@ -12,6 +12,9 @@ from crmbridge.publishing.publisher import reset_publish_clients
 def fresh_publisher(settings, caplog):
     caplog.set_level(logging.INFO)  # the [QUEUE] lines, whatever LOG_LEVEL says
     settings.BITRIX_ENABLED = True
+    # These tests count one stream entry per queued change; coalescing has its own tests
+    # (tests/worker/test_coalescing.py).
+    settings.BITRIX_PUBLISH_COALESCE = False
     reset_publish_clients()
     sent_rows.take()  # deferred deletes belong to the test that made them
     yield

@@ -21,6 +21,7 @@ from crmbridge.models import OutboxEntry, SyncRecord
 from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.outbox import (
     PUBLISH_SCRIPT,
+    _run_script,
     claim,
     delete_sent_rows,
     publish_entries,
@@ -136,8 +137,7 @@ def test_a_publisher_that_died_after_xadd_is_not_repeated_by_the_relay(redis_cli
     entries = write(3)
     script = redis_client.register_script(PUBLISH_SCRIPT)
     for entry in entries[:2]:  # XADD done, then the process died before deleting the rows
-        pairs = [item for pair in entry.fields.items() for item in pair]
-        script(keys=["bitrix:operations", sent_marker_key(entry)], args=[86400, *pairs])
+        _run_script(script, entry, redis_client)
 
     assert relay_outbox() == 3
     assert published(redis_client) == [("deal", "create", i, "signal") for i in (1, 2, 3)]

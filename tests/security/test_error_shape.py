@@ -28,6 +28,12 @@ def test_404s_are_json(alice_client, url):
     assert_json_error(alice_client.get(url), 404)
 
 
+def test_404s_are_json_with_debug_on_too(alice_client, settings):
+    """./run.sh turns DEBUG on: an API client still gets JSON, not Django's technical 404 page."""
+    settings.DEBUG = True
+    assert_json_error(alice_client.get("/orders/-1"), 404)
+
+
 @pytest.mark.parametrize(("method", "url"), [("delete", "/orders"), ("post", "/metrics"), ("get", "/bitrix/webhook"),
                                              ("delete", "/services")])  # fmt: skip
 def test_405s_are_json(alice_client, method, url):
