@@ -40,6 +40,7 @@ from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.maintenance import Maintenance, worker_streams
 from crmbridge.worker.record_locks import RecordLocks
+from crmbridge.worker.record_pacing import RecordPacer
 from crmbridge.worker.retry_schedule import RetrySchedule, backoff_seconds
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage, is_nogroup
 from crmbridge.worker.sync_batch import ChunkOutcome, SyncBatch, operation_of
@@ -75,7 +76,7 @@ class Worker:
         self.paused_reason = ""
         self._next_probe = 0.0
         self._step_started = time.monotonic()
-        self._synced_at: dict[tuple[str, int], float] = {}  # record -> when this worker last synced it
+        self.pacer = RecordPacer(self.config.record_interval_seconds, self.config.record_interval_max_seconds)
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
@@ -306,11 +307,11 @@ class Worker:
         return (operation.entity, operation.local_id) if operation else None
 
     def _wait_for_record_interval(self, messages: list[StreamMessage]) -> list[StreamMessage]:
-        """Hold the messages of records synced less than ``record_interval_seconds`` ago, until then."""
-        now, interval, ready = time.monotonic(), self.config.record_interval_seconds, []
+        """Hold the messages of records synced too recently (``RecordPacer``), until their time."""
+        now, ready = time.monotonic(), []
         for message in messages:
             key = self._record_of(message)
-            wait = interval - (now - self._synced_at[key]) if key in self._synced_at else 0.0
+            wait = self.pacer.wait(key, now) if key is not None else 0.0
             if wait > 0:
                 self.schedule.hold(message, delay=wait, counted=False)
             else:
@@ -328,16 +329,12 @@ class Worker:
         batches = {key: [m.id for m in batch] for key, batch in by_record.items()}
         refused = coalescing.ack_unless_dirty(self.redis, streams.operations_stream(), streams.GROUP, batches)
         now = time.monotonic()
-        if len(self._synced_at) > 10_000:  # forget records synced long ago
-            self._synced_at = {
-                k: t for k, t in self._synced_at.items() if now - t < self.config.record_interval_seconds
-            }
         for key, batch in by_record.items():
-            self._synced_at[key] = now
+            self.pacer.synced(key, now)
             if key in refused:
                 logger.debug("[WORKER] %s %s changed while it was synced; syncing it again", *key)
                 for message in batch:
-                    self.schedule.hold(message, delay=self.config.record_interval_seconds, counted=False)
+                    self.schedule.hold(message, delay=self.pacer.wait(key, now), counted=False)
         return [m for m in done if self._record_of(m) not in refused]
 
     def _schedule_retry(self, message: StreamMessage, error: BitrixError) -> None:
