@@ -140,7 +140,7 @@ def main() -> int:
             results.write(
                 f"\n### Coalescing, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\nMachine: {machine()}\n\n"
                 f"`bench/coalescing.py --puts {options.puts} --rate {options.rate:g}`: gunicorn (3 sync workers), "
-                "1 worker (BITRIX_WORKER_RECORD_INTERVAL 1 s), sandbox limit 2 requests/s burst 50.\n\n"
+                "1 worker (BITRIX_WORKER_RECORD_INTERVAL 1 s, _MAX 10 s), sandbox limit 2 requests/s burst 50.\n\n"
                 f"{table}\n"
             )
     ok = all(not c["stale"] and not c["left"] and c["per_order"] <= 20 for c in cases)

@@ -256,6 +256,8 @@ BITRIX_WORKER = {
     "heartbeat_seconds": env_float("BITRIX_WORKER_HEARTBEAT", 5.0, minimum=0.5),
     # A record synced less than this ago waits before its next update (bursts of edits coalesce).
     "record_interval_seconds": env_float("BITRIX_WORKER_RECORD_INTERVAL", 1.0, minimum=0.0),
+    # ... and the wait doubles while the record stays hot, up to this (crmbridge.worker.record_pacing).
+    "record_interval_max_seconds": env_float("BITRIX_WORKER_RECORD_INTERVAL_MAX", 10.0, minimum=0.0),
 }
 # Stream retention: acknowledged entries older than this are trimmed.
 BITRIX_STREAM_RETENTION_SECONDS = env_int("BITRIX_STREAM_RETENTION_SECONDS", 86400, minimum=0)

@@ -18,10 +18,10 @@ the record once more. Every skip happens while the message is unacknowledged
 (checked in the same script as the skip), so no skip can fall after the
 acknowledgement.
 
-Combined with the worker's per-record interval (``record_interval_seconds``:
-a record synced less than that ago waits, its message pending), a burst of
-edits on one order costs about one portal update per interval, and one stream
-entry per update instead of one per edit.
+Combined with the worker's per-record interval (``crmbridge.worker.record_pacing``:
+a record synced less than its interval ago waits, its message pending, and the
+interval doubles while the record stays hot), a burst of edits on one order
+costs a few portal updates, and one stream entry per update instead of one per edit.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Read in this order:
 * ``runner.py``          the loop: signals, pause, one processor per stream
 * ``chores.py``          periodic work: heartbeat, take-over by heartbeat, relay, reconcile, trimming
 * ``outcome.py``         what happens to each message: ack, retry, dead letter, defer
-* ``pacing.py``          the worker's side of coalescing: one sync per record per interval, ack unless dirty
+* ``coalescing.py``      the worker's side of coalescing: hold a record synced too recently, ack unless dirty
+* ``record_pacing.py``   how long a record just synced waits: doubling while it stays hot
 * ``reconcile.py``       records waiting with no live message (Redis lost its data): queued again
 * ``stream_consumer.py`` Redis Streams mechanics: group, reads, claims, acks
 * ``sync_batch.py``      one chunk of messages -> Bitrix ``batch`` calls -> outcomes

@@ -34,9 +34,10 @@ class WorkerConfig:
     pause_probe_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
     # A record synced by this worker less than this ago waits (its message pending, so new
-    # changes coalesce into it, see crmbridge.publishing.coalescing): a burst of edits costs about one
-    # portal update per interval. 0: no wait.
+    # changes coalesce into it, see crmbridge.publishing.coalescing); the wait doubles while the record
+    # stays hot, up to the maximum (crmbridge.worker.record_pacing). 0: no wait.
     record_interval_seconds: float = 1.0
+    record_interval_max_seconds: float = 10.0
     # The most messages one chunk takes: enough to fill a 50-command batch.
     max_chunk: int = 50
     # Commands per Bitrix request: 50 (batch) normally; 1 = the original design, for benchmarks.

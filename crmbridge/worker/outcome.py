@@ -3,7 +3,7 @@
 A processor (``SyncBatch`` for operations, ``InboundBatch`` for portal events)
 sorts its messages into a ``ChunkOutcome``; ``OutcomeRules.apply`` then acts:
 
-* ``done``     acknowledged (unless the record changed meanwhile: ``pacing.RecordPacing.ack``),
+* ``done``     acknowledged (unless the record changed meanwhile: ``coalescing.RecordCoalescing.ack``),
                counted as processed, "last success" marked;
 * ``retry``    held for a backoff (Redis's delivery count is the retry counter);
                past ``max_retries`` moved to the dead letters instead;
@@ -74,7 +74,7 @@ class OutcomeRules:
     """Acts on a ``ChunkOutcome`` with the collaborators it is given (no runner state).
 
     ``acknowledge`` acknowledges the done messages and returns those it did
-    (``RecordPacing.ack``: a record changed meanwhile is synced again instead).
+    (``RecordCoalescing.ack``: a record changed meanwhile is synced again instead).
     """
 
     client: redis.Redis

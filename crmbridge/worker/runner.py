@@ -8,9 +8,9 @@ for a pause, a wait on that event, never a sleep-and-poll.
 Collaborators, each in its own module: ``StreamConsumer`` (Redis mechanics),
 ``Chores`` (periodic work, returns what it took over), a processor per stream
 (``SyncBatch`` for operations, ``InboundBatch`` for portal events),
-``OutcomeRules`` (ack / retry / dead-letter / defer) and ``RecordPacing`` (the
-worker's side of coalescing: one sync per record per interval, ack unless
-dirty). The runner keeps only the loop and the pause state.
+``OutcomeRules`` (ack / retry / dead-letter / defer) and ``RecordCoalescing``
+(the worker's side of coalescing: a record synced recently waits, paced by
+``RecordPacer``; ack unless dirty). The runner keeps only the loop and the pause state.
 
 What survives what:
 
@@ -47,11 +47,12 @@ from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker.chores import Chores
+from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
-from crmbridge.worker.pacing import RecordPacing
 from crmbridge.worker.record_locks import RecordLocks
+from crmbridge.worker.record_pacing import RecordPacer
 from crmbridge.worker.retry_schedule import RetrySchedule
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
 from crmbridge.worker.sync_batch import SyncBatch
@@ -81,9 +82,10 @@ class Worker:
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
         collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
         self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
-        self.pacing = RecordPacing(**collaborators, interval=self.config.record_interval_seconds)
+        pacer = RecordPacer(self.config.record_interval_seconds, self.config.record_interval_max_seconds)
+        self.coalescing = RecordCoalescing(**collaborators, pacer=pacer)
         self.outcomes = OutcomeRules(
-            **collaborators, counters=self.heartbeat.counters, config=self.config, acknowledge=self.pacing.ack
+            **collaborators, counters=self.heartbeat.counters, config=self.config, acknowledge=self.coalescing.ack
         )
         self._stopping = threading.Event()
         self.iteration = 0
@@ -260,7 +262,7 @@ class Worker:
     def handle(self, messages: list[StreamMessage]) -> None:
         """Sync a chunk and act on each message's outcome; never raises for a bad message."""
         self._step_started = time.monotonic()  # progress: the heartbeat goes on
-        messages = self.pacing.hold_recent(messages)
+        messages = self.coalescing.hold_recent(messages)
         if not messages:
             return
         sync = self._sync_batch()
@@ -268,7 +270,7 @@ class Worker:
             for message in messages:
                 self.schedule.hold(message, delay=self.config.pause_probe_seconds, counted=False)
             return
-        self.pacing.clear_dirty(messages)
+        self.coalescing.clear_dirty(messages)
         try:
             outcome = self._process_chunk(sync, messages)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
