@@ -35,9 +35,10 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 PASSWORD = "Bench-pass-123"
 
 
-def token(base: str, index: int) -> str:
+def token(base: str, index: str) -> str:
     body = {"email": f"co{index}@example.com", "password": PASSWORD, "first_name": "Co", "last_name": f"Al{index}"}
-    assert requests.post(f"{base}/auth/register", json=body, timeout=30).status_code == 201
+    answer = requests.post(f"{base}/auth/register", json=body, timeout=30)
+    assert answer.status_code == 201, f"register {body['email']}: {answer.status_code} {answer.text[:300]}"
     answer = requests.post(f"{base}/auth/token", json={"email": body["email"], "password": PASSWORD}, timeout=30)
     return answer.json()["token"]
 
@@ -46,8 +47,8 @@ def make_orders(base: str, count: int) -> list[tuple[int, str]]:
     """(order id, token): one customer per order, so that owners never share a lock."""
     orders = []
     for i in range(count):
-        bearer = token(base, i)
-        body = {"service_id": "welding", "quantity": 1, "amount": "10.00"}
+        bearer = token(base, f"{count}-{i}")  # one customer per case and order
+        body = {"service_id": "welding", "quantity": 1}
         answer = requests.post(f"{base}/orders", json=body, headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
         assert answer.status_code == 201, answer.text
         orders.append((answer.json()["id"], bearer))
