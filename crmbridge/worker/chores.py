@@ -67,9 +67,10 @@ class Chores:
         self.heartbeat.beat(held=len(self.schedule))
         if self._due("touch", config.claim_idle_seconds / 3) and len(self.schedule):
             self.consumer.touch(self.schedule.messages())
-        claimed = []
         if not paused and self._due("take_over", config.heartbeat_seconds / 4):
             claimed = self.take_over()
+            if claimed:  # processed before anything else can fail (the other chores stay due)
+                return claimed
         if self._due("relay", RELAY_SECONDS):
             self.relay_outbox()
         if not paused and self._due("reconcile", settings.BITRIX_RECONCILE_INTERVAL):
@@ -78,7 +79,7 @@ class Chores:
             self.trim()
         if self._due("consumers", CONSUMER_CLEANUP_SECONDS):
             self.remove_gone_consumers()
-        return claimed
+        return []
 
     def take_over(self) -> list[StreamMessage]:
         """Claim the entries of dead consumers (at most ``max_chunk``); the caller processes them.
@@ -94,11 +95,17 @@ class Chores:
         dead = telemetry.dead_workers(self.client) - {me}
         live = telemetry.live_workers(self.client) | {me}
         claimed: list[StreamMessage] = []
-        for stream in self.consumer.streams:
-            for consumer in self.consumer.consumers_with_pending(stream):
-                room = self.config.max_chunk - len(claimed)
-                if consumer["name"] not in live and room > 0:
-                    claimed += self._claim(stream, consumer["name"], stopped=consumer["name"] in dead, count=room)
+        try:
+            for stream in self.consumer.streams:
+                for consumer in self.consumer.consumers_with_pending(stream):
+                    room = self.config.max_chunk - len(claimed)
+                    if consumer["name"] not in live and room > 0:
+                        claimed += self._claim(stream, consumer["name"], stopped=consumer["name"] in dead, count=room)
+        except redis.RedisError:
+            if not claimed:
+                raise
+            # What was claimed is now this worker's: dropping it would strand it until a restart.
+            logger.warning("[WORKER] Takeover interrupted by a Redis error; processing the %s claimed", len(claimed))
         return claimed
 
     def _claim(self, stream: str, name: str, *, stopped: bool, count: int) -> list[StreamMessage]:

@@ -1,0 +1,42 @@
+"""Messages taken over from a stopped consumer are processed even when a later chore fails.
+
+A takeover moves entries into this worker's pending list. If they are not handed to the
+worker before the next Redis error, nothing looks at them again until a restart: they
+belong to a live consumer (no takeover), are not held (no retry) and count as live
+messages (no reconciliation). A real worker, in this process; a real Redis; the sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crmbridge.redis_io import streams
+from crmbridge.worker.runner import Worker
+from orders.models import Order
+from tests.conftest import wait_for
+from tests.worker.helpers import fast_config
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_taken_over_messages_survive_a_redis_error_in_the_same_chores(sandbox, alice, redis_client):
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    worker = Worker(fast_config(claim_idle_seconds=0.2, record_interval_seconds=0))
+    worker.consumer.ensure_groups()
+    # A consumer that never beat reads the order's messages, then vanishes.
+    read = redis_client.xreadgroup(streams.GROUP, "vanished-1", {streams.operations_stream(): ">"}, count=100)
+    assert read and read[0][1], "the vanished consumer took nothing: nothing to prove"
+    # The webhooks stream loses its group: the takeover's look at that stream fails (NOGROUP)
+    # after it has claimed the operations stream's entries.
+    redis_client.xgroup_destroy(streams.webhooks_stream(), streams.GROUP)
+    time.sleep(0.3)  # past claim_idle
+
+    def synced() -> bool:
+        worker.step()
+        order.refresh_from_db()
+        return order.bitrix_deal_id is not None
+
+    wait_for(synced, 10, "the taken-over order synced")
+    assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
