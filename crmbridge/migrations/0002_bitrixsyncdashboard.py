@@ -4,22 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crmbridge', '0001_initial'),
+        ("crmbridge", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BitrixSyncDashboard',
+            name="BitrixSyncDashboard",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
             ],
             options={
-                'verbose_name': 'Bitrix sync dashboard',
-                'verbose_name_plural': 'Bitrix sync dashboard',
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "Bitrix sync dashboard",
+                "verbose_name_plural": "Bitrix sync dashboard",
+                "managed": False,
+                "default_permissions": (),
             },
         ),
     ]

@@ -62,7 +62,7 @@ class Chores:
         return True
 
     def run(self, *, paused: bool) -> list[StreamMessage]:
-        """Do what is due; return the messages taken over from stopped consumers (to be processed)."""
+        """Do what is due; return messages to process now: taken over, or this worker's own strays."""
         config = self.config
         self.heartbeat.beat(held=len(self.schedule))
         if self._due("touch", config.claim_idle_seconds / 3) and len(self.schedule):
@@ -71,6 +71,10 @@ class Chores:
             claimed = self.take_over()
             if claimed:  # processed before anything else can fail (the other chores stay due)
                 return claimed
+        if self._due("strays", config.heartbeat_seconds):
+            strays = self.own_strays()
+            if strays:
+                return strays
         if self._due("relay", RELAY_SECONDS):
             self.relay_outbox()
         if not paused and self._due("reconcile", settings.BITRIX_RECONCILE_INTERVAL):
@@ -80,6 +84,19 @@ class Chores:
         if self._due("consumers", CONSUMER_CLEANUP_SECONDS):
             self.remove_gone_consumers()
         return []
+
+    def own_strays(self) -> list[StreamMessage]:
+        """This worker's pending entries that nothing holds (a chunk failed mid-way): process them again."""
+        held = {(m.stream, m.id) for m in self.schedule.messages()}
+        idle_ms = int(self.config.heartbeat_seconds * 1000)
+        strays = self.consumer.strays(held, min_idle_ms=idle_ms, count=self.config.max_chunk)
+        if strays:
+            logger.warning(
+                "[WORKER] Found %s message(s) of %s left undecided by an interrupted chunk; processing them again",
+                len(strays),
+                self.consumer.name,
+            )
+        return strays
 
     def take_over(self) -> list[StreamMessage]:
         """Claim the entries of dead consumers (at most ``max_chunk``); the caller processes them.

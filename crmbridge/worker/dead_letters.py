@@ -140,6 +140,11 @@ def move_to_dead_letters(client: redis.Redis, letters: Iterable[DeadLetter], *, 
     return len(letters)
 
 
+def _count(value: str | None) -> int:
+    """A count field as written by this worker; 0 for one a script or an older version wrote oddly."""
+    return int(value) if value and value.isascii() and value.isdigit() else 0
+
+
 def parse_dead_letter(entry_id: str, fields: dict[str, str]) -> dict:
     """A dead letter as a plain dict for views (payload decoded)."""
     try:
@@ -154,7 +159,7 @@ def parse_dead_letter(entry_id: str, fields: dict[str, str]) -> dict:
         "reason": fields.get("reason", ""),
         "error_code": fields.get("error_code", ""),
         "error_description": fields.get("error_description", ""),
-        "attempts": int(fields.get("attempts") or 0),
+        "attempts": _count(fields.get("attempts")),
         "first_seen": fields.get("first_seen", ""),
         "failed_at": fields.get("failed_at", ""),
         "consumer": fields.get("consumer", ""),

@@ -18,6 +18,8 @@ import redis
 from crmbridge.redis_io import streams
 
 logger = logging.getLogger("crmbridge.worker")
+# XPENDING page size when this consumer looks through its own pending list.
+PENDING_PAGE = 500
 
 
 @dataclass
@@ -107,7 +109,37 @@ class StreamConsumer:
         pending = self.client.xpending_range(
             stream, self.group, min="-", max="+", count=count, consumername=consumer, idle=min_idle_ms
         )
-        ids = [p["message_id"] for p in pending]
+        return self._claim_ids(stream, [p["message_id"] for p in pending], min_idle_ms=min_idle_ms)
+
+    def strays(self, held: set[tuple[str, str]], *, min_idle_ms: int, count: int) -> list[StreamMessage]:
+        """This consumer's own pending entries that it does not hold, claimed again (a delivery more).
+
+        Between chunks every entry this consumer has pending is held (a retry, a
+        deferral, a pause). One that is not was read by a chunk that failed before
+        deciding about it (a Redis error mid-chunk): no takeover moves it (its
+        consumer is alive), no retry is scheduled and reconciliation counts it as a
+        live message, so without this it would wait for a restart.
+        """
+        found: list[StreamMessage] = []
+        for stream in self.streams:
+            ids = self._unheld_ids(stream, held, min_idle_ms=min_idle_ms, count=count - len(found))
+            found += self._claim_ids(stream, ids, min_idle_ms=min_idle_ms)
+        return found
+
+    def _unheld_ids(self, stream: str, held: set[tuple[str, str]], *, min_idle_ms: int, count: int) -> list[str]:
+        ids: list[str] = []
+        start = "-"
+        while len(ids) < count:
+            page = self.client.xpending_range(
+                stream, self.group, min=start, max="+", count=PENDING_PAGE, consumername=self.name, idle=min_idle_ms
+            )
+            ids += [p["message_id"] for p in page if (stream, p["message_id"]) not in held]
+            if len(page) < PENDING_PAGE:
+                break
+            start = "(" + page[-1]["message_id"]
+        return ids[:count]
+
+    def _claim_ids(self, stream: str, ids: list[str], *, min_idle_ms: int) -> list[StreamMessage]:
         if not ids:
             return []
         reply = self.client.xclaim(stream, self.group, self.name, min_idle_ms, ids)

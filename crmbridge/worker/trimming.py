@@ -71,5 +71,3 @@ def trim_streams(client: redis.Redis, *, retention_seconds: int | None = None) -
 def next_id(stream_id: StreamId) -> StreamId:
     ms, seq = stream_id
     return (ms + 1, 0) if seq == _MAX_SEQ else (ms, seq + 1)
-
-

@@ -21,8 +21,8 @@ def test_deal_round_trip(client):
 
 
 def test_contact_round_trip(client):
-    contact_id = client.add("contact",
-        {"NAME": TRICKY, "PHONE": [{"VALUE": "+7 (495) 123-45-67", "VALUE_TYPE": "MOBILE"}]}
+    contact_id = client.add(
+        "contact", {"NAME": TRICKY, "PHONE": [{"VALUE": "+7 (495) 123-45-67", "VALUE_TYPE": "MOBILE"}]}
     )
 
     contact = client.get("contact", contact_id)

@@ -122,8 +122,8 @@ def test_restart_keeps_port_and_records(sandbox, client):
 
 
 def test_multifield_entries_are_replaced_by_id_or_appended(client):
-    contact_id = client.add("contact",
-        {"EMAIL": [{"VALUE": "a@example.com"}, {"VALUE": "b@example.com", "VALUE_TYPE": "HOME"}]}
+    contact_id = client.add(
+        "contact", {"EMAIL": [{"VALUE": "a@example.com"}, {"VALUE": "b@example.com", "VALUE_TYPE": "HOME"}]}
     )
     a, b = client.get("contact", contact_id)["EMAIL"]
 

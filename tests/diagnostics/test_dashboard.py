@@ -108,6 +108,17 @@ def test_dead_letter_pages_are_newest_first(staff_browser, redis_client):
     assert [row["id"] for row in second.context["dead_letters"]] == dead_ids[::-1][25:]
 
 
+def test_a_hand_written_dead_letter_with_odd_fields_is_shown_not_a_500(staff_browser, redis_client):
+    """Dead letters may come from a script or an older version: any field may be odd."""
+    redis_client.xadd(streams.dead_letter_stream(), {"payload": "not json", "attempts": "many", "reason": "manual"})
+
+    page = staff_browser.get(DASHBOARD + "dead-letters/")
+
+    assert page.status_code == 200
+    (row,) = page.context["dead_letters"]
+    assert row["attempts"] == 0 and row["payload"] == {"raw": "not json"}
+
+
 def test_non_staff_are_sent_to_the_login_page(alice):
     client = Client()
     client.force_login(alice)

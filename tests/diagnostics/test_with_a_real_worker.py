@@ -70,6 +70,7 @@ def test_a_running_worker_process_is_reported_live(admin_client_api, sandbox):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+
         def running_status():
             data = admin_client_api.get(WORKER_URL).json()["data"]
             return data if data["worker_running"] else None
@@ -84,5 +85,3 @@ def test_a_running_worker_process_is_reported_live(admin_client_api, sandbox):
         worker.wait(timeout=20)
     gone = admin_client_api.get(WORKER_URL).json()["data"]
     assert (gone["worker_running"], gone["worker_task_status"]) == (False, "stopped")
-
-

@@ -12,4 +12,3 @@ def no_stray_workers():
     """A failing test must not leave worker processes running behind it."""
     yield
     kill_stray_workers()
-

@@ -105,8 +105,8 @@ def test_messages_for_one_record_are_coalesced(sandbox, alice, alice_client, red
 def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings):
     """A crash after Bitrix created the deal but before the ID was written back."""
     order = Order.objects.create(owner=alice, service_id="3d-printing", quantity=1)
-    existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add("deal",
-        {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}", "ORIGINATOR_ID": "bitrixsync"}
+    existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add(
+        "deal", {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}", "ORIGINATOR_ID": "bitrixsync"}
     )
     SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(create_started_at=timezone.now())
 
@@ -131,13 +131,14 @@ def test_write_back_queues_nothing(sandbox, alice, alice_client, redis_client):
 def test_an_adopted_contact_is_updated_in_place_and_linked_to_the_deal(sandbox, alice, settings):
     """The contact's add reached Bitrix before a crash; its order comes in the same chunk."""
     client = BitrixClient(settings.BITRIX_WEBHOOK_URL)
-    earlier = client.add("contact",
+    earlier = client.add(
+        "contact",
         {
             "NAME": "Old",
             "ORIGIN_ID": f"user-{alice.pk}",
             "ORIGINATOR_ID": "bitrixsync",
             "EMAIL": [{"VALUE": "old@example.com", "VALUE_TYPE": "WORK"}],
-        }
+        },
     )
     User.objects.filter(pk=alice.pk).update(bitrix_contact_id=None)
     SyncRecord.objects.update_or_create(

@@ -40,3 +40,34 @@ def test_taken_over_messages_survive_a_redis_error_in_the_same_chores(sandbox, a
 
     wait_for(synced, 10, "the taken-over order synced")
     assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
+
+
+def test_own_messages_left_undecided_by_an_interrupted_chunk_are_processed_again(sandbox, alice, redis_client):
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    worker = Worker(fast_config(record_interval_seconds=0))
+    worker.consumer.ensure_groups()
+    # The worker reads its chunk; a Redis error ends the chunk before any outcome: nothing
+    # acknowledged, nothing held, the entries pending for this live worker.
+    read = worker.consumer.read_new(count=10, block_ms=None)
+    assert read, "nothing read: nothing to prove"
+
+    def synced() -> bool:
+        worker.step()
+        order.refresh_from_db()
+        return order.bitrix_deal_id is not None
+
+    wait_for(synced, 10, "the interrupted chunk's order synced")
+    assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
+
+
+def test_messages_held_for_a_retry_are_not_taken_for_strays(sandbox, alice, redis_client):
+    Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    sandbox.set_faults(error_500_share=1.0)
+    worker = Worker(fast_config(record_interval_seconds=0, retry_base_seconds=30, retry_max_seconds=30))
+    worker.consumer.ensure_groups()
+    deadline = time.monotonic() + 2.5  # five looks for strays (heartbeat 0.5 s)
+    while time.monotonic() < deadline:
+        worker.step()
+    assert len(worker.schedule) >= 1  # held for its retry in 30 s
+    pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
+    assert pending and all(p["times_delivered"] == 1 for p in pending)
