@@ -93,6 +93,21 @@ def test_leaky_bucket_drains_at_its_rate():
     assert bucket.try_add() == pytest.approx(1.5)
 
 
+def test_leaky_bucket_after_a_partial_drain_holds_exactly_what_the_rate_let_out():
+    now = [0.0]
+    bucket = LeakyBucket(rate=2, capacity=4, clock=lambda: now[0])
+    assert [bucket.try_add() for _ in range(4)] == [0.0] * 4  # full: level 4
+
+    now[0] = 0.75  # 1.5 requests drained: level 2.5, room for one more and half of the next
+    assert bucket.try_add() == 0.0  # level 3.5
+    assert bucket.try_add() == pytest.approx(0.25)  # (3.5 + 1 - 4) / 2: refused, nothing added
+    assert bucket.try_add() == pytest.approx(0.25)
+
+    now[0] = 1.0  # level 3.0
+    assert bucket.try_add() == 0.0  # level 4.0
+    assert bucket.try_add() == pytest.approx(0.5)  # one whole request at 2/s
+
+
 # -- several processes ------------------------------------------------------------------
 def limiter_process(redis_url: str, *args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "tests.bitrix.limiter_process", "--redis-url", redis_url, "--key", KEY, *args]

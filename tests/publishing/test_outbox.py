@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crmbridge.models import OutboxEntry, SyncRecord
+from crmbridge.publishing.coalescing import last_key
 from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.outbox import (
     PUBLISH_SCRIPT,
@@ -269,3 +270,22 @@ def test_a_queued_operation_costs_one_round_trip_on_postgresql_three_statements_
     assert len(statements) == (1 if connection.vendor == "postgresql" else 3)
     assert list(OutboxEntry.objects.values_list("pk", flat=True)) == [entry.pk]
     assert SyncRecord.objects.get(entity="deal", local_id=1).state == SyncRecord.State.WAITING
+
+
+def test_entries_redis_refuses_one_by_one_keep_their_rows_for_the_relay(redis_client, caplog):
+    """A refusal inside a pipeline (connection alive) costs that entry only: its row stays, the others go."""
+    write(3)
+    # The record's "last message" key of the wrong type: the script's GET of it fails for that entry alone.
+    redis_client.hset(last_key("deal", 2), "not", "a string")
+
+    assert relay_outbox() == 2
+    assert published(redis_client) == [("deal", "create", 1, "signal"), ("deal", "create", 3, "signal")]
+    (kept,) = OutboxEntry.objects.all()
+    assert (kept.fields["id"], kept.attempts, kept.claimed_until, kept.claimed_by) == ("2", 1, None, "")
+    assert "WRONGTYPE" in kept.last_error
+    assert messages(caplog, f"[QUEUE] Redis refused outbox entry {kept.pk}")
+
+    redis_client.delete(last_key("deal", 2))
+    assert relay_outbox() == 1
+    assert [e[2] for e in published(redis_client)] == [1, 3, 2]
+    assert not OutboxEntry.objects.exists()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from accounts.services import normalize_email
+from accounts.services import normalize_email, register_user, update_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,3 +78,26 @@ def test_concurrent_registrations_of_one_mailbox_make_one_account():
     assert codes == [201] + [400] * (len(emails) - 1), results
     assert all("email" in body for code, body in results if code == 400), results
     assert User.objects.filter(email__iexact="race@example.com").count() == 1
+
+
+def _writes_to_users(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE")) and "user" in q["sql"]]
+
+
+def test_registration_finds_an_address_differing_only_in_case_itself_with_the_other_field_errors(alice):
+    """The service's check answers before any write; the constraint above is only the race's referee."""
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ValidationError) as weak:
+        register_user(email="ALICE@Example.COM", password="x")
+    assert set(weak.value.message_dict) == {"email", "password"}  # one answer with every field's error
+
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ValidationError) as strong:
+        register_user(email="ALICE@Example.COM", password="Unusual-horse-9")
+    assert strong.value.message_dict == {"email": ["A user with this e-mail address already exists."]}
+    assert _writes_to_users(queries) == []  # refused by the check, not by the database
+
+
+def test_a_profile_change_to_an_address_differing_only_in_case_is_refused_before_the_update(alice, bob):
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ValidationError) as caught:
+        update_profile(user=bob, changes={"email": "Alice@EXAMPLE.com", "first_name": "B" * 300})
+    assert set(caught.value.message_dict) == {"email", "first_name"}
+    assert _writes_to_users(queries) == []
