@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 pytestmark = pytest.mark.django_db
@@ -16,11 +19,23 @@ def test_schema_has_bearer_auth_and_the_api(anon_client):
     response = anon_client.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
     schema = response.json()
-    assert schema["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "description": schema["components"]["securitySchemes"]["bearerAuth"]["description"],
-    }
+    scheme = schema["components"]["securitySchemes"]["bearerAuth"]
+    assert {key: scheme[key] for key in ("type", "scheme")} == {"type": "http", "scheme": "bearer"}
+    assert set(scheme) == {"type", "scheme", "description"}
+    # The description tells a client the header the server reads and where a token comes from.
+    assert f"Authorization: {settings.REST_KNOX['AUTH_HEADER_PREFIX']} <token>" in scheme["description"]
+    assert "POST /auth/token" in scheme["description"] and "post" in schema["paths"]["/auth/token"]
+
+
+def test_a_client_following_the_bearer_schemes_description_is_let_in(anon_client, alice):
+    schema = anon_client.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    description = schema["components"]["securitySchemes"]["bearerAuth"]["description"]
+    header = re.search(r"`Authorization: (\w+) <token>`", description)
+    token = anon_client.post("/auth/token", {"username": "alice", "password": "S3cure-pass-1"}, format="json")
+
+    assert anon_client.get("/orders").status_code == 401
+    anon_client.credentials(HTTP_AUTHORIZATION=f"{header[1]} {token.json()['token']}")
+    assert anon_client.get("/orders").status_code == 200
     assert {"/auth/register", "/auth/token", "/profile", "/orders", "/orders/{id}", "/services"} <= set(schema["paths"])
     assert not any(path.endswith("/") for path in schema["paths"] if path.startswith(("/orders", "/profile")))
     assert {"bearerAuth": []} in schema["paths"]["/orders"]["get"]["security"]
