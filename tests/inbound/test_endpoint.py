@@ -70,6 +70,7 @@ def test_a_wrong_token_is_403_and_queues_nothing(client, webhook_entries, token,
 
     assert response.status_code == 403
     assert response.json()["error"] == "invalid_token"
+    assert "Retry-After" not in response  # only a throttled refusal says when to come back
     assert webhook_entries() == []
     assert TOKEN not in caplog.text
 
@@ -173,5 +174,9 @@ def test_redis_down_is_503_and_logs_that_the_event_is_lost(client, settings, cap
 
     assert response.status_code == 503
     assert response.json()["error"] == "queue_unavailable"
-    assert "ONCRMDEALUPDATE for deal 410 is LOST" in caplog.text
-    assert "bitrix_pull_deals" in caplog.text
+    # The operator's guide quotes this line: all of it is the contract.
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("crmbridge.inbound")] == [
+        "[WEBHOOK] Redis unavailable (ConnectionError): ONCRMDEALUPDATE for deal 410 is LOST (the portal does not "
+        "resend events). An order's status may now be stale; once Redis is back, run `python manage.py "
+        "bitrix_pull_deals` to re-apply the current stage of every linked deal."
+    ]

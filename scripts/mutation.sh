@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# scripts/mutation.sh [MODULE...]: mutation testing (mutmut, pinned in requirements-dev.txt).
+#
+# MODULE is one of: inbound publishing bitrix worker orders accounts (default: all six,
+# one after the other). Each runs in its own scratch copy of this checkout,
+# var/mutation/<module>/ (git-ignored), with a [tool.mutmut] section written into the
+# copy's pyproject.toml: which files to mutate and which fast tests cover them (no
+# `slow` or `browser` tests: those start processes that would not see the mutant).
+# The score is printed at the end and kept in var/mutation/<module>/score.txt.
+#
+# Not part of test.sh or CI: it takes minutes per module (see bench/RESULTS.md).
+# Environment: MUTATION_CHILDREN (parallel test runs, default: the number of cores),
+# MUTATION_FRESH=1 (throw the module's earlier results away; by default mutmut resumes and
+# re-tests only what changed).
+# Survivors: `cd var/mutation/<module> && ../../../.venv/bin/mutmut results`, then
+# `mutmut show <name>` for the diff of one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+NAME=mutation.sh
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+
+ALL="inbound publishing bitrix worker orders accounts"
+CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
+
+# module -> "files to mutate (globs)|tests that cover them"
+spec() {
+    case $1 in
+        inbound) echo "crmbridge/inbound/*|tests/inbound" ;;
+        publishing) echo "crmbridge/publishing/*|tests/publishing tests/worker/test_coalescing.py" ;;
+        bitrix) echo "crmbridge/bitrix/*|tests/bitrix" ;;
+        worker) echo "crmbridge/worker/*|tests/worker" ;;
+        orders) echo "orders/services.py|tests/api/test_orders.py tests/api/test_order_validation.py tests/security/test_orders_hardening.py tests/security/test_roles.py" ;;
+        accounts) echo "accounts/services.py|tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
+        *) venv_fail "unknown module '$1' (one of: $ALL)" ;;
+    esac
+}
+
+toml_list() { # words -> "a", "b"
+    local out="" word
+    for word in "$@"; do out+="${out:+, }\"$word\""; done
+    echo "$out"
+}
+
+run_module() {
+    local module=$1 mutate tests work
+    IFS='|' read -r mutate tests <<<"$(spec "$module")"
+    work=$ROOT/var/mutation/$module
+    [ "${MUTATION_FRESH:-}" = 1 ] && rm -rf "$work"
+    mkdir -p "$work"
+    # The checkout as it is (tracked and new files, not ignored ones) into the scratch copy.
+    git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- --delete-missing-args ./ "$work/"
+    # shellcheck disable=SC2086
+    cat >>"$work/pyproject.toml" <<EOF
+
+[tool.mutmut]
+source_paths = ["crmbridge", "accounts", "orders"]
+only_mutate = [$(toml_list $mutate)]
+also_copy = ["bitrixsync", "devtools", "manage.py", ".env.example", "README.md", "docs", "requirements.txt"]
+pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-q"]
+pytest_add_cli_args_test_selection = [$(toml_list $tests)]
+EOF
+    printf '\n==> mutation testing: %s (%s; tests: %s)\n' "$module" "$mutate" "$tests"
+    local started=$SECONDS
+    (cd "$work" && STACK_ENV_FILE="" "$VENV/bin/mutmut" run --max-children "$CHILDREN" >mutmut-run.log 2>&1) || {
+        tail -40 "$work/mutmut-run.log" >&2
+        venv_fail "mutmut run failed for $module (log: $work/mutmut-run.log)"
+    }
+    (cd "$work" && "$VENV/bin/mutmut" export-cicd-stats >/dev/null && "$VENV/bin/python" - "$module" $((SECONDS - started)) <<'PY' | tee score.txt)
+import json
+import sys
+
+module, seconds = sys.argv[1], int(sys.argv[2])
+s = json.load(open("mutants/mutmut-cicd-stats.json"))
+# A mutant no test reaches counts as not killed; a timeout counts as killed (the change hangs a test).
+tested = s["total"] - s["skipped"]
+killed = s["killed"] + s["timeout"]
+score = 100 * killed / tested if tested else 0.0
+print(f"{module}: {score:.1f}% killed ({killed} of {tested} mutants; survived {s['survived']}, "
+      f"no tests {s['no_tests']}, timeout {s['timeout']}, suspicious {s['suspicious']}) in {seconds} s")
+PY
+}
+
+ensure_venv
+install_requirements requirements-dev.txt
+for module in "${@:-$ALL}"; do
+    # shellcheck disable=SC2086
+    for one in $module; do run_module "$one"; done
+done

@@ -1,0 +1,53 @@
+"""``apply_contact`` and ``first_phone`` directly: what is copied, to whom, and what is logged.
+
+Found by mutation testing (docs/mutation.md): the end-to-end contact tests did not pin these.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from accounts.models import User
+from crmbridge.inbound.apply import apply_contact, first_phone
+
+pytestmark = pytest.mark.django_db
+
+KEPT = "[WEBHOOK] Contact phone %r is not a valid phone here; the user's phone is kept"
+
+
+def test_a_linked_users_name_and_phone_are_copied_and_a_missing_name_is_empty(alice):
+    User.objects.filter(pk=alice.pk).update(bitrix_contact_id=7, first_name="Alice")
+    contact = {"LAST_NAME": "Liddell", "PHONE": [{"VALUE": "+49 30 1234567"}]}
+
+    assert apply_contact(alice.pk, 7, contact, None) == "name and phone copied (first_name, last_name, phone)"
+    alice.refresh_from_db()
+    assert (alice.first_name, alice.last_name, alice.phone) == ("", "Liddell", "+49 30 1234567")
+
+
+def test_only_the_user_named_is_changed_even_when_another_is_linked_to_that_contact(alice, bob):
+    """The event was for alice; alice was relinked since. bob, now on contact 7, is not touched."""
+    User.objects.filter(pk=alice.pk).update(bitrix_contact_id=8)
+    User.objects.filter(pk=bob.pk).update(bitrix_contact_id=7, first_name="Bob")
+
+    assert apply_contact(alice.pk, 7, {"NAME": "Mallory"}, None) == "user no longer linked"
+    assert User.objects.get(pk=bob.pk).first_name == "Bob"
+    assert User.objects.get(pk=alice.pk).first_name != "Mallory"
+
+
+@pytest.mark.parametrize("phones", [None, [], "+49 30 1234567", ["+49 30 1234567"]])
+def test_no_usable_phone_entry_keeps_the_users_phone(phones):
+    assert first_phone({"PHONE": phones}) is None
+
+
+def test_the_first_valid_phone_is_taken_as_written():
+    assert first_phone({"PHONE": [{"VALUE": " +7 (495) 123-45-67 "}, {"VALUE": "+1 555"}]}) == "+7 (495) 123-45-67"
+
+
+@pytest.mark.parametrize("value", ["call me", "1" * 200])
+def test_an_invalid_phone_is_kept_out_and_logged(caplog, value):
+    with caplog.at_level(logging.WARNING, logger="crmbridge.inbound"):
+        assert first_phone({"PHONE": [{"VALUE": value}]}) is None
+
+    assert [r.getMessage() for r in caplog.records] == [KEPT % value[:40]]
