@@ -33,7 +33,7 @@ spec() {
         bitrix) echo "crmbridge/bitrix/*|tests/bitrix" ;;
         worker) echo "crmbridge/worker/*|tests/worker" ;;
         orders) echo "orders/services.py|tests/api/test_orders.py tests/api/test_order_validation.py tests/security/test_orders_hardening.py tests/security/test_roles.py" ;;
-        accounts) echo "accounts/services.py|tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
+        accounts) echo "accounts/services.py|tests/api/test_account_services.py tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
         *) venv_fail "unknown module '$1' (one of: $ALL)" ;;
     esac
 }

@@ -34,6 +34,14 @@ def test_create_order(alice_client, alice):
     assert response.data["bitrix_deal_id"] is None
 
 
+def test_an_order_with_only_the_required_fields_has_empty_material_and_comment(alice_client):
+    response = alice_client.post("/orders", {"service_id": "cnc-milling", "quantity": 1}, format="json")
+
+    assert response.status_code == 201, response.data
+    order = Order.objects.get(pk=response.data["id"])
+    assert (order.material, order.comment) == ("", "")
+
+
 def test_staff_place_a_priced_order(admin_client_api, admin_user):
     response = admin_client_api.post("/orders", {**ORDER, **PRICE}, format="json")
 
