@@ -23,6 +23,7 @@ from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.outbox import (
     PUBLISH_SCRIPT,
     _run_script,
+    already_sent,
     claim,
     delete_sent_rows,
     publish_entries,
@@ -289,3 +290,11 @@ def test_entries_redis_refuses_one_by_one_keep_their_rows_for_the_relay(redis_cl
     assert relay_outbox() == 1
     assert [e[2] for e in published(redis_client)] == [1, 3, 2]
     assert not OutboxEntry.objects.exists()
+
+
+def test_already_sent_tells_rows_in_redis_from_the_backlog(redis_client):
+    entries = write(2)
+    publish_entries(publish_client(), entries[:1], defer_delete=True)  # in Redis, its row waits for the delete
+
+    assert already_sent(redis_client, entries) == [True, False]
+    assert already_sent(redis_client, []) == []

@@ -1,0 +1,52 @@
+"""Parts of publishing the end-to-end tests use only as built at import (found by mutation testing).
+
+``KINDS`` and the module's circuit breaker are made when ``crmbridge.publishing.publisher`` is
+imported; these build their own, so a change to how they are made shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from crmbridge.publishing.publisher import KINDS, CircuitBreaker, Kind
+from crmbridge.publishing.resync import selection
+from orders.models import Order
+from tests.publishing.helpers import make_order
+
+
+@pytest.mark.parametrize(
+    ("entity", "op", "expected"),
+    [
+        ("deal", "create", Kind("QUEUE_DEAL", "deal creation", "order")),
+        ("deal", "update", Kind("QUEUE_DEAL_UPDATE", "deal update", "order")),
+        ("contact", "create", Kind("QUEUE_CONTACT", "contact creation", "user")),
+        ("contact", "update", Kind("QUEUE_CONTACT_UPDATE", "contact update", "user")),
+    ],
+)
+def test_the_spec_log_tags_and_words_of_each_kind(entity, op, expected):
+    assert Kind.of(entity, op) == expected == KINDS[entity, op]
+
+
+def test_a_new_breaker_opens_on_a_failure_and_closes_on_a_success(settings, caplog):
+    settings.BITRIX_PUBLISH_BREAKER_SECONDS = 60
+    breaker = CircuitBreaker()
+    assert breaker.allow() and not breaker.is_open()
+
+    with caplog.at_level(logging.INFO, logger="crmbridge.publishing"):
+        breaker.record_failure(ConnectionError("refused"))
+        assert breaker.is_open() and not breaker.allow()  # cooling down: nobody publishes
+        breaker.record_success()
+    assert breaker.allow() and not breaker.is_open()
+    assert "publishing after commit paused for 60 s" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_resync_since_an_aware_moment_keeps_its_zone(alice):
+    order = make_order(alice)
+    Order.objects.filter(pk=order.pk).update(updated_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+
+    assert list(selection("deal", since=datetime(2024, 5, 1, 11, 59, tzinfo=UTC))) == [order]
+    assert list(selection("deal", since=datetime(2024, 5, 1, 12, 1, tzinfo=UTC))) == []
