@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.models import User
-from accounts.services import obtain_token, update_profile
+from accounts.services import derive_username, obtain_token, register_user, update_profile
 
 pytestmark = pytest.mark.django_db
 
@@ -43,3 +45,54 @@ def test_an_email_taken_exactly_gets_one_error_not_two(alice, bob):
         update_profile(user=bob, changes={"email": "alice@example.com"})
 
     assert caught.value.message_dict == {"email": ["A user with this e-mail address already exists."]}
+
+
+# -- derive_username -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("email", "username"),
+    [
+        ("jane.doe+tag@x.org", "jane.doe+tag"),
+        ("ja ne!#@x.org", "jane"),  # characters a username cannot hold are dropped
+        ('"a@b"@x.org', "a@b"),  # the local part is everything before the last "@"
+        ("!!!@x.org", "user"),
+        ("j" * 200 + "@x.org", "j" * 142),  # room left for a "-NN" or random suffix
+    ],
+)
+def test_a_username_is_derived_from_the_local_part(email, username):
+    assert derive_username(email) == username
+
+
+def test_after_nineteen_taken_names_a_random_suffix_is_used(django_user_model):
+    for name in ["bob"] + [f"bob-{n}" for n in range(2, 20)]:
+        django_user_model.objects.create(username=name, email=f"{name}@example.com")
+
+    assert re.fullmatch(r"bob-[0-9a-f]{6}", derive_username("bob@example.com"))
+
+
+# -- register_user and update_profile --------------------------------------------------
+def test_registration_stores_the_names_given_and_empty_ones_otherwise():
+    jane = register_user(email="jane@example.com", password="Unusual-horse-9", first_name="Jane", last_name="Doe")
+    john = register_user(email="john@example.com", password="Unusual-horse-9")
+
+    assert (jane.first_name, jane.last_name) == ("Jane", "Doe")
+    assert (john.first_name, john.last_name) == ("", "")
+
+
+def test_registration_checks_the_fields_themselves():
+    with pytest.raises(ValidationError) as caught:
+        register_user(email="jane@example.com", password="Unusual-horse-9", phone="call me")
+
+    assert set(caught.value.message_dict) == {"phone"}
+
+
+def test_a_profile_change_checks_only_what_changed_and_writes_only_that(alice):
+    """An old phone that today's validator refuses does not block a name change; a concurrent
+    change of another field is not overwritten by this one's stale copy."""
+    User.objects.filter(pk=alice.pk).update(phone="legacy: ext 12")
+    stale = User.objects.get(pk=alice.pk)
+    User.objects.filter(pk=alice.pk).update(last_name="Changed-elsewhere")
+
+    update_profile(user=stale, changes={"first_name": "Alicia"})
+
+    fresh = User.objects.get(pk=alice.pk)
+    assert (fresh.first_name, fresh.last_name, fresh.phone) == ("Alicia", "Changed-elsewhere", "legacy: ext 12")

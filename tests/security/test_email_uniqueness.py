@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -102,3 +103,59 @@ def test_a_profile_change_to_an_address_differing_only_in_case_is_refused_before
         update_profile(user=bob, changes={"email": "Alice@EXAMPLE.com", "first_name": "B" * 300})
     assert set(caught.value.message_dict) == {"email", "first_name"}
     assert _writes_to_users(queries) == []
+
+
+@contextmanager
+def a_rival_commits_first(**rival):
+    """Just as the service's save begins, another connection commits ``rival``: the race, made certain.
+
+    The hook is on this connection's statements: the transaction's ``BEGIN`` (SQLite) or the
+    first write to the users table (PostgreSQL, where no BEGIN statement is sent).
+    """
+    done = threading.Event()
+
+    def commit_rival() -> None:
+        try:
+            User.objects.create(**rival)
+        finally:
+            connection.close()
+
+    def hook(execute, sql, params, many, context):
+        if not done.is_set() and (
+            sql.startswith("BEGIN") or (sql.startswith(("INSERT", "UPDATE")) and "accounts_user" in sql)
+        ):
+            done.set()
+            thread = threading.Thread(target=commit_rival)
+            thread.start()
+            thread.join(timeout=30)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(hook):
+        yield
+    assert done.is_set(), "the service never started its save"
+
+
+@pytest.mark.parametrize(
+    ("rival", "expected"),
+    [
+        (
+            {"username": "rival", "email": "RACE@example.com"},
+            {"email": ["A user with this e-mail address already exists."]},
+        ),
+        ({"username": "racer", "email": "other@example.com"}, {"username": ["This username is taken."]}),
+    ],
+)
+def test_a_registration_that_loses_the_race_says_which_field_the_database_refused(rival, expected):
+    with a_rival_commits_first(**rival), pytest.raises(ValidationError) as caught:
+        register_user(email="race@example.com", username="racer", password="Unusual-horse-9")
+
+    assert caught.value.message_dict == expected
+    assert list(User.objects.values_list("username", flat=True)) == [rival["username"]]
+
+
+def test_a_profile_change_that_loses_the_race_names_the_email(alice):
+    with a_rival_commits_first(username="rival", email="New@example.com"), pytest.raises(ValidationError) as caught:
+        update_profile(user=alice, changes={"email": "new@example.com"})
+
+    assert caught.value.message_dict == {"email": ["A user with this e-mail address already exists."]}
+    assert User.objects.get(pk=alice.pk).email == "alice@example.com"
