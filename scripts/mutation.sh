@@ -25,28 +25,31 @@ NAME=mutation.sh
 ALL="inbound publishing bitrix worker orders accounts"
 CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
 
-# module -> "files to mutate (globs)|tests that cover them"
+# module -> "files to mutate (globs)|tests that cover them|tests left out"
+# Left out: tests that measure time on a real worker. mutmut needs a clean pass first, and on a
+# busy machine their timing fails; a failure under a mutant would count as a false kill.
 spec() {
     case $1 in
         inbound) echo "crmbridge/inbound/*|tests/inbound" ;;
         publishing) echo "crmbridge/publishing/*|tests/publishing tests/worker/test_coalescing.py" ;;
         bitrix) echo "crmbridge/bitrix/*|tests/bitrix" ;;
-        worker) echo "crmbridge/worker/*|tests/worker" ;;
+        worker) echo "crmbridge/worker/*|tests/worker|tests/worker/test_record_pacing.py::test_a_long_burst_on_a_real_worker_costs_updates_at_doubling_intervals" ;;
         orders) echo "orders/services.py|tests/api/test_orders.py tests/api/test_order_validation.py tests/security/test_orders_hardening.py tests/security/test_roles.py" ;;
         accounts) echo "accounts/services.py|tests/api/test_account_services.py tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
         *) venv_fail "unknown module '$1' (one of: $ALL)" ;;
     esac
 }
 
-toml_list() { # words -> "a", "b"
+toml_list() { # words (globs are not expanded: set -f) -> "a", "b"
     local out="" word
     for word in "$@"; do out+="${out:+, }\"$word\""; done
     echo "$out"
 }
 
 run_module() {
-    local module=$1 mutate tests work
-    IFS='|' read -r mutate tests <<<"$(spec "$module")"
+    local module=$1 mutate tests skip work deselect=""
+    IFS='|' read -r mutate tests skip <<<"$(spec "$module")"
+    for test in $skip; do deselect+=", \"--deselect\", \"$test\""; done
     work=$ROOT/var/mutation/$module
     [ "${MUTATION_FRESH:-}" = 1 ] && rm -rf "$work"
     mkdir -p "$work"
@@ -57,9 +60,9 @@ run_module() {
 
 [tool.mutmut]
 source_paths = ["crmbridge", "accounts", "orders"]
-only_mutate = [$(toml_list $mutate)]
+only_mutate = [$(set -f; toml_list $mutate)]
 also_copy = ["bitrixsync", "devtools", "manage.py", ".env.example", "README.md", "docs", "requirements.txt"]
-pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-q"]
+pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-q"$deselect]
 pytest_add_cli_args_test_selection = [$(toml_list $tests)]
 EOF
     printf '\n==> mutation testing: %s (%s; tests: %s)\n' "$module" "$mutate" "$tests"

@@ -7,14 +7,21 @@ imported; these build their own, so a change to how they are made shows.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 
+from crmbridge.models import OutboxEntry
+from crmbridge.publishing import signals
+from crmbridge.publishing.outbox import SentRows
 from crmbridge.publishing.publisher import KINDS, CircuitBreaker, Kind
 from crmbridge.publishing.resync import selection
+from crmbridge.publishing.signals import SNAPSHOT_ATTR, bitrix_fields_changed
 from orders.models import Order
-from tests.publishing.helpers import make_order
+from tests.publishing.helpers import make_order, published
+
+KEY = uuid.UUID(int=7)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +57,32 @@ def test_a_resync_since_an_aware_moment_keeps_its_zone(alice):
 
     assert list(selection("deal", since=datetime(2024, 5, 1, 11, 59, tzinfo=UTC))) == [order]
     assert list(selection("deal", since=datetime(2024, 5, 1, 12, 1, tzinfo=UTC))) == []
+
+
+def test_a_fresh_sent_rows_list_gives_back_what_it_was_given():
+    rows = SentRows()
+    assert rows.take() == []
+    assert rows.add([OutboxEntry(pk=1, dedup_key=KEY)]) is False
+    assert rows.take() == [(1, KEY)] and rows.take() == []
+
+
+@pytest.mark.django_db
+def test_fields_never_loaded_do_not_count_as_changed_and_no_snapshot_counts_as_all(alice):
+    order = make_order(alice)
+    deferred = Order.objects.only("id").get(pk=order.pk)  # Bitrix fields deferred, never loaded
+    assert bitrix_fields_changed(deferred) is False
+
+    loaded = Order.objects.get(pk=order.pk)
+    assert bitrix_fields_changed(loaded) is False
+    del loaded.__dict__[SNAPSHOT_ATTR]  # e.g. made without post_init
+    assert bitrix_fields_changed(loaded) is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connecting_the_handlers_again_adds_no_second_receiver(alice, redis_client):
+    signals.connect()
+    signals.connect()
+
+    order = make_order(alice)
+
+    assert [e for e in published(redis_client) if e[0] == "deal"] == [("deal", "create", order.pk, "signal")]
