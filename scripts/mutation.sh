@@ -52,6 +52,8 @@ run_module() {
     for test in $skip; do deselect+=", \"--deselect\", \"$test\""; done
     work=$ROOT/var/mutation/$module
     [ "${MUTATION_FRESH:-}" = 1 ] && rm -rf "$work"
+    local resumed=false
+    [ -d "$work/mutants" ] && resumed=true
     mkdir -p "$work"
     # The checkout as it is (tracked and new files, not ignored ones) into the scratch copy.
     git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- --delete-missing-args ./ "$work/"
@@ -71,6 +73,13 @@ EOF
         tail -40 "$work/mutmut-run.log" >&2
         venv_fail "mutmut run failed for $module (log: $work/mutmut-run.log)"
     }
+    if [ "$resumed" = true ]; then
+        # mutmut keeps a survivor's verdict while its function is unchanged: after new tests, test them again.
+        (cd "$work" && mapfile -t survivors < <("$VENV/bin/mutmut" results | sed -n 's/^ *\([^:]*\): survived$/\1/p') \
+            && if [ "${#survivors[@]}" -gt 0 ]; then
+                STACK_ENV_FILE="" "$VENV/bin/mutmut" run --max-children "$CHILDREN" "${survivors[@]}" >>mutmut-run.log 2>&1
+            fi) || venv_fail "mutmut could not test the survivors again for $module (log: $work/mutmut-run.log)"
+    fi
     (cd "$work" && "$VENV/bin/mutmut" export-cicd-stats >/dev/null && "$VENV/bin/python" - "$module" $((SECONDS - started)) <<'PY' | tee score.txt)
 import json
 import sys

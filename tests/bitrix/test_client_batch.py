@@ -169,3 +169,31 @@ def test_empty_batch_sends_nothing(client, sandbox):
 def test_bad_keys_are_refused(client):
     with pytest.raises(ValueError, match="batch keys"):
         client.batch({"a b": ("profile", {})})
+
+
+def test_a_command_sent_alone_after_a_failure_with_halt_is_not_executed(client, sandbox, caplog):
+    """Found by mutation testing: the halt rule holds for commands sent alone too, and only with halt."""
+    commands = {
+        "broken": ("crm.deal.update", {"id": 999, "fields": {"TITLE": "x"}}),
+        "alone": ("crm.deal.add", {"fields": {"TITLE": "pay $result[x] now"}}),
+    }
+
+    halted = client.batch(commands, halt=True)
+    assert (halted.errors["alone"].code, halted.errors["alone"].kind) == ("NOT_EXECUTED", ErrorKind.RETRY)
+    assert halted.errors["alone"].description == "not executed: an earlier command failed and halt was set"
+    assert halted.errors["alone"].method == "crm.deal.add"
+    assert sandbox.records("deal") == []
+
+    with caplog.at_level("DEBUG", logger="crmbridge.bitrix"):
+        went_on = client.batch(commands)
+    assert set(went_on.errors) == {"broken"} and went_on.results == {"alone": 1}
+    assert "Sending batch command alone of crm.deal.add alone: its text contains a $result-like reference" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+def test_a_command_sent_alone_that_fails_reports_its_own_error(client):
+    outcome = client.batch({"alone": ("crm.deal.update", {"id": 999, "fields": {"TITLE": "$result[x]"}})})
+
+    assert outcome.results == {}
+    assert (outcome.errors["alone"].description, outcome.errors["alone"].kind) == ("Not found", ErrorKind.PERMANENT)

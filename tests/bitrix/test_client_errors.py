@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind, classify
+from crmbridge.bitrix.rate_limit import InProcessRateLimiter
 from devtools.testing.ports import free_port
 
 RETRY, CONFIG, PERMANENT = ErrorKind.RETRY, ErrorKind.CONFIG, ErrorKind.PERMANENT
@@ -161,3 +165,53 @@ def test_from_settings_shares_the_redis_limiter(settings, sandbox):
     assert client.call("profile")["ID"] == "1"
     assert (client.limiter.rate, client.limiter.burst, client.limiter.key) == (5, 250, "bitrix:ratelimit")
     assert client.originator_id == settings.BITRIX_ORIGINATOR_ID
+
+
+@pytest.fixture
+def answering():
+    """A portal stand-in over real HTTP that answers every request with the status and JSON body set."""
+    reply = {"status": 503, "body": {}}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = json.dumps(reply["body"]).encode()
+            self.send_response(reply["status"])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/rest/1/some-secret-code/", reply
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("code", "penalty"), [("OVERLOAD_LIMIT", 30.0), ("overload_limit", 30.0),
+                                              ("QUERY_LIMIT_EXCEEDED", 1.0)])  # fmt: skip
+def test_a_limit_answer_holds_the_limiter_for_its_penalty(answering, code, penalty):
+    """Found by mutation testing: the overload penalty (30 s) was not told apart from the query limit's (1 s)."""
+    url, reply = answering
+    reply.update(status=503, body={"error": code})
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    client = BitrixClient(url, limiter=limiter, read_timeout=5)
+
+    error = failure(lambda: client.call("crm.deal.add", {"fields": {}}))
+
+    assert (error.code, error.description, error.http_status, error.method) == (code, "", 503, "crm.deal.add")
+    assert (error.kind, error.retry_after) == (RETRY, None)
+    assert limiter.bucket.try_add() == pytest.approx(penalty + 0.1, abs=0.5)  # full until the penalty ends
+
+
+def test_an_error_without_a_code_is_named_by_its_status(answering):
+    url, reply = answering
+    reply.update(status=404, body={"unexpected": "shape"})
+
+    error = failure(lambda: BitrixClient(url, read_timeout=5).call("crm.deal.get", {"id": 1}))
+
+    assert (error.code, error.description, error.http_status, error.kind) == ("HTTP_404", "", 404, PERMANENT)
