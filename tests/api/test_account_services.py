@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.models import User
-from accounts.services import derive_username, obtain_token, register_user, update_profile
+from accounts.services import InvalidCredentials, derive_username, obtain_token, register_user, update_profile
 
 pytestmark = pytest.mark.django_db
 
@@ -17,9 +17,28 @@ def test_signing_in_by_email_finds_the_owner_of_the_address_not_a_user_named_aft
     """Usernames may contain "@": another account called "alice@example.com" does not get alice's sign-in."""
     django_user_model.objects.create_user(username="alice@example.com", email="x@example.org", password="Other-pass-77")
 
-    token, _expiry = obtain_token(email="ALICE@example.com", password="S3cure-pass-1")
+    for email in ("alice@example.com", "ALICE@example.com"):
+        token, _expiry = obtain_token(email=email, password="S3cure-pass-1")
+        assert token
 
-    assert token
+    with pytest.raises(InvalidCredentials) as caught:
+        obtain_token(email="alice@example.com", password="Other-pass-77")  # the other account's password
+    assert (caught.value.messages, caught.value.code) == (
+        ["Unable to sign in with these credentials."],
+        "authorization",
+    )
+
+
+def test_a_taken_username_or_email_is_a_unique_error_on_that_field(alice):
+    with pytest.raises(ValidationError) as caught:
+        register_user(email="Alice@example.com", username="ALICE", password="Unusual-horse-9")
+
+    errors = caught.value.error_dict
+    assert caught.value.message_dict == {
+        "username": ["This username is taken."],
+        "email": ["A user with this e-mail address already exists."],
+    }
+    assert [errors["username"][0].code, errors["email"][0].code] == ["unique", "unique"]
 
 
 def test_bad_credentials_get_one_message_that_names_neither_part(anon_client, alice):
