@@ -215,3 +215,30 @@ def test_an_error_without_a_code_is_named_by_its_status(answering):
     error = failure(lambda: BitrixClient(url, read_timeout=5).call("crm.deal.get", {"id": 1}))
 
     assert (error.code, error.description, error.http_status, error.kind) == ("HTTP_404", "", 404, PERMANENT)
+
+
+def test_an_operation_time_limit_blocks_the_method_until_the_reset_the_portal_names(answering):
+    url, reply = answering
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    client = BitrixClient(url, limiter=limiter, read_timeout=5)
+    reset_at = time.time() + 100
+    reply.update(status=429, body={"error": "OPERATION_TIME_LIMIT", "operating_reset_at": reset_at})
+
+    error = failure(lambda: client.call("crm.deal.update", {"id": 1}))
+
+    assert (error.code, error.http_status, error.kind) == ("OPERATION_TIME_LIMIT", 429, RETRY)
+    assert error.retry_after == pytest.approx(100, abs=2)
+    assert limiter.method_blocked_until("crm.deal.update") == reset_at
+    assert limiter.method_blocked_until("crm.deal.add") is None
+
+
+def test_an_operation_time_limit_without_a_reset_blocks_the_method_for_a_minute(answering):
+    url, reply = answering
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    reply.update(status=429, body={"error": "OPERATION_TIME_LIMIT", "time": {"start": 1}})
+    started = time.time()
+
+    error = failure(lambda: BitrixClient(url, limiter=limiter, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert error.retry_after == pytest.approx(60, abs=2)
+    assert limiter.method_blocked_until("crm.deal.update") == pytest.approx(started + 60, abs=2)
