@@ -95,6 +95,7 @@ def test_registration_stores_the_names_given_and_empty_ones_otherwise():
 
     assert (jane.first_name, jane.last_name) == ("Jane", "Doe")
     assert (john.first_name, john.last_name) == ("", "")
+    assert obtain_token(email="john@example.com", password="Unusual-horse-9")[0]  # the password was set
 
 
 def test_registration_checks_the_fields_themselves():
