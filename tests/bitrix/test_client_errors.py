@@ -242,3 +242,80 @@ def test_an_operation_time_limit_without_a_reset_blocks_the_method_for_a_minute(
 
     assert error.retry_after == pytest.approx(60, abs=2)
     assert limiter.method_blocked_until("crm.deal.update") == pytest.approx(started + 60, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (BitrixError("QUERY_LIMIT_EXCEEDED", "Too many", http_status=503, method="batch"),
+         "QUERY_LIMIT_EXCEEDED HTTP 503 in batch: Too many"),
+        (BitrixError("NOT_FOUND", "Not found"), "NOT_FOUND: Not found"),
+        (BitrixError("TIMEOUT"), "TIMEOUT"),
+        (BitrixError("", ""), "ERROR"),
+    ],
+)  # fmt: skip
+def test_an_errors_text_names_code_status_method_and_description(error, text):
+    assert str(error) == text
+
+
+def test_a_blocked_method_is_refused_without_a_request(answering):
+    url, reply = answering
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    limiter.block_method("crm.deal.update", time.time() + 50)
+    reply.update(status=200, body={"result": True})  # would succeed if asked
+
+    error = failure(lambda: BitrixClient(url, limiter=limiter, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert (error.code, error.http_status, error.kind, error.method) == (
+        "OPERATION_TIME_LIMIT",
+        429,
+        RETRY,
+        "crm.deal.update",
+    )
+    assert error.description in {
+        f"method blocked by the portal's operating-time limit for {s} s more" for s in (49, 50)
+    }
+    assert error.retry_after == pytest.approx(50, abs=2)
+
+
+def test_a_batch_answer_without_its_maps_is_an_invalid_response(answering):
+    url, reply = answering
+    reply.update(status=200, body={"result": "oops"})
+
+    error = failure(lambda: BitrixClient(url, read_timeout=5).batch({"a": ("profile", {})}))
+
+    assert (error.code, error.description, error.method) == (
+        "INVALID_RESPONSE",
+        "batch answered without its result maps",
+        "batch",
+    )
+
+
+def test_command_errors_in_a_batch_keep_their_method_and_a_time_limit_blocks_it(answering):
+    url, reply = answering
+    reset_at = time.time() + 100
+    reply.update(status=200, body={"result": {
+        "result": {"ok": 7},
+        "result_error": {"odd": "boom", "slow": {"error": "OPERATION_TIME_LIMIT", "error_description": "blocked"}},
+        "result_time": {"slow": {"operating_reset_at": reset_at}},
+    }})  # fmt: skip
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    commands = {"ok": ("profile", {}), "odd": ("crm.deal.add", {}), "slow": ("crm.deal.update", {}),
+                "never": ("crm.deal.get", {"id": 1})}  # fmt: skip
+
+    outcome = BitrixClient(url, limiter=limiter, read_timeout=5).batch(commands)
+
+    assert outcome.results == {"ok": 7}
+    odd, slow, never = (outcome.errors[key] for key in ("odd", "slow", "never"))
+    assert (odd.code, odd.description, odd.method, odd.http_status, odd.retry_after) == (
+        "boom",
+        "",
+        "crm.deal.add",
+        None,
+        None,
+    )
+    assert (slow.code, slow.description, slow.method) == ("OPERATION_TIME_LIMIT", "blocked", "crm.deal.update")
+    assert slow.retry_after == pytest.approx(100, abs=2)
+    assert limiter.method_blocked_until("crm.deal.update") == reset_at
+    assert (never.code, never.method) == ("NOT_EXECUTED", "crm.deal.get")
+    assert never.description == "not executed: an earlier command failed and halt was set"
