@@ -1,0 +1,87 @@
+"""The limiters' parts one by one: capacity after headroom, method blocks, penalties, counters.
+
+Found by mutation testing (docs/mutation.md): the end-to-end limiter tests pass with many of
+these changed. The in-process limiter needs no server; the Redis one uses the private Redis.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crmbridge.bitrix.rate_limit import InProcessRateLimiter, RedisRateLimiter
+
+KEY = "test:ratelimit:parts"
+
+
+@pytest.mark.parametrize(
+    ("burst", "headroom", "capacity"), [(20, None, 18), (40, None, 36), (100, None, 95), (20, 0, 20), (20, 5, 15)]
+)
+def test_the_bucket_holds_the_burst_less_the_headroom(burst, headroom, capacity):
+    """Default headroom: half a second at the rate (5 at 10/s), at most 10% of the burst, at least 1."""
+    limiter = InProcessRateLimiter(rate=10, burst=burst, headroom=headroom)
+    assert limiter.bucket.capacity == capacity
+    assert [limiter._try_acquire("") for _ in range(capacity)] == [0.0] * capacity
+    assert limiter._try_acquire("") == pytest.approx(0.1, abs=0.02)
+
+
+def test_a_method_block_holds_that_method_only_until_the_latest_moment_given():
+    limiter = InProcessRateLimiter(rate=10, burst=20)
+    now = time.time()
+    limiter.block_method("crm.deal.update", now + 10)
+    limiter.block_method("crm.deal.update", now + 5)  # an earlier end does not shorten it
+
+    assert limiter.method_blocked_until("crm.deal.update") == now + 10
+    assert limiter._try_acquire("crm.deal.update") == pytest.approx(10, abs=0.5)
+    assert limiter.method_blocked_until("crm.deal.add") is None
+    assert limiter._try_acquire("crm.deal.add") == 0.0
+    assert limiter._try_acquire("") == 0.0
+
+    limiter.block_method("crm.deal.get", now - 1)
+    assert limiter.method_blocked_until("crm.deal.get") is None
+
+
+def test_a_penalty_fills_the_bucket_for_that_long():
+    limiter = InProcessRateLimiter(rate=10, burst=20)
+    limiter.penalize(5)
+
+    assert limiter._try_acquire("") == pytest.approx(5.1, abs=0.3)
+
+
+def test_acquire_counts_every_wait_and_adds_up_the_time():
+    limiter = InProcessRateLimiter(rate=20, burst=2, headroom=0)
+    assert [limiter.acquire(), limiter.acquire()] == [0.0, 0.0]
+    assert (limiter.waits, limiter.waited_seconds) == (0, 0.0)
+
+    first, second = limiter.acquire(), limiter.acquire()
+
+    assert first > 0.03 and second > 0.03  # 1/20 s each
+    assert limiter.waits == 2
+    assert limiter.waited_seconds == pytest.approx(first + second)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 5), (-1, 5), (10, 0)])
+def test_the_shared_limiter_refuses_a_rate_or_burst_it_cannot_keep(redis_client, rate, burst):
+    with pytest.raises(ValueError, match=r"^rate must be positive and burst at least 1$"):
+        RedisRateLimiter(redis_client, rate=rate, burst=burst, key=KEY)
+
+
+@pytest.mark.parametrize(("rate", "burst", "capacity"), [(0.5, 1, 1.0), (10, 20, 18.0), (10, 2, 1.0)])
+def test_the_shared_bucket_holds_at_least_one_request(redis_client, rate, burst, capacity):
+    assert RedisRateLimiter(redis_client, rate=rate, burst=burst, key=KEY).capacity == capacity
+
+
+def test_a_shared_method_block_lives_in_redis_exactly_until_its_end(redis_client):
+    limiter = RedisRateLimiter(redis_client, rate=10, burst=20, key=KEY)
+    other_process = RedisRateLimiter(redis_client, rate=10, burst=20, key=KEY)
+    until = time.time() + 30
+
+    limiter.block_method("crm.deal.update", until)
+    limiter.block_method("crm.deal.get", time.time() - 1)  # over already: nothing stored
+
+    assert other_process.method_blocked_until("crm.deal.update") == pytest.approx(until, abs=1e-5)
+    assert redis_client.pexpiretime(f"{KEY}:method:crm.deal.update") == int(until * 1000)
+    assert not redis_client.exists(f"{KEY}:method:crm.deal.get")
+    assert other_process.method_blocked_until("crm.deal.get") is None
+    redis_client.delete(f"{KEY}:method:crm.deal.update")
