@@ -142,6 +142,18 @@ def test_connection_refused_is_retryable():
         ("INVALID_REQUEST", 400, PERMANENT),
         ("ERROR_BATCH_LENGTH_EXCEEDED", 400, PERMANENT),
         ("", None, PERMANENT),
+        # The status decides for an unknown code (found by mutation testing: the edges were not pinned).
+        ("", 401, CONFIG),
+        ("SOMETHING", 403, CONFIG),
+        ("", 402, PERMANENT),
+        ("", 500, RETRY),
+        ("", 501, RETRY),
+        ("", 499, PERMANENT),
+        ("", 408, RETRY),
+        ("", 409, PERMANENT),
+        ("", 429, RETRY),
+        ("", 430, PERMANENT),
+        (None, 404, PERMANENT),
     ],
 )
 def test_each_error_code_and_status_has_its_kind(code, status, kind):
@@ -319,3 +331,13 @@ def test_command_errors_in_a_batch_keep_their_method_and_a_time_limit_blocks_it(
     assert limiter.method_blocked_until("crm.deal.update") == reset_at
     assert (never.code, never.method) == ("NOT_EXECUTED", "crm.deal.get")
     assert never.description == "not executed: an earlier command failed and halt was set"
+
+
+def test_an_error_keeps_its_parts_redacted_and_cut_and_says_them_in_its_message():
+    error = BitrixError("X", "see https://p.example/rest/1/s3cr3t-c0de/x " + "d" * 2000, http_status=500, method="m")
+
+    assert error.description.startswith("see https://p.example/rest/1/****/x ") and len(error.description) == 1000
+    assert (error.method, error.args) == ("m", (str(error),))
+    assert str(error).startswith("X HTTP 500 in m: see https://p.example/rest/1/****/x ddd")
+    bare = BitrixError("Y")
+    assert (bare.description, bare.method, bare.http_status, bare.kind, bare.retry_after) == ("", "", None, RETRY, None)
