@@ -28,15 +28,15 @@ def record_of(fields: dict) -> dict | None:
     if not isinstance(fields, dict):
         return None
     entity = str(fields.get("entity", ""))
-    local_id, bitrix_id = str(fields.get("id", "")), str(fields.get("bitrix_id", ""))
     if entity not in entities.ENTITIES:
         return None
-    if local_id.isdigit():
+    # The worker's own parser: an ID it would refuse ("²", "0", 19 digits) names no record here either.
+    if (local_id := entities.parse_record_id(fields.get("id"))) is not None:
         label = f"{entities.get(entity).local_name} {local_id}"
-        return {"label": label, "url": _admin_url(entity, int(local_id)), "external": False}
-    if bitrix_id.isdigit():
+        return {"label": label, "url": _admin_url(entity, local_id), "external": False}
+    if (bitrix_id := entities.parse_record_id(fields.get("bitrix_id"))) is not None:
         portal = portal_url()
-        url = f"{portal}/crm/{entity}/details/{int(bitrix_id)}/" if portal else ""
+        url = f"{portal}/crm/{entity}/details/{bitrix_id}/" if portal else ""
         return {"label": f"Bitrix {entity} {bitrix_id}", "url": url, "external": True}
     return None
 
