@@ -43,6 +43,7 @@ from crmbridge.diagnostics.config_facts import bitrix_config, full_worker_config
 from crmbridge.diagnostics.dashboard_rows import (
     ago,
     dead_letter_row,
+    listed_records,
     recent_row,
     short_time,
     with_pending_records,
@@ -327,6 +328,19 @@ def _back(request: HttpRequest, admin_site) -> str:
     return reverse(f"{admin_site.name}:crmbridge_dashboard")
 
 
+def _listed(name: str, stream: str, ids: list[str]) -> list[dict]:
+    """The ids a confirmation lists, each with its record; without Redis, the ids alone."""
+    shown = ids[:20]
+    try:
+        if name in ("requeue", "delete"):
+            return listed_records(get_redis(), streams.dead_letter_stream(), shown, dead=True)
+        if stream:
+            return listed_records(get_redis(), stream, shown, dead=False)
+    except redis.RedisError:
+        pass
+    return [{"id": entry_id, "record": ""} for entry_id in shown]
+
+
 def action_view(request: HttpRequest, admin_site) -> HttpResponse:
     """POST only. Without ``confirmed=yes``: the confirmation page. With it: act, report, go back."""
     if request.method != "POST":
@@ -347,7 +361,7 @@ def action_view(request: HttpRequest, admin_site) -> HttpResponse:
     if request.POST.get("confirmed") != "yes":
         context = _base_context(request, admin_site, f"Confirm: {action.title}")
         context.update({"action": action, "action_name": name, "ids": ids, "stream_label": label, "next": back})
-        context["stream"] = stream
+        context.update({"stream": stream, "listed": _listed(name, stream, ids)})
         return render(request, "admin/crmbridge/bitrix_confirm_action.html", context)
     try:
         level, text = action.run(get_redis(), stream, ids)
