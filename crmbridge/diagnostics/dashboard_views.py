@@ -49,7 +49,7 @@ from crmbridge.diagnostics.dashboard_rows import (
     with_pending_records,
 )
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, dead_letter_page
-from crmbridge.diagnostics.doctor import FAIL, OK, WARN, DoctorOptions, default_stuck_seconds, run_doctor
+from crmbridge.diagnostics.doctor import FAIL, OK, SKIP, WARN, DoctorOptions, default_stuck_seconds, run_doctor
 from crmbridge.diagnostics.minute_chart import chart_rows, minute_chart_svg
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import (
@@ -164,14 +164,20 @@ def _marks_with_ages(client: redis.Redis) -> dict:
 def verdict() -> dict:
     """The summary's verdict: the doctor's checks, without the portal call (the Test connection button makes it).
 
-    ``level``: ``ok`` | ``warn`` | ``fail``; ``problems``: the findings that are not OK, failures first.
+    ``level``: ``ok`` | ``warn`` | ``fail``; ``problems``: the findings that are not OK, failures first;
+    ``passed`` of ``total`` are OK; ``skipped`` checks (could not run) are in neither.
     """
     findings = run_doctor(get_redis(), DoctorOptions(stuck_seconds=default_stuck_seconds(), check_bitrix=False))
     problems = sorted((f for f in findings if f.status in (FAIL, WARN)), key=lambda f: f.status != FAIL)
     level = "fail" if any(f.status == FAIL for f in problems) else "warn" if problems else "ok"
     headline = {"ok": "Healthy", "warn": "Needs attention", "fail": "Failing"}[level]
+    # A skipped check is neither OK nor a problem: counted apart, not in the total.
     passed = sum(1 for f in findings if f.status == OK)
-    return {"level": level, "headline": headline, "problems": problems, "passed": passed, "total": len(findings)}
+    skipped = sum(1 for f in findings if f.status == SKIP)
+    return {
+        "level": level, "headline": headline, "problems": problems,
+        "passed": passed, "skipped": skipped, "total": len(findings) - skipped,
+    }  # fmt: skip
 
 
 def _live_context(request: HttpRequest) -> dict:

@@ -312,6 +312,18 @@ def test_a_healthy_system_is_green(staff_browser, redis_client, sandbox):
     assert 'id="bitrix-problems"' not in page
 
 
+def test_a_skipped_check_is_neither_ok_nor_a_problem(staff_browser, redis_client, sandbox):
+    """Issue 19 item 13: the portal call is skipped on the dashboard; "13 of 14 OK" read as one failing."""
+    create_group(redis_client)
+    beat(redis_client)
+
+    response = staff_browser.get(DASHBOARD)
+
+    verdict = response.context["verdict"]
+    assert verdict["skipped"] == 1 and verdict["passed"] == verdict["total"]
+    assert f"{verdict['passed']} of {verdict['total']} checks OK, 1 skipped" in response.content.decode()
+
+
 def test_no_worker_is_a_failing_verdict_naming_the_worker(staff_browser, redis_client, sandbox):
     create_group(redis_client)
 
