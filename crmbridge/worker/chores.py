@@ -1,6 +1,7 @@
 """Periodic chores of a worker, each on its own interval.
 
 * heartbeat (``heartbeat_seconds``; a thread beats too, see ``Heartbeat.start_thread``)
+* while a stream is set aside for its key's type, look at the key again each heartbeat
 * keep held entries' idle time low so live workers do not take them over
 * take over entries of dead consumers: at once for a consumer whose heartbeat
   expired (or that stopped), ``claim_idle_seconds`` for one that never beat;
@@ -65,6 +66,10 @@ class Chores:
         """Do what is due; return messages to process now: taken over, or this worker's own strays."""
         config = self.config
         self.heartbeat.beat(held=len(self.schedule))
+        if self.consumer.broken:
+            self.schedule.drop_streams(self.consumer.broken)
+            if self._due("key_types", config.heartbeat_seconds):
+                self.consumer.ensure_groups()  # takes back a stream whose key is fixed
         if self._due("touch", config.claim_idle_seconds / 3) and len(self.schedule):
             self.consumer.touch(self.schedule.messages())
         if not paused and self._due("take_over", config.heartbeat_seconds / 4):

@@ -20,6 +20,9 @@ What survives what:
   takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
   with a pause, so a persisting error cannot spin a CPU;
+* a stream key of another type (``SET bitrix:webhooks x``): that stream is set
+  aside, named in the log with the fix, and the others go on; it is consumed
+  again once the key is a stream or gone (``StreamConsumer.broken``);
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
   an unexpected error in a chunk is isolated: its messages are retried one by one;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
@@ -46,6 +49,7 @@ from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.redis_io.key_types import is_wrong_type
 from crmbridge.worker.chores import Chores
 from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
@@ -210,6 +214,8 @@ class Worker:
             self._redis_down(exc)
             return True
         except redis.ResponseError as exc:
+            if is_wrong_type(exc) and self.consumer.find_broken():
+                return True  # that stream is set aside; the others go on at once
             if not streams.is_nogroup(exc):
                 raise
             self._group_missing(exc)
