@@ -50,6 +50,7 @@ from crmbridge.diagnostics.dashboard_rows import (
 )
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, dead_letter_page
 from crmbridge.diagnostics.doctor import FAIL, OK, SKIP, WARN, DoctorOptions, default_stuck_seconds, run_doctor
+from crmbridge.diagnostics.key_problems import key_problems
 from crmbridge.diagnostics.minute_chart import chart_rows, minute_chart_svg
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import (
@@ -117,12 +118,14 @@ def _overview(client: redis.Redis) -> dict:
     now_ms = redis_now_ms(client)
     workers = read_heartbeats(client)
     stream_rows = []
+    problems = {wrong.key: wrong.describe() for wrong in key_problems(client)}
     for label, name_of in STREAM_NAMES.items():
         stream = name_of()
         stream_rows.append(
             {
                 "label": label,
                 "name": stream,
+                "problem": problems.get(stream, ""),
                 "info": stream_info(client, stream),
                 "queue": queue_status(client, stream, now_ms=now_ms),
                 "consumers": consumers(client, stream),
@@ -139,7 +142,11 @@ def _overview(client: redis.Redis) -> dict:
         "streams": stream_rows,
         "unacknowledged": sum(s["queue"]["unacknowledged"] for s in stream_rows),
         "oldest_waiting_seconds": max(ages, default=0),
-        "dead_stream": {"name": dead_stream, "info": stream_info(client, dead_stream)},
+        "dead_stream": {
+            "name": dead_stream,
+            "info": stream_info(client, dead_stream),
+            "problem": problems.get(dead_stream, ""),
+        },
         "workers": workers,
         "live_workers": sum(1 for w in workers if w["fresh"]),
         "worker_task_status": task_status(workers),

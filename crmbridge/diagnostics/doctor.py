@@ -20,11 +20,13 @@ from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_dead_letter
+from crmbridge.diagnostics.key_problems import redis_cli
 from crmbridge.diagnostics.outbox_status import outbox_backlog_status
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
 from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.key_types import WrongType, wrong_type_keys
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 
@@ -172,6 +174,10 @@ def check_group(client: redis.Redis, stream: str, *, required: bool, worker_runn
     worker reads another Redis or prefix.
     """
     name = f"streams.group:{stream}"
+    for wrong in wrong_type_keys(client, [stream]):
+        return wrong_type_finding(
+            name, wrong, "no worker consumes it (workers go on with the other streams) and nothing can be added to it"
+        )
     info = stream_info(client, stream)
     if group_info(client, stream) is not None:
         queue = queue_status(client, stream, now_ms=redis_now_ms(client))
@@ -289,7 +295,20 @@ def check_stuck_pending(client: redis.Redis, options: DoctorOptions, *, worker_r
 # --- failures ----------------------------------------------------------------------
 
 
+def wrong_type_finding(check: str, wrong: WrongType, effect: str) -> Finding:
+    """FAIL naming the key, its actual type, what that stops, and the redis-cli commands that fix it."""
+    return Finding(
+        check, FAIL, f"{wrong.describe()}: {effect}",
+        cause=f"something wrote a {wrong.actual} under the stream's name (a script, a person with redis-cli, "
+        "or another application sharing this Redis and REDIS_STREAM_PREFIX)",
+        fix=wrong.fix(redis_cli()), issue=ISSUE_3, details=wrong.as_dict(redis_cli()),
+    )  # fmt: skip
+
+
 def check_dead_letters(client: redis.Redis) -> Finding:
+    for wrong in wrong_type_keys(client, [streams.dead_letter_stream()]):
+        effect = "messages that fail cannot be dead-lettered: they stay pending and are retried"
+        return wrong_type_finding("failures.dead_letters", wrong, effect)
     count = dead_letter_count(client)
     if not count:
         return Finding("failures.dead_letters", OK, "no dead letters")
