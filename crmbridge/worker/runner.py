@@ -19,7 +19,9 @@ What survives what:
   ``chores.Chores.take_over``); record locks and the create marker stop the
   takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
-  with a pause, so a persisting error cannot spin a CPU;
+  with a pause, so a persisting error cannot spin a CPU; Redis back without its
+  data (new run_id, marker gone, NOGROUP): the waiting records are queued again
+  at once (``redis_loss``);
 * a stream key of another type (``SET bitrix:webhooks x``): that stream is set
   aside, named in the log with the fix, and the others go on; it is consumed
   again once the key is a stream or gone (``StreamConsumer.broken``);
@@ -403,6 +405,7 @@ class Worker:
 
     def _group_missing(self, exc: Exception) -> None:
         logger.warning("[WORKER] NOGROUP (%s): recreating consumer group %s", exc, streams.GROUP)
+        self.chores.loss_noticed(f"NOGROUP ({exc})")  # the stream or group is gone: its messages too
         self._sleep(1.0)  # NOGROUP fails instantly: never spin
         try:
             self.consumer.ensure_groups()

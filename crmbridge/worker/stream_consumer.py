@@ -140,8 +140,15 @@ class StreamConsumer:
         return self.client.xinfo_consumers(stream, self.group)
 
     def consumers_with_pending(self, stream: str) -> list[dict]:
-        """Other consumers of the group on ``stream`` that hold entries."""
-        return [c for c in self.consumers(stream) if c["pending"] and c["name"] != self.name]
+        """Other consumers of the group on ``stream`` that hold entries (none if the stream or group is gone:
+        the next read meets NOGROUP and the runner recreates the group)."""
+        try:
+            found = self.consumers(stream)
+        except redis.ResponseError as exc:
+            if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
+                return []
+            raise
+        return [c for c in found if c["pending"] and c["name"] != self.name]
 
     def claim_from(self, stream: str, consumer: str, *, min_idle_ms: int, count: int) -> list[StreamMessage]:
         """Take over up to ``count`` of ``consumer``'s entries idle at least ``min_idle_ms``.
