@@ -6,6 +6,7 @@ Before, ``SET bitrix:webhooks x`` made all three say "Redis is unreachable".
 from __future__ import annotations
 
 import pytest
+import redis
 
 from crmbridge.diagnostics.doctor import FAIL, OK, DoctorOptions, run_doctor
 from crmbridge.redis_io import streams
@@ -86,3 +87,20 @@ def test_the_dashboard_names_the_key_and_shows_the_rest(staff_browser, webhooks_
         assert "unreachable" not in page, path
     live = staff_browser.get("/admin/crmbridge/syncrecord/dashboard/").content.decode()
     assert f"{HOOKS} is a string, not a stream" in live and f"RENAME {HOOKS}" in live
+
+
+def test_a_refused_command_is_not_called_unreachable(redis_client):
+    from crmbridge.diagnostics.redis_errors import redis_error_reason
+
+    redis_client.set(HOOKS, "x")
+    try:
+        redis_client.xlen(HOOKS)
+    except redis.ResponseError as exc:  # the real error Redis gives
+        wrong = redis_error_reason(exc)
+    try:
+        redis_client.xrange(HOOKS + "2", min="not-an-id", max="+")
+    except redis.ResponseError as exc:
+        refused = redis_error_reason(exc)
+
+    assert wrong.startswith("a Redis key holds the wrong type of value (") and "unreachable" not in wrong
+    assert refused.startswith("Redis refused the command (") and "unreachable" not in refused
