@@ -104,3 +104,10 @@ def test_a_refused_command_is_not_called_unreachable(redis_client):
 
     assert wrong.startswith("a Redis key holds the wrong type of value (") and "unreachable" not in wrong
     assert refused.startswith("Redis refused the command (") and "unreachable" not in refused
+
+
+def test_metrics_still_answer(staff_browser, webhooks_is_a_string):
+    response = staff_browser.get("/metrics")
+
+    assert response.status_code == 200
+    assert 'bitrixsync_stream_length{stream="bitrix:operations"} 3.0' in response.content.decode()
