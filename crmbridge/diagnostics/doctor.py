@@ -409,10 +409,17 @@ def check_outbox(options: DoctorOptions, client: redis.Redis | None = None) -> F
         return Finding("publish.outbox", OK, summary)
     summary = f"{count} operation(s) waiting in the outbox, oldest {age:.0f} s"
     if age > options.outbox_stuck_seconds:
+        blocked = wrong_type_keys(client, streams.consumed_streams()) if client is not None else []
         cause = "committed operations are not reaching Redis: Redis unreachable from the app, or the relay is down"
+        if blocked:
+            cause = "Redis refuses them: " + "; ".join(wrong.describe() for wrong in blocked)
         if backlog.last_error:
             cause += f" (last error: {redact(backlog.last_error)[:200]})"
-        return _problem("publish.outbox", FAIL, summary, cause, ISSUE_2, count=count, oldest_seconds=age)
+        finding = _problem("publish.outbox", FAIL, summary, cause, ISSUE_2, count=count, oldest_seconds=age)
+        if blocked:
+            checks = ", ".join(f"streams.group:{wrong.key}" for wrong in blocked)
+            finding.fix = f"Move the key aside (the fix of {checks}); the relay then sends them by itself"
+        return finding
     status = WARN if count >= options.pending_threshold else OK
     return Finding("publish.outbox", status, summary, details={"count": count})
 

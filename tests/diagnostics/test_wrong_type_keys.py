@@ -111,3 +111,25 @@ def test_metrics_still_answer(staff_browser, webhooks_is_a_string):
 
     assert response.status_code == 200
     assert 'bitrixsync_stream_length{stream="bitrix:operations"} 3.0' in response.content.decode()
+
+
+def test_operations_held_in_the_outbox_by_a_wrong_type_key_say_so(alice, redis_client):
+    """The web app cannot XADD to a string: the outbox keeps the order; the doctor names why, not "unreachable"."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from crmbridge.models import OutboxEntry
+    from crmbridge.publishing.outbox import relay_outbox
+    from orders.models import Order
+
+    redis_client.set("bitrix:operations", "x")
+    Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    OutboxEntry.objects.update(claimed_until=None, created_at=timezone.now() - timedelta(minutes=5))
+    relay_outbox()  # Redis refuses it: kept, with the error
+
+    found = {f.check: f for f in run_doctor(get_redis(), DoctorOptions(check_bitrix=False))}["publish.outbox"]
+
+    assert found.status == FAIL
+    assert "bitrix:operations is a string, not a stream" in found.cause and "unreachable" not in found.cause
+    assert "streams.group:bitrix:operations" in found.fix
