@@ -107,3 +107,21 @@ def test_flushall_under_a_running_worker_is_reconciled_at_once(
     assert_each_deal_once(sandbox, orders)
     assert "reconciling now" in caplog.text
     assert settings.BITRIX_RECONCILE_AFTER == 300.0
+
+
+def test_a_steady_redis_is_never_taken_for_a_loss(sandbox, redis_client, caplog):
+    """Only the first look of a worker on an empty Redis (no marker yet) reconciles; later heartbeats do not."""
+    from crmbridge.worker.runner import Worker
+
+    caplog.set_level(logging.WARNING, logger="crmbridge.worker")
+    worker = Worker(fast_config())  # heartbeat 0.5 s: the watch looks every 0.5 s
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.iteration > 3, 20, "worker running")
+        time.sleep(2.5)
+    finally:
+        worker.shutdown = True
+        thread.join(10)
+    assert caplog.text.count("Redis lost data?") == 1
+    assert redis_client.get("bitrix:redis:marker") == redis_client.info("server")["run_id"]
