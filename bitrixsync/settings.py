@@ -156,8 +156,6 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "bitrixsync.api_errors.exception_handler",
-    # Proxies in front of the app: the client address for rate limits is taken from X-Forwarded-For.
-    "NUM_PROXIES": env_int("THROTTLE_NUM_PROXIES", 0, minimum=0) or None,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -190,7 +188,11 @@ THROTTLE_RATES = {
     "register": env_rate("THROTTLE_REGISTER_RATE", "10/hour"),  # POST /auth/register per client address
     "webhook_refused": env_rate("THROTTLE_WEBHOOK_REFUSED_RATE", "20/min"),  # refused inbound tokens per address
     "admin_login": env_rate("THROTTLE_ADMIN_LOGIN_RATE", "10/min"),  # POST /admin/login/ per client address
+    "metrics_refused": env_rate("THROTTLE_METRICS_REFUSED_RATE", "20/min"),  # wrong /metrics tokens per address
 }
+# Proxies in front of the app that append to X-Forwarded-For: the client address of every
+# per-address limit is the N-th from the right there; 0: REMOTE_ADDR (bitrixsync/client_address.py).
+THROTTLE_NUM_PROXIES = env_int("THROTTLE_NUM_PROXIES", 0, minimum=0)
 # Behind a TLS-terminating proxy: which request header says the request was HTTPS.
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env_str("SECURE_PROXY_SSL_HEADER", ""))
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)

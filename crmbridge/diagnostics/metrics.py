@@ -3,8 +3,14 @@
 Access: ``Authorization: Bearer <BITRIX_METRICS_TOKEN>`` (compared with
 ``secrets.compare_digest``), or a user with ``crmbridge.view_syncrecord`` by
 session or API token (``Bearer``). No credentials: 401; a wrong token or a
-user without the permission: 403 (both in the operators' JSON envelope). An
+user without the permission: 403; a method other than GET (for an allowed
+caller): 405. Every answer but the metrics is the operators' JSON envelope. An
 empty ``BITRIX_METRICS_TOKEN`` accepts no metrics token (users only).
+
+Refused tokens are rate-limited per client address (``THROTTLE_METRICS_REFUSED_RATE``,
+scope ``metrics_refused``, ``bitrixsync.throttling``): past the limit a 429 with
+``Retry-After``, even for the right token, so the token cannot be guessed at
+request speed. Only requests with an ``Authorization`` header count.
 
 Metrics (all prefixed ``bitrixsync_``):
 
@@ -35,12 +41,14 @@ from collections import defaultdict
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerTokenAuthentication
+from bitrixsync.client_address import client_address
+from bitrixsync.throttling import FailureThrottle, retry_after
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count
 from crmbridge.diagnostics.status_views import can_view_sync
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
@@ -207,14 +215,29 @@ def _api_token_user(request: HttpRequest):
     return found[0] if found else None
 
 
-@require_GET
+def _envelope(status: int, message: str) -> JsonResponse:
+    """The operators' envelope, as the status endpoints answer."""
+    return JsonResponse({"success": False, "message": message, "data": None}, status=status)
+
+
+@csrf_exempt  # reads only; a POST is answered 405 in the envelope, not Django's CSRF page
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusals = FailureThrottle("metrics_refused", client_address(request))
+    counted = "Authorization" in request.headers  # token guesses count; a session or nothing does not
+    wait = refusals.blocked_for() if counted else None
+    if wait is not None:
+        response = _envelope(429, "Too many refused tokens from this address. Try again later.")
+        response["Retry-After"] = retry_after(wait)
+        return response
     denied = metrics_access(request)
     if denied:
-        # The operators' envelope, as the status endpoints answer.
-        message = "Authentication required." if denied == 401 else "You may not read the metrics."
-        response = JsonResponse({"success": False, "message": message, "data": None}, status=denied)
+        response = _envelope(denied, "Authentication required." if denied == 401 else "You may not read the metrics.")
         if denied == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    refusals.forgive()  # allowed: not a refusal
+    if request.method not in ("GET", "HEAD"):
+        response = _envelope(405, f"Method {request.method} is not allowed: GET /metrics.")
+        response["Allow"] = "GET, HEAD"
         return response
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

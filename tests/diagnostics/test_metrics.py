@@ -111,3 +111,20 @@ def test_redis_down_still_answers(private_redis):
 
     assert response.status_code == 200
     assert samples(response)[("bitrixsync_redis_up", ())] == 0
+
+
+ENVELOPE_KEYS = {"success", "message", "data"}
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_other_methods_answer_in_the_envelope(method):
+    """Issue 19 item 13: an anonymous POST was Django's CSRF 403, outside the operators' envelope."""
+    browser = Client(enforce_csrf_checks=True)  # as a real client: no CSRF token
+
+    anonymous = getattr(browser, method)("/metrics")
+    with_token = getattr(browser, method)("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    assert anonymous.status_code == 401
+    assert set(anonymous.json()) == ENVELOPE_KEYS and anonymous.json()["success"] is False
+    assert with_token.status_code == 405
+    assert set(with_token.json()) == ENVELOPE_KEYS and "GET" in with_token["Allow"]
