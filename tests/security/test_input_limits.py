@@ -62,6 +62,102 @@ def test_the_webhook_refuses_a_non_utf8_charset(anon_client, settings, charset):
     assert_json_error(response, 415)
 
 
+# Issue 19 item 4: Django decodes with the *last* charset parameter and reads RFC 2231's charset*=;
+# the guard read only the first plain one.
+TRICK_CONTENT_TYPES = [
+    "application/json; charset=utf-8; charset=rot13",
+    "application/json; charset*=utf-8''bz2",
+    "application/json; charset*=UTF-8''rot13",
+    "application/json; charset=utf-8; charset*=utf-8''zlib_codec",
+    "application/json; charset=utf-8; charset=utf-8",  # several charset parameters: refused, whatever they say
+    "application/json; charset*0*=utf-8''rot; charset*1=13",  # RFC 2231 continuations
+]
+# Django's parser raises ValueError on these while building the request, before any middleware: the test
+# client builds a plain WSGIRequest, so they are sent to the project's WSGI application itself.
+UNPARSABLE_CONTENT_TYPES = ["application/json; charset*=no-such-codec''utf-8", "application/json; x*=bogus''v"]
+JSON_METHODS = [("post", "/auth/token"), ("post", "/auth/register"), ("patch", "/profile"), ("post", "/orders")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), JSON_METHODS)
+@pytest.mark.parametrize("content_type", TRICK_CONTENT_TYPES)
+def test_charset_tricks_are_415_json(alice_client, method, path, content_type):
+    alice_client.raise_request_exception = False
+    body = b'{"email": "a@example.com", "password": "x", "service_id": "welding", "quantity": 1}'
+
+    response = getattr(alice_client, method)(path, data=body, content_type=content_type)
+
+    assert_json_error(response, 415)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("content_type", TRICK_CONTENT_TYPES)
+def test_charset_tricks_on_the_webhook_are_415(anon_client, settings, debug, content_type):
+    from urllib.parse import urlencode
+
+    settings.BITRIX_INBOUND_TOKEN = TOKEN
+    settings.DEBUG = debug
+    anon_client.raise_request_exception = False
+    form_type = content_type.replace("application/json", "application/x-www-form-urlencoded")
+
+    response = anon_client.post("/bitrix/webhook", data=urlencode(event_form()).encode(), content_type=form_type)
+
+    assert_json_error(response, 415)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/auth/token", "/auth/register", "/orders", "/bitrix/webhook", "/admin/login/"])
+@pytest.mark.parametrize("content_type", UNPARSABLE_CONTENT_TYPES)
+def test_an_unparsable_content_type_is_415_from_the_wsgi_application(path, content_type):
+    from bitrixsync.wsgi import application
+
+    status, headers, body = call_wsgi(application, path, content_type, b'{"email": "a@example.com"}')
+
+    if path.startswith("/admin/"):
+        assert status in (200, 403)  # the admin's own answer (CSRF): the request was built, no 500
+    else:
+        assert status == 415 and headers["Content-Type"].startswith("application/json"), body[:300]
+        assert json.loads(body)["detail"]
+
+
+def call_wsgi(application, path: str, content_type: str, body: bytes) -> tuple[int, dict, bytes]:
+    """One request through ``application`` as a WSGI server makes it."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "CONTENT_TYPE": content_type,
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}  # fmt: skip
+    setup_testing_defaults(environ)
+    answer: dict = {}
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+
+    chunks = application(environ, start_response)
+    try:
+        content = b"".join(chunks)
+    finally:
+        getattr(chunks, "close", lambda: None)()
+    return answer["status"], answer["headers"], content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset*=utf-8''utf-8",
+        'application/json; charset="utf-8"',
+        "application/json; Charset=UTF-8",
+    ],
+)
+def test_one_utf8_charset_in_any_spelling_is_fine(anon_client, content_type):
+    response = anon_client.post(
+        "/auth/token", data=b'{"email": "x@example.com", "password": "nope"}', content_type=content_type
+    )
+
+    assert response.status_code == 400  # bad credentials: the body was read
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/auth/token", "/auth/register", "/orders", "/bitrix/webhook"])
 def test_a_body_over_the_limit_is_413_json(alice_client, settings, path):
