@@ -83,9 +83,7 @@ def test_admin_sign_ins_with_forged_forwarding_headers_hit_the_limit(production_
 
 def test_wrong_metrics_tokens_with_forged_forwarding_headers_hit_the_limit(production_rates, client, settings, db):
     settings.BITRIX_METRICS_TOKEN = "the-metrics-token"
-    codes = [
-        client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer guess-{i}", **forged(i)).status_code for i in range(22)
-    ]
+    codes = [client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer guess-{i}", **forged(i)).status_code for i in range(22)]
 
     assert codes == [403] * 20 + [429] * 2
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer guess", REMOTE_ADDR=PEER)
