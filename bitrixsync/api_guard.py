@@ -18,8 +18,12 @@
   included). A Content-Type with more than one charset parameter (``charset``,
   ``charset*``, continuations) is a 415 whatever they say: readers disagree on
   which one counts (this guard once read the first, Django reads the last);
-* a Content-Type Django's parser cannot read (an RFC 2231 parameter naming an
-  unknown charset, ``x*=bogus''v``) is a 415. Django parses the Content-Type
+* a Content-Type Django's parser cannot read is a 415: an RFC 2231 parameter
+  naming an unknown charset (``x*=bogus''v``: ValueError), or a continuation
+  mixed with a whole value (``charset*0*=utf-8''a; charset*=utf-8''b``: a
+  TypeError inside the standard library's ``email`` parser). Any exception of
+  that parser counts (``content_type_parts``): the header is the client's, the
+  parser's bugs are not the client's to trigger as 500s. Django parses the Content-Type
   while *building* the request, before any middleware, so ``GuardedWSGIHandler``
   and ``GuardedASGIHandler`` (``bitrixsync/wsgi.py``, ``asgi.py``) build requests that
   survive it and leave the answer to this guard;
@@ -82,16 +86,23 @@ def body_refusal(request: HttpRequest) -> JsonResponse | None:
 
 def charset_refusal(content_type: str) -> JsonResponse | None:
     """A 415 unless ``content_type`` has at most one charset parameter and Django would decode it as UTF-8."""
-    try:
-        _, params = parse_header_parameters(content_type)  # what HttpRequest.encoding is set from
-    except ValueError:
+    parts = content_type_parts(content_type)  # what HttpRequest.encoding is set from
+    if parts is None:
         return error(415, "Unreadable Content-Type parameters: send Content-Type: application/json; charset=utf-8.")
     if charset_parameter_count(content_type) > 1:
         return error(415, "Send one charset parameter (e.g. Content-Type: application/json; charset=utf-8).")
-    charset = params.get("charset")
+    charset = parts[1].get("charset")
     if charset is not None and not charset_accepted(charset):
         return error(415, "Unsupported charset: send UTF-8 (e.g. Content-Type: application/json; charset=utf-8).")
     return None
+
+
+def content_type_parts(content_type: str) -> tuple[str, dict] | None:
+    """Django's reading of a Content-Type (media type, parameters), or None when its parser raises."""
+    try:
+        return parse_header_parameters(content_type)
+    except Exception:  # ValueError, TypeError from the stdlib's email parser...: unreadable, see the module docstring
+        return None
 
 
 def charset_parameter_count(content_type: str) -> int:
@@ -131,9 +142,9 @@ class _LenientContentType:
     """A request that survives a Content-Type Django's parser raises on (see the module docstring)."""
 
     def _set_content_type_params(self, meta: dict) -> None:
-        try:
+        if content_type_parts(meta.get("CONTENT_TYPE", "")) is not None:
             super()._set_content_type_params(meta)  # type: ignore[misc]
-        except ValueError:  # the guard answers 415 on API paths; elsewhere: no parameters, UTF-8
+        else:  # the guard answers 415 on API paths; elsewhere: no parameters, UTF-8
             self.content_type = meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
             self.content_params = {}
 
