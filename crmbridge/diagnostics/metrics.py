@@ -236,8 +236,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     refusals.forgive()  # allowed: not a refusal
-    if request.method not in ("GET", "HEAD"):
+    if request.method != "GET":
         response = _envelope(405, f"Method {request.method} is not allowed: GET /metrics.")
-        response["Allow"] = "GET, HEAD"
+        response["Allow"] = "GET"
         return response
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
