@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.inbound.conftest import TOKEN, event_form
-from tests.wsgi_client import call_wsgi
+from tests.wsgi_client import call_asgi, call_wsgi
 
 JSON_PATHS = ["/auth/token", "/auth/register", "/orders", "/profile"]
 ODD_CHARSETS = ["rot13", "zlib_codec", "bz2", "base64", "hex", "uu", "quopri", "utf-7", "utf-16", "no-such-charset"]
@@ -123,6 +123,17 @@ def test_an_unparsable_content_type_is_415_from_the_wsgi_application(path, conte
     else:
         assert status == 415 and headers["Content-Type"].startswith("application/json"), body[:300]
         assert json.loads(body)["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("content_type", UNPARSABLE_CONTENT_TYPES)
+def test_an_unparsable_content_type_is_415_from_the_asgi_application(content_type):
+    from bitrixsync.asgi import application
+
+    status, body = call_asgi(application, "/auth/token", content_type, b'{"email": "a@example.com"}')
+
+    assert status == 415, body[:300]
+    assert json.loads(body)["detail"]
 
 
 @pytest.mark.django_db
