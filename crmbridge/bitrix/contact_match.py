@@ -227,9 +227,21 @@ def adopted_contact_fields(user: Any, existing: dict) -> dict:
     return fields
 
 
+# Errors about the webhook as a whole (wrong, expired): not this method's rights, said elsewhere.
+WEBHOOK_WIDE = frozenset({"NO_AUTH_FOUND", "EXPIRED_TOKEN", "INVALID_TOKEN", "PORTAL_DELETED"})
+
+
+def refused(error: BitrixError) -> bool:
+    """Does ``error`` say that this webhook may not call ``findbycomm`` (rights, scope, no such method)?"""
+    code = error.code.upper()
+    if code in WEBHOOK_WIDE:
+        return False
+    return error.kind is ErrorKind.CONFIG or code == "ERROR_METHOD_NOT_FOUND"
+
+
 def explained(error: BitrixError) -> BitrixError:
     """A refused lookup names the setting and the fix (a configuration error pauses the worker)."""
-    if error.kind is not ErrorKind.CONFIG and error.code.upper() != "ERROR_METHOD_NOT_FOUND":
+    if not refused(error):
         return error
     return BitrixError(
         error.code, permission_problem(error), kind=ErrorKind.CONFIG, http_status=error.http_status, method=FINDBYCOMM
@@ -254,6 +266,6 @@ def findbycomm_problem(client: BitrixClient) -> str | None:
     try:
         client.call(FINDBYCOMM, {"entity_type": "CONTACT", "type": "EMAIL", "values": ["probe@bitrixsync.invalid"]})
     except BitrixError as exc:
-        if exc.kind is ErrorKind.CONFIG or exc.code.upper() == "ERROR_METHOD_NOT_FOUND":
+        if refused(exc):
             return permission_problem(exc)
     return None

@@ -11,7 +11,10 @@ deals of the chunk reference it like any known contact.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -19,7 +22,7 @@ from django.contrib.auth import get_user_model
 
 from crmbridge import entities
 from crmbridge.bitrix.client import BitrixClient
-from crmbridge.bitrix.contact_match import ContactMatcher, Customer, Match, matching_modes
+from crmbridge.bitrix.contact_match import ContactMatcher, Customer, Match, findbycomm_problem, matching_modes
 from crmbridge.bitrix.errors import BitrixError
 from crmbridge.redis_io import contact_counts
 from crmbridge.redis_io.connection import get_redis
@@ -82,3 +85,71 @@ def count_outcomes(changes: dict[str, int]) -> None:
         contact_counts.add(get_redis(), changes)
     except redis.RedisError as exc:
         logger.warning("[WORKER] Could not count contact outcomes %s: %s", changes, exc)
+
+
+def check_lookup_allowed(client: BitrixClient) -> str | None:
+    """At start: one line naming ``BITRIX_CONTACT_MATCH`` and the fix when the webhook may not look up contacts.
+
+    Only logged: the first lookup that the portal refuses pauses the worker with the same line.
+    """
+    problem = findbycomm_problem(client)
+    if problem:
+        logger.error("[WORKER] %s", problem)
+    return problem
+
+
+# -- backfill (``bitrix_resync``) ------------------------------------------------------------------
+BACKFILL_GROUP = 500  # users per lookup: 2 x 25 findbycomm commands, one batch request
+
+
+@dataclass
+class Planned:
+    """What the backfill did (or, dry, would do) for one user: adopt ``match`` or leave it to be created."""
+
+    user: Any
+    match: Match | None
+
+    def describe(self, *, dry_run: bool) -> str:
+        who = f"user {self.user.pk} {self.user.email or self.user.phone or '(no e-mail or phone)'}"
+        if self.match is None:
+            return f"{who} -> {'would create' if dry_run else 'will create'} a contact (no existing customer)"
+        by = {"email": "by e-mail", "phone": "by phone"}[self.match.by]
+        more = f", oldest of {len(self.match.candidates)}" if self.match.ambiguous else ""
+        verb = "would adopt" if dry_run else "adopted"
+        return f"{who} -> {verb} contact {self.match.contact_id} ({by}{more})"
+
+
+def backfill(
+    client: BitrixClient,
+    users: Iterable[Any],
+    *,
+    dry_run: bool,
+    group: int = BACKFILL_GROUP,
+    on_progress: Callable[[int], object] | None = None,
+) -> Iterator[Planned]:
+    """Match users without a contact against the portal's, ``group`` users per lookup (one or two requests).
+
+    Not dry: an adopted contact's ID is written back and counted, so the resync
+    queues an update for that user (the worker then adds only what the contact
+    lacks). Users without a match are left to the worker's create, which looks
+    them up once more (one grouped request per chunk): a customer the sales team
+    entered meanwhile is still found. Raises ``BitrixError``.
+    """
+    claimed: set[int] = set()  # across groups, as within one: one contact, one user
+
+    def linked(ids: set[int]) -> dict[int, int]:
+        return {**linked_users(ids), **dict.fromkeys(ids & claimed, -1)}
+
+    matcher = ContactMatcher(client, linked_elsewhere=linked)
+    remaining = iter(users)
+    while chunk := list(itertools.islice(remaining, group)):
+        matches = matcher.match([Customer.of(user) for user in chunk])
+        claimed.update(m.contact_id for m in matches.values())
+        if not dry_run and matches:
+            for user_id, match in matches.items():
+                write_back.write_bitrix_id("contact", user_id, match.contact_id)
+            count_matches(list(matches.values()))
+        for user in chunk:
+            yield Planned(user, matches.get(user.pk))
+        if on_progress is not None:
+            on_progress(len(chunk))

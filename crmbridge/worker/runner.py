@@ -49,6 +49,7 @@ from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker.chores import Chores
 from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
+from crmbridge.worker.contact_adoption import check_lookup_allowed
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
 from crmbridge.worker.record_locks import RecordLocks
@@ -119,6 +120,7 @@ class Worker:
         code = 0
         try:
             self._start()
+            self._check_portal()
             while not self.shutdown:
                 if not self._guarded_step() and self.once:
                     code = 2 if self.paused_reason else 0
@@ -137,6 +139,12 @@ class Worker:
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._redis_down(exc)
+
+    def _check_portal(self) -> None:
+        """What the portal must allow before syncing: logged as one line naming the setting and the fix."""
+        sync = self._sync_batch()
+        if sync is not None:
+            check_lookup_allowed(sync.client)
 
     def _stop(self) -> None:
         self.heartbeat.state = "stopping"

@@ -180,8 +180,9 @@ class SyncBatch:
                     continue
                 if task.creating and task.local_id in suspects:
                     origin = mapping.origin_id(entity, task.local_id)
-                    # A contact found here is updated next: its multifield IDs are needed too.
-                    select = ["ID", "EMAIL", "PHONE"] if entity == "contact" else ["ID"]
+                    # A contact found here is updated next: its multifield IDs are needed too, and
+                    # its origin, which tells our contact (replace its e-mail) from an adopted one.
+                    select = ["ID", "EMAIL", "PHONE", "ORIGINATOR_ID", "ORIGIN_ID"] if entity == "contact" else ["ID"]
                     # Exact match on both: another system's "order-12" on a shared portal is not ours.
                     exact = {"=ORIGIN_ID": origin, "=ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID}
                     params = {"filter": exact, "select": select, "start": -1}

@@ -186,7 +186,8 @@ def test_lookups_for_a_chunk_are_grouped(sandbox, portal, django_user_model):
 
     stats = sandbox.stats()
     findbycomm = stats["commands_by_method"]["crm.duplicate.findbycomm"]
-    assert findbycomm == 4, stats["commands_by_method"]  # ceil(30/20) e-mail + ceil(30/20) phone
+    # ceil(30/20) e-mail + ceil(30/20) phone, and the worker's check at start that it may call findbycomm.
+    assert findbycomm == 4 + 1, stats["commands_by_method"]
     assert stats["by_method"]["batch"] - before["by_method"].get("batch", 0) <= 5, stats["by_method"]
     assert stats["contacts"] == 30  # 29 created + the adopted one
     assert User.objects.get(pk=users[7].pk).bitrix_contact_id == 1
@@ -203,3 +204,24 @@ def test_a_refused_lookup_pauses_with_the_setting_and_the_fix(sandbox, portal, d
     assert sandbox.stats()["contacts"] == 0  # never created without having looked
     line = next(r.getMessage() for r in caplog.records if "BITRIX_CONTACT_MATCH" in r.getMessage())
     assert "crm.duplicate.findbycomm" in line and "BITRIX_CONTACT_MATCH=off" in line
+
+
+@pytest.mark.parametrize("setting", [("email", "phone"), ()])
+def test_the_worker_says_at_start_when_the_webhook_may_not_look_up(sandbox, settings, caplog, setting):
+    """Issue 20, item 5: one line naming the setting and the fix; nothing asked when matching is off."""
+    settings.BITRIX_CONTACT_MATCH = setting
+    sandbox.set_faults(denied_methods=["crm.duplicate.findbycomm"])
+    caplog.set_level(logging.ERROR)
+
+    run_worker_once()
+
+    lines = [r.getMessage() for r in caplog.records if "crm.duplicate.findbycomm" in r.getMessage()]
+    if setting:
+        assert lines == [
+            "[WORKER] BITRIX_CONTACT_MATCH=email,phone: the webhook may not call crm.duplicate.findbycomm "
+            "(insufficient_scope); give the webhook's user the CRM scope and read access to contacts, "
+            "or set BITRIX_CONTACT_MATCH=off"
+        ]
+    else:
+        assert lines == []
+        assert "crm.duplicate.findbycomm" not in sandbox.stats()["by_method"]
