@@ -24,7 +24,7 @@ from crmbridge import entities
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.contact_match import ContactMatcher, Customer, Match, findbycomm_problem, matching_modes
 from crmbridge.bitrix.errors import BitrixError
-from crmbridge.redis_io import contact_counts
+from crmbridge.redis_io import contact_counts, contact_lookups
 from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker import write_back
 
@@ -45,6 +45,10 @@ def adopt_existing(client: BitrixClient, tasks: list[RecordTask], *, max_command
     creating = [t for t in tasks if t.entity == "contact" and t.creating and t.error is None]
     if not creating or not matching_modes():
         return
+    looked_up = _looked_up_by_resync([t.local_id for t in creating])
+    creating = [t for t in creating if t.local_id not in looked_up]
+    if not creating:
+        return
     matcher = ContactMatcher(client, max_commands=max_commands, linked_elsewhere=linked_users)
     try:
         matches = matcher.match([Customer.of(t.record) for t in creating])
@@ -60,6 +64,14 @@ def adopt_existing(client: BitrixClient, tasks: list[RecordTask], *, max_command
     count_matches(list(matches.values()))
 
 
+def _looked_up_by_resync(user_ids: list[int]) -> set[int]:
+    """Users ``bitrix_resync`` looked up without a match just now (``contact_lookups``)."""
+    try:
+        return contact_lookups.take_recent_no_match(get_redis(), user_ids)
+    except redis.RedisError:
+        return set()  # look them up again: a request more, never a duplicate
+
+
 def _adopt(task: RecordTask, match: Match) -> None:
     task.bitrix_id, task.adopted, task.existing = match.contact_id, True, match.contact
     write_back.write_bitrix_id("contact", task.local_id, match.contact_id)
@@ -68,6 +80,13 @@ def _adopt(task: RecordTask, match: Match) -> None:
     logger.info(
         "Adopted existing Bitrix contact %s for %s (by %s%s)", match.contact_id, task.describe(), match.by, others
     )
+
+
+def _note_no_match(user_ids: list[int]) -> None:
+    try:
+        contact_lookups.remember_no_match(get_redis(), user_ids)
+    except redis.RedisError as exc:
+        logger.warning("Could not note the users without an existing customer (the worker looks again): %s", exc)
 
 
 def count_matches(matches: list[Match]) -> None:
@@ -145,10 +164,11 @@ def backfill(
     while chunk := list(itertools.islice(remaining, group)):
         matches = matcher.match([Customer.of(user) for user in chunk])
         claimed.update(m.contact_id for m in matches.values())
-        if not dry_run and matches:
+        if not dry_run:
             for user_id, match in matches.items():
                 write_back.write_bitrix_id("contact", user_id, match.contact_id)
             count_matches(list(matches.values()))
+            _note_no_match([user.pk for user in chunk if user.pk not in matches])
         for user in chunk:
             yield Planned(user, matches.get(user.pk))
         if on_progress is not None:

@@ -92,3 +92,19 @@ def test_a_backfill_of_many_users_costs_a_few_requests(sandbox, portal, imported
     assert stats["commands_by_method"]["crm.duplicate.findbycomm"] == 2 * 60
     assert stats["requests"] - before == 3 + 1  # 3 groups of 500 users, + 1 read of the matched contact
     assert "would adopt 1 by e-mail and 0 by phone" in output
+
+
+def test_the_worker_does_not_look_up_again_whom_the_resync_just_looked_up(sandbox, portal, imported):
+    """The backfill's lookups are not repeated by the worker's create (one grouped lookup, not two)."""
+    from tests.worker.helpers import run_worker_once
+
+    for name in ("fay", "gus", "hal"):
+        imported(name)
+    resync()
+    looked_up = sandbox.stats()["commands_by_method"]["crm.duplicate.findbycomm"]
+
+    run_worker_once()
+
+    stats = sandbox.stats()
+    assert stats["contacts"] == 3
+    assert stats["commands_by_method"]["crm.duplicate.findbycomm"] == looked_up + 1  # + the worker's start check
