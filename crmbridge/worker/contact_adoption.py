@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 
 from crmbridge import entities
 from crmbridge.bitrix.client import BitrixClient
@@ -115,6 +117,32 @@ def check_lookup_allowed(client: BitrixClient) -> str | None:
     if problem:
         logger.error("[WORKER] %s", problem)
     return problem
+
+
+def start_lookup_check(name: str) -> threading.Thread | None:
+    """``check_lookup_allowed`` in a thread of its own, with its own client.
+
+    A slow or unreachable portal must not hold the worker's loop at start: the
+    loop takes over a dead worker's messages within three heartbeats.
+    """
+    if not matching_modes():
+        return None
+    try:
+        client = BitrixClient.from_settings()
+    except ImproperlyConfigured:
+        return None  # the first chunk pauses the worker with the reason
+
+    def run() -> None:
+        try:
+            check_lookup_allowed(client)
+        except Exception:  # a check must never take the worker down
+            logger.exception("[WORKER] Could not check whether the webhook may look up contacts")
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, name=f"{name}-lookup-check", daemon=True)
+    thread.start()
+    return thread
 
 
 # -- backfill (``bitrix_resync``) ------------------------------------------------------------------
