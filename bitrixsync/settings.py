@@ -18,6 +18,7 @@ from bitrixsync.env_config import (
     env_int,
     env_list,
     env_str,
+    env_subset,
     redis_url,
 )
 from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
@@ -301,3 +302,8 @@ LOGGING = {
 # Apply ONCRMCONTACT* events to users (first/last name, phone). Off by default:
 # our users edit their own profile, and the contact is a copy of it.
 BITRIX_INBOUND_CONTACT_UPDATES = env_bool("BITRIX_INBOUND_CONTACT_UPDATES", False)
+
+# --- Existing customers (issue 20) ----------------------------------------------
+# Before creating a contact, look for the customer in the portal (crm.duplicate.findbycomm):
+# by e-mail, then by phone. "email,phone" (default), "email", "phone" or "off".
+BITRIX_CONTACT_MATCH = env_subset("BITRIX_CONTACT_MATCH", "email,phone", ("email", "phone"))

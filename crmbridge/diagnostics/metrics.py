@@ -29,6 +29,10 @@ Metrics (all prefixed ``bitrixsync_``):
   worker): exported when workers record ``bitrix_calls`` /
   ``bitrix_call_seconds_sum`` and ``rate_limit_waits`` /
   ``rate_limit_wait_seconds_sum`` in their heartbeat.
+* ``contacts_total{outcome}``: users' contacts adopted by e-mail (``adopted_email``),
+  by phone (``adopted_phone``), adoptions with several candidates (``ambiguous``)
+  and contacts created (``created``); counters kept in Redis by every worker and
+  ``bitrix_resync`` (``crmbridge.redis_io.contact_counts``), so they never reset.
 * ``last_success_timestamp_seconds``, ``last_failure_timestamp_seconds``;
   ``outbox_backlog`` (database rows not yet relayed to Redis).
 """
@@ -54,7 +58,7 @@ from crmbridge.diagnostics.status_views import can_view_sync
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.sync_status import outbox_backlog
 from crmbridge.diagnostics.worker_status import read_heartbeats
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from crmbridge.redis_io.connection import get_redis
 
 PREFIX = "bitrixsync_"
@@ -96,6 +100,7 @@ class SyncCollector:
         yield from self._timing_families(workers)
         yield from self._window_families()
         yield from self._mark_families()
+        yield self._contact_family()
 
     def _stream_families(self):
         now_ms = redis_now_ms(self.client)
@@ -151,6 +156,14 @@ class SyncCollector:
         for labels, value in sorted(totals.items()):
             family.add_metric(list(labels), value)
         yield family
+
+    def _contact_family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            PREFIX + "contacts", "Users' contacts by how they came to be (adopted or created)", labels=["outcome"]
+        )
+        for outcome, value in contact_counts.read(self.client).items():
+            family.add_metric([outcome], value)
+        return family
 
     def _mark_families(self):
         for which in ("success", "failure"):
