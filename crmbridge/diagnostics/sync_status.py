@@ -11,7 +11,7 @@ from crmbridge.diagnostics.key_problems import as_dicts, key_problems
 from crmbridge.diagnostics.outbox_status import outbox_backlog_status
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.timestamps import read_marks
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import contact_counts, streams
 
 
 def outbox_backlog(client: redis.Redis | None = None) -> int:
@@ -56,6 +56,7 @@ def sync_status(client: redis.Redis) -> dict:
         **read_marks(client),
         "redis": redis_config(),
         "key_problems": as_dicts(problems),
+        "contacts": contact_counts.read(client),
     }
 
 
@@ -74,4 +75,5 @@ def sync_status_without_redis() -> dict:
         "last_failure": None,
         "redis": redis_config(),
         "key_problems": None,
+        "contacts": None,
     }
