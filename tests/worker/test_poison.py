@@ -128,3 +128,20 @@ def test_dashboard_move_to_dead_keeps_the_entry_pending_on_wrongtype(redis_clien
         stream_actions.move_pending_to_dead(redis_client, stream, [entry_id])
 
     assert pending_ids(redis_client) == [entry_id]
+
+
+def test_requeue_puts_each_named_letter_back_once_and_skips_what_it_cannot(redis_client):
+    """Found by mutation testing: requeue's own cases were only reached through the dashboard."""
+    dead, ops = streams.dead_letter_stream(), streams.operations_stream()
+    first = redis_client.xadd(dead, {"source_stream": ops, "payload": '{"entity": "deal", "id": 1}'})
+    empty = redis_client.xadd(dead, {"source_stream": ops, "payload": "{}"})
+    listed = redis_client.xadd(dead, {"source_stream": ops, "payload": '["not", "a", "map"]'})
+    last = redis_client.xadd(dead, {"payload": '{"entity": "contact", "id": 2}'})  # no source: the operations stream
+
+    assert requeue(redis_client, ["0-1", first, empty, listed, last]) == 2  # "0-1": no such letter
+
+    assert [fields for _id, fields in redis_client.xrange(ops)] == [
+        {"entity": "deal", "id": "1", "requeued_from": first},
+        {"entity": "contact", "id": "2", "requeued_from": last},
+    ]
+    assert [entry_id for entry_id, _ in redis_client.xrange(dead)] == [empty, listed]
