@@ -10,8 +10,8 @@
 #
 # Not part of test.sh or CI: it takes minutes per module (see bench/RESULTS.md).
 # Environment: MUTATION_CHILDREN (parallel test runs, default: the number of cores),
-# MUTATION_FRESH=1 (throw the module's earlier results away; by default mutmut resumes and
-# re-tests only what changed).
+# MUTATION_FRESH=1 (throw the module's earlier results away; by default a run resumes while the
+# product code is unchanged, re-testing the survivors against the tests as they are now).
 # Survivors: `cd var/mutation/<module> && ../../../.venv/bin/mutmut results`, then
 # `mutmut show <name>` for the diff of one.
 set -euo pipefail
@@ -24,6 +24,7 @@ NAME=mutation.sh
 
 ALL="inbound publishing bitrix worker orders accounts"
 CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
+PRODUCT="crmbridge accounts orders bitrixsync devtools manage.py"
 
 # module -> "files to mutate (globs)|tests that cover them|tests left out"
 # Left out: tests that measure time on a real worker. mutmut needs a clean pass first, and on a
@@ -52,9 +53,14 @@ run_module() {
     for test in $skip; do deselect+=", \"--deselect\", \"$test\""; done
     work=$ROOT/var/mutation/$module
     [ "${MUTATION_FRESH:-}" = 1 ] && rm -rf "$work"
-    local resumed=false
+    # mutmut re-creates only the files it mutates: after any change to the product code, its other
+    # copies in mutants/ would be stale, so a changed checkout starts the module afresh.
+    local code resumed=false
+    code=$( (git ls-files -s -- $PRODUCT; git diff HEAD -- $PRODUCT) | sha256sum | cut -c1-16)
+    [ -f "$work/.product-code" ] && [ "$(cat "$work/.product-code")" != "$code" ] && rm -rf "$work/mutants"
     [ -d "$work/mutants" ] && resumed=true
     mkdir -p "$work"
+    echo "$code" >"$work/.product-code"
     # The checkout as it is (tracked and new files, not ignored ones) into the scratch copy.
     git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- --delete-missing-args ./ "$work/"
     # shellcheck disable=SC2086
