@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Order
+from orders.services import update_order
 
 pytestmark = pytest.mark.django_db
 
@@ -286,3 +287,29 @@ def test_services_lists_the_catalogue_without_a_token(anon_client):
 
     assert response.status_code == 200
     assert {"id": "cnc-milling", "name": "CNC milling"} in response.data
+
+
+# -- what a customer is told (found by mutation testing: only the status codes were checked) ----------
+def test_a_customer_is_told_exactly_what_they_may_not_change(alice_client, alice):
+    order = make_order(alice)
+
+    priced = alice_client.patch(f"/orders/{order.pk}", {"amount": "1.00", "currency": "EUR"}, format="json")
+    shipped = alice_client.patch(f"/orders/{order.pk}", {"status": "shipped"}, format="json")
+    Order.objects.filter(pk=order.pk).update(status="shipped")
+    late = alice_client.patch(f"/orders/{order.pk}", {"quantity": 3}, format="json")
+
+    read_only = ["Set by the shop: read-only for customers."]
+    assert (priced.status_code, priced.json()) == (400, {"amount": read_only, "currency": read_only})
+    assert (shipped.status_code, shipped.json()) == (
+        400,
+        {"status": ["You can only cancel an order (status: cancelled)."]},
+    )
+    assert late.status_code == 400
+    assert late.json() == {
+        "non_field_errors": ["This order is shipped and can no longer be changed. Contact us to change it."]
+    }
+
+
+def test_update_order_refuses_fields_it_does_not_own_by_name(alice):
+    with pytest.raises(TypeError, match=r"^update_order\(\) cannot change \['id', 'owner'\]$"):
+        update_order(order=make_order(alice), actor=alice, changes={"owner": None, "id": 5, "quantity": 2})

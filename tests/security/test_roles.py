@@ -32,6 +32,7 @@ def test_view_permission_reads_every_order_but_changes_none(bare_staff, alices_o
     assert client.get(f"/orders/{alices_order.pk}").status_code == 200
     response = client.patch(f"/orders/{alices_order.pk}", {"status": "shipped"}, format="json")
     assert response.status_code == 403
+    assert response.json()["detail"] == "You may view this order but not change it."
     assert Order.objects.get(pk=alices_order.pk).status == "new"
 
 
