@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from orders.models import Order
 from orders.services import update_order
@@ -313,3 +314,15 @@ def test_a_customer_is_told_exactly_what_they_may_not_change(alice_client, alice
 def test_update_order_refuses_fields_it_does_not_own_by_name(alice):
     with pytest.raises(TypeError, match=r"^update_order\(\) cannot change \['id', 'owner'\]$"):
         update_order(order=make_order(alice), actor=alice, changes={"owner": None, "id": 5, "quantity": 2})
+
+
+def test_update_order_checks_the_fields_it_changes_and_only_those(admin_user, alice):
+    order = make_order(alice)
+    Order.objects.filter(pk=order.pk).update(service_id="retired-service")  # a choice since withdrawn
+
+    with pytest.raises(ValidationError) as caught:
+        update_order(order=order, actor=admin_user, changes={"quantity": 0})
+    assert set(caught.value.message_dict) == {"quantity"}
+
+    update_order(order=order, actor=admin_user, changes={"status": "confirmed"})  # the old choice does not block it
+    assert Order.objects.get(pk=order.pk).status == "confirmed"
