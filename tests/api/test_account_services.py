@@ -116,3 +116,28 @@ def test_a_profile_change_checks_only_what_changed_and_writes_only_that(alice):
 
     fresh = User.objects.get(pk=alice.pk)
     assert (fresh.first_name, fresh.last_name, fresh.phone) == ("Alicia", "Changed-elsewhere", "legacy: ext 12")
+
+
+# -- a username that is the account's e-mail follows it (found by mutation testing) ------------------
+def test_a_username_that_is_the_email_moves_with_it_and_others_stay(django_user_model, alice):
+    jane = django_user_model.objects.create_user(username="Jane@example.com", email="jane@example.com", password="x")
+
+    update_profile(user=jane, changes={"email": "jane.doe@Example.com"})
+    update_profile(user=alice, changes={"email": "alice.new@example.com"})  # "alice" is not her address
+
+    assert User.objects.filter(pk=jane.pk).values_list("username", "email").get() == (
+        "jane.doe@example.com",
+        "jane.doe@example.com",
+    )
+    assert User.objects.get(pk=alice.pk).username == "alice"
+
+
+def test_an_email_whose_address_is_another_accounts_username_is_refused(django_user_model):
+    django_user_model.objects.create_user(username="taken@example.com", email="other@example.org", password="x")
+    jane = django_user_model.objects.create_user(username="jane@example.com", email="jane@example.com", password="x")
+
+    with pytest.raises(ValidationError) as caught:
+        update_profile(user=jane, changes={"email": "Taken@example.com"})
+
+    assert caught.value.message_dict == {"username": ["This username is taken."]}
+    assert User.objects.get(pk=jane.pk).username == "jane@example.com"
