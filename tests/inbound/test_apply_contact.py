@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from accounts.models import User
-from crmbridge.inbound.apply import apply_contact, first_phone
+from crmbridge.inbound.apply import apply_contact, first_phone, local_id_from_origin
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,10 @@ def test_no_usable_phone_entry_keeps_the_users_phone(phones):
     assert first_phone({"PHONE": phones}) is None
 
 
+def test_a_first_entry_without_a_value_is_an_empty_phone():
+    assert first_phone({"PHONE": [{"VALUE_TYPE": "WORK"}, {"VALUE": "+7 495 123-45-67"}]}) == ""
+
+
 def test_the_first_valid_phone_is_taken_as_written():
     assert first_phone({"PHONE": [{"VALUE": " +7 (495) 123-45-67 "}, {"VALUE": "+1 555"}]}) == "+7 (495) 123-45-67"
 
@@ -51,3 +55,22 @@ def test_an_invalid_phone_is_kept_out_and_logged(caplog, value):
         assert first_phone({"PHONE": [{"VALUE": value}]}) is None
 
     assert [r.getMessage() for r in caplog.records] == [KEPT % value[:40]]
+
+
+@pytest.mark.parametrize(
+    ("entity", "remote", "expected"),
+    [
+        ("deal", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": "order-12"}, 12),
+        ("contact", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": "user-7"}, 7),
+        ("deal", {"ORIGINATOR_ID": "other-system", "ORIGIN_ID": "order-12"}, None),  # another system's record
+        ("deal", {"ORIGIN_ID": "order-12"}, None),
+        ("deal", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": "order12"}, None),
+        ("deal", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": "user-12"}, None),  # a contact's origin on a deal
+        ("deal", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": "order-x"}, None),
+        ("deal", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": "old-order-12"}, None),
+        ("deal", {"ORIGINATOR_ID": "bitrixsync", "ORIGIN_ID": None}, None),
+    ],
+)
+def test_only_an_origin_this_system_wrote_names_a_local_record(settings, entity, remote, expected):
+    settings.BITRIX_ORIGINATOR_ID = "bitrixsync"
+    assert local_id_from_origin(entity, remote) == expected
