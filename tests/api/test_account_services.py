@@ -141,3 +141,11 @@ def test_an_email_whose_address_is_another_accounts_username_is_refused(django_u
 
     assert caught.value.message_dict == {"username": ["This username is taken."]}
     assert User.objects.get(pk=jane.pk).username == "jane@example.com"
+
+
+def test_changing_only_the_case_of_an_email_that_is_the_username_is_not_a_clash_with_oneself(django_user_model):
+    jane = django_user_model.objects.create_user(username="Jane@example.com", email="Jane@example.com", password="x")
+
+    update_profile(user=jane, changes={"email": "jane@example.com"})
+
+    assert User.objects.filter(pk=jane.pk).values_list("username", "email").get() == ("jane@example.com",) * 2
