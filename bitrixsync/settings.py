@@ -22,6 +22,7 @@ from bitrixsync.env_config import (
 )
 from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
 from bitrixsync.stack_env import apply_stack_env
+from crmbridge.bitrix.portal_settings import field_map, id_map, stage_maps_from_environment
 from crmbridge.bitrix.webhook_url import validate_webhook_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -234,6 +235,15 @@ BITRIX_STAGE_MAP = env_str(
     "BITRIX_STAGE_MAP",
     "new=NEW,confirmed=PREPARATION,in_production=EXECUTING,shipped=FINAL_INVOICE,done=WON,cancelled=LOSE",
 )
+# Mapping to the portal (issue 20; README "Mapping to your portal"): service -> pipeline,
+# a stage map per pipeline, service -> catalogue product, attributes -> custom fields.
+BITRIX_DEAL_CATEGORY_MAP = id_map("BITRIX_DEAL_CATEGORY_MAP", env_str("BITRIX_DEAL_CATEGORY_MAP", ""), minimum=0)
+BITRIX_DEAL_CATEGORY_DEFAULT = env_int("BITRIX_DEAL_CATEGORY_DEFAULT", 0, minimum=0)
+# BITRIX_STAGE_MAP_<N>: pipeline N's map (default: BITRIX_STAGE_MAP with the C<N>: prefix).
+BITRIX_STAGE_MAPS = stage_maps_from_environment(os.environ)
+BITRIX_PRODUCT_MAP = id_map("BITRIX_PRODUCT_MAP", env_str("BITRIX_PRODUCT_MAP", ""), minimum=1)
+BITRIX_DEAL_FIELDS = field_map("BITRIX_DEAL_FIELDS", env_str("BITRIX_DEAL_FIELDS", ""))
+BITRIX_CONTACT_FIELDS = field_map("BITRIX_CONTACT_FIELDS", env_str("BITRIX_CONTACT_FIELDS", ""))
 # Token the portal sends as auth[application_token] with outbound events.
 BITRIX_INBOUND_TOKEN = env_str("BITRIX_INBOUND_TOKEN", "")
 # Token for GET /metrics (staff sessions also work); empty = staff only.

@@ -43,6 +43,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
+from crmbridge.bitrix.portal_check import check_portal, pause_error
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
@@ -95,6 +96,7 @@ class Worker:
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
+        self._portal_checked = False  # the mapping settings were found in the portal (portal_check)
         self._processors: dict[str, Callable[[list[StreamMessage]], ChunkOutcome]] = {}
         self._previous_handlers: dict[int, object] = {}
 
@@ -337,7 +339,37 @@ class Worker:
                 streams.operations_stream(): self._sync.process,
                 streams.webhooks_stream(): InboundBatch(self._bitrix, locks, consumer=self.name).process,
             }
-        return self._sync
+        return self._sync if self._check_portal(self._sync) else None
+
+    def _check_portal(self, sync: SyncBatch) -> bool:
+        """Before the first chunk (and on each probe until it passes): do the mapped pipelines and
+        stages exist? If not, pause as on an expired webhook: every deal would fail otherwise.
+
+        A portal that does not answer (network, 5xx) is no verdict: sync goes on, retries
+        handle it, and the check runs again before the next chunk.
+        """
+        if self._portal_checked:
+            return True
+        try:
+            report = check_portal(sync.client, catalog=sync.custom_fields)
+        except ImproperlyConfigured as exc:  # a stage map that does not parse
+            self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
+            return False
+        except BitrixError as exc:
+            if exc.kind is ErrorKind.CONFIG:
+                self._pause(exc)
+                return False
+            logger.warning("[WORKER] Could not check the portal mapping (%s); will check again", exc)
+            return True
+        for problem in report.problems:
+            if not problem.pauses:
+                logger.warning("[WORKER] Portal mapping: %s", problem.text)
+        error = pause_error(report)
+        if error is not None:
+            self._pause(error)
+            return False
+        self._portal_checked = True
+        return True
 
     def _pause(self, error: BitrixError) -> None:
         if not self.paused_reason:

@@ -187,7 +187,8 @@ def _coerce(kind: str, value: Any) -> str | None:
             return "0.00"  # the portal turns garbage into zero
     if kind in ("user", "crm_contact", "crm_category", "integer"):
         text = str(value).strip()
-        return text if text.isdigit() and int(text) > 0 else None
+        lowest = 0 if kind == "crm_category" else 1  # pipeline 0 is the default one
+        return text if text.isdigit() and int(text) >= lowest else None
     if isinstance(value, bool):
         return "Y" if value else "N"
     return str(value)
