@@ -67,6 +67,13 @@ def read_setting(name: str, **env: str) -> str:
         ("THROTTLE_REGISTER_RATE", "10/fortnight"),
         ("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto"),
         ("API_MAX_BODY_BYTES", "12"),
+        ("BITRIX_DEAL_CATEGORY_MAP", "cnc-milling=three"),
+        ("BITRIX_DEAL_CATEGORY_MAP", "cnc-milling"),
+        ("BITRIX_DEAL_CATEGORY_DEFAULT", "-1"),
+        ("BITRIX_PRODUCT_MAP", "welding=0"),
+        ("BITRIX_DEAL_FIELDS", "material=MATERIAL"),
+        ("BITRIX_CONTACT_FIELDS", "Phone Number=UF_CRM_PHONE"),
+        ("BITRIX_STAGE_MAP_3", "new"),
     ],
 )
 def test_invalid_value_stops_check_with_one_line_naming_the_variable(variable, value):

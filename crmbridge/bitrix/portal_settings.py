@@ -40,7 +40,9 @@ def id_map(name: str, raw: str, *, minimum: int) -> dict[str, int]:
     ids = {}
     for key, value in pairs(name, raw):
         if not value.isdigit() or int(value) < minimum:
-            raise ImproperlyConfigured(f"{name}: {key} must map to a whole number >= {minimum}, got {value!r}")
+            raise ImproperlyConfigured(
+                f"{name} must be service_id=<whole number >= {minimum}> pairs, got {key}={value}"
+            )
         ids[key] = int(value)
     return ids
 
@@ -50,9 +52,13 @@ def field_map(name: str, raw: str) -> dict[str, str]:
     fields = {}
     for attribute, field in pairs(name, raw):
         if not _ATTRIBUTE.match(attribute):
-            raise ImproperlyConfigured(f"{name}: {attribute!r} is not an attribute name (lower case, like material)")
+            raise ImproperlyConfigured(
+                f"{name} must be attribute=UF_CRM_NAME pairs (e.g. material=UF_CRM_MATERIAL), got {attribute!r}"
+            )
         if not _USERFIELD.match(field):
-            raise ImproperlyConfigured(f"{name}: {field!r} is not a custom field name (UF_CRM_ and upper case)")
+            raise ImproperlyConfigured(
+                f"{name} must be attribute=UF_CRM_NAME pairs (e.g. material=UF_CRM_MATERIAL), got {field!r}"
+            )
         fields[attribute] = field
     return fields
 

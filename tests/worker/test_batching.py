@@ -22,7 +22,9 @@ def test_new_contact_and_its_deal_travel_in_one_request(sandbox, alice):
     run_worker_once()
 
     stats = sandbox.stats()
-    assert stats["by_method"] == {"batch": 1}, stats["by_method"]
+    # One request for the contact, its deals and their rows (after the start-up check of the portal).
+    assert stats["by_method"] == {"batch": 2}, stats["by_method"]
+    assert stats["commands_by_method"]["crm.category.list"] == 1
     contact_id = User.objects.get(pk=alice.pk).bitrix_contact_id
     deals = {d["ORIGIN_ID"]: d for d in sandbox.records("deal")}
     for order in orders:
