@@ -21,6 +21,7 @@ from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_dead_letter
 from crmbridge.diagnostics.outbox_status import outbox_backlog_status
+from crmbridge.diagnostics.portal_mapping import check_portal_mapping
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
@@ -430,6 +431,7 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
         findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))
     findings.append(_outbox_or_database_error(options, client if reach.status == OK else None))
     findings.append(check_bitrix_api(options))
+    findings.extend(Finding(**found) for found in check_portal_mapping(enabled=options.check_bitrix))
     return findings
 
 
