@@ -179,7 +179,7 @@ class SyncBatch:
         for task in tasks.values():
             if task.entity == "deal":
                 task.plan = self._plan(task)
-        for batch in self._pack(tasks, outcome):
+        for batch in self._pack(tasks):
             self._send(batch, outcome)
 
     @staticmethod
@@ -238,24 +238,29 @@ class SyncBatch:
             )  # fmt: skip
 
     # -- 6: pack into batches ---------------------------------------------------
-    def _pack(self, tasks: dict[Key, RecordTask], outcome: ChunkOutcome) -> list[list[RecordTask]]:
-        """Units (a new contact with the deals that reference it) packed into <= 50 commands."""
-        units: list[list[RecordTask]] = []
+    def _pack(self, tasks: dict[Key, RecordTask]) -> list[list[RecordTask]]:
+        """Tasks in batches of <= ``max_commands`` commands, each new contact before its deals.
+
+        A deal with its move and rows is indivisible (its rows must ride with its ``add``).
+        Batches are filled to the brim: when a new contact's deals do not all fit after it,
+        the rest go in the next batch and use the contact's ID written back meanwhile
+        (``_contact_for``), so a chunk of contact + deal + rows units (3 commands each)
+        fills 50 commands, not 48.
+        """
+        ordered: list[RecordTask] = []
         for task in [t for t in tasks.values() if t.entity == "contact"]:
             deals = [
                 t for t in tasks.values()
                 if t.entity == "deal" and t.record.owner_id == task.local_id and task.creating
             ]  # fmt: skip
-            units.append([task, *deals])
-        placed = {id(t) for unit in units for t in unit}
-        units.extend([t] for t in tasks.values() if id(t) not in placed)
+            ordered += [task, *deals]
+        placed = {id(t) for t in ordered}
+        ordered += [t for t in tasks.values() if id(t) not in placed]
         batches: list[list[RecordTask]] = [[]]
-        for unit in units:
-            while len(unit) > 1 and _weight(unit) > self.max_commands:  # very many new orders: the rest next round
-                outcome.deferred.extend(unit.pop().messages)
-            if _weight(batches[-1]) + _weight(unit) > self.max_commands:
+        for task in ordered:
+            if batches[-1] and _weight(batches[-1]) + task.weight > self.max_commands:
                 batches.append([])
-            batches[-1].extend(unit)
+            batches[-1].append(task)
         return [b for b in batches if b]
 
     # -- 6-7: send and map --------------------------------------------------

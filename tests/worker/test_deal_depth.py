@@ -256,3 +256,17 @@ def test_an_unreachable_portal_at_start_is_no_pause_and_the_check_runs_again(san
     Order.objects.create(owner=alice, service_id="welding", quantity=2)
     worker.once = True
     assert worker.run() == 2 and "pipeline 9" in worker.paused_reason
+
+
+def test_batches_are_filled_to_fifty_commands(sandbox, django_user_model):
+    """33 new customers with an order each: 99 commands (contact, deal, rows) in 2 requests, not 3."""
+    for i in range(33):
+        user = django_user_model.objects.create_user(username=f"f{i}", email=f"f{i}@example.com", password="x-Pass-1")
+        Order.objects.create(owner=user, service_id="welding", quantity=1)
+
+    run_worker_once(batch_size=100, max_chunk=100)
+
+    stats = sandbox.stats()
+    assert (stats["deals"], stats["contacts"]) == (33, 33)
+    assert stats["commands_by_method"]["crm.deal.productrows.set"] == 33
+    assert stats["by_method"]["batch"] == 3, stats["by_method"]  # the start-up check, then 50 + 49 commands
