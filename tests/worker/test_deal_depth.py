@@ -264,7 +264,7 @@ def test_batches_are_filled_to_fifty_commands(sandbox, django_user_model):
         user = django_user_model.objects.create_user(username=f"f{i}", email=f"f{i}@example.com", password="x-Pass-1")
         Order.objects.create(owner=user, service_id="welding", quantity=1)
 
-    run_worker_once(batch_size=100, max_chunk=100)
+    run_worker_once(batch_size=100)
 
     stats = sandbox.stats()
     assert (stats["deals"], stats["contacts"]) == (33, 33)
