@@ -14,6 +14,7 @@ from crmbridge.bitrix.product_rows import unit_price
 from crmbridge.publishing.publisher import queue_deal_update
 from crmbridge.redis_io import streams
 from crmbridge.worker.runner import Worker
+from devtools.sandbox.portal_setup import DEFAULT_STAGES
 from orders.models import Order
 from tests.worker.helpers import fast_config, run_worker_once
 
@@ -270,3 +271,56 @@ def test_batches_are_filled_to_fifty_commands(sandbox, django_user_model):
     assert (stats["deals"], stats["contacts"]) == (33, 33)
     assert stats["commands_by_method"]["crm.deal.productrows.set"] == 33
     assert stats["by_method"]["batch"] == 3, stats["by_method"]  # the start-up check, then 50 + 49 commands
+
+
+README_PORTAL = {
+    "categories": {"3": "Manufacturing", "5": "Repairs"},
+    "stages": {"3": ["NEW", "PREPARATION", "EXECUTING", "WON", "LOSE"]},
+    "userfields": {
+        "deal": [
+            {
+                "FIELD_NAME": "UF_CRM_SERVICE",
+                "USER_TYPE_ID": "enumeration",
+                "LIST": [{"VALUE": "CNC milling"}, {"VALUE": "CNC turning"}, {"VALUE": "Welding"}],
+            },
+            {"FIELD_NAME": "UF_CRM_MATERIAL", "USER_TYPE_ID": "string"},
+        ]
+    },
+}
+
+
+def test_the_readme_worked_example(sandbox, alice, settings):
+    """README, "Mapping to your portal", "Worked example": the settings and outcomes as written there."""
+    sandbox.configure({**README_PORTAL, "stages": {**README_PORTAL["stages"], "5": list(DEFAULT_STAGES)}})
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 3, "cnc-turning": 3, "welding": 5}
+    settings.BITRIX_DEAL_CATEGORY_DEFAULT = 0
+    settings.BITRIX_STAGE_MAPS = {
+        3: "new=NEW,confirmed=PREPARATION,in_production=EXECUTING,shipped=EXECUTING,done=WON,cancelled=LOSE"
+    }
+    settings.BITRIX_PRODUCT_MAP = {"welding": 118}
+    settings.BITRIX_DEAL_FIELDS = {"service": "UF_CRM_SERVICE", "material": "UF_CRM_MATERIAL"}
+    milling = Order.objects.create(
+        owner=alice, service_id="cnc-milling", quantity=3, amount=Decimal("100.00"), status="confirmed"
+    )
+    welding = Order.objects.create(owner=alice, service_id="welding", quantity=1, amount=Decimal("10.00"))
+    run_worker_once()
+
+    deal = deal_of(sandbox, milling)
+    items = {i["VALUE"]: i["ID"] for i in sandbox.portal.setup.userfields["deal"][0]["LIST"]}
+    assert (deal["CATEGORY_ID"], deal["STAGE_ID"], deal["OPPORTUNITY"]) == ("3", "C3:PREPARATION", "100.00")
+    assert deal["UF_CRM_SERVICE"] == items["CNC milling"]
+    [row] = rows_of(sandbox, milling)
+    assert (row["PRODUCT_NAME"], row["QUANTITY"], row["PRICE"], row["MEASURE_CODE"]) == (
+        "CNC milling",
+        3.0,
+        33.333,
+        796,
+    )
+    assert deal_of(sandbox, welding)["STAGE_ID"] == "C5:NEW"
+    assert rows_of(sandbox, welding)[0]["PRODUCT_ID"] == 118
+
+    milling.refresh_from_db()
+    milling.service_id = "welding"
+    milling.save()
+    run_worker_once()
+    assert (deal_of(sandbox, milling)["CATEGORY_ID"], deal_of(sandbox, milling)["STAGE_ID"]) == ("5", "C5:PREPARATION")
