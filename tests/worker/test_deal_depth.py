@@ -6,6 +6,7 @@ Real worker, real Redis, the sandbox over HTTP, set up like a portal with two pi
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from crmbridge.redis_io import streams
 from crmbridge.worker.runner import Worker
 from devtools.sandbox.portal_setup import DEFAULT_STAGES
 from orders.models import Order
+from tests.conftest import wait_for
 from tests.worker.helpers import fast_config, run_worker_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -223,6 +225,23 @@ def test_a_missing_stage_pauses_and_the_fixed_mapping_resumes(sandbox, alice, ma
     sandbox.configure({"stages": {"5": ["NEW", "PACKING", "WON", "LOSE"]}})
     assert run_worker_once() == 0
     assert sandbox.stats()["deals"] == 1
+
+
+def test_a_paused_worker_resumes_by_itself_once_the_pipeline_exists(sandbox, alice, settings):
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 9}
+    order = Order.objects.create(owner=alice, service_id="cnc-milling", quantity=1)
+    worker = Worker(fast_config(pause_probe_seconds=0.3))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: "pipeline 9" in worker.paused_reason, 10, "paused on the missing pipeline")
+        sandbox.configure({"categories": {"9": "Created by the admin"}})
+        wait_for(lambda: not worker.paused_reason, 10, "resumed by the probe")
+        wait_for(lambda: Order.objects.get(pk=order.pk).bitrix_deal_id, 10, "the held order synced")
+        assert deal_of(sandbox, order)["CATEGORY_ID"] == "9"
+    finally:
+        worker.shutdown = True
+        thread.join(10)
 
 
 def test_the_check_reports_each_problem_in_one_line(sandbox, mapped, db):
