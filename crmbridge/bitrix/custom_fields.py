@@ -113,7 +113,7 @@ class UserFieldCatalog:
                 return _UNSET
             value: Any = item
         else:
-            value = convert(kind, local, record=record, attribute=attribute)
+            value = convert(kind, local, record=record)
         if description.get("MULTIPLE") == "Y":
             return [] if value in (None, "") else [value]
         return value
@@ -159,7 +159,8 @@ def enumeration_item(description: dict, local: Any, display: str) -> str | None:
     return None
 
 
-def convert(kind: str | None, value: Any, *, record=None, attribute: str = "") -> Any:
+def convert(kind: str | None, value: Any, *, record=None) -> Any:
+    """A local value as a field of type ``kind`` takes it (see the module docstring)."""
     if value is None:
         return ""
     if kind == "date" and isinstance(value, date):

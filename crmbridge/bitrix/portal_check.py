@@ -103,7 +103,11 @@ def _pipeline_problems(category: int, existing: dict[int, str], stages_answer: A
             f"{setting}: pipeline {category} does not exist in the portal (it has: {have}); "
             "create it (CRM > Deals > pipelines) or map to an existing id"
         )
-        return [Problem(setting.split(" ")[0], text, pauses=True)]
+        # Only a pipeline deals go to stops the sync; a stage map for an unused one does not.
+        used = (
+            category == settings.BITRIX_DEAL_CATEGORY_DEFAULT or category in settings.BITRIX_DEAL_CATEGORY_MAP.values()
+        )
+        return [Problem(setting.split(" ")[0], text, pauses=used)]
     stage_ids = [str(s.get("STATUS_ID")) for s in stages_answer or [] if isinstance(s, dict)]
     setting = pipelines.stage_map_setting(category)
     stages = pipelines.stage_map(category)

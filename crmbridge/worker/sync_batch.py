@@ -341,6 +341,9 @@ class SyncBatch:
         except ContactMissing as exc:
             self._failed(task, BitrixError("CONTACT_MISSING", str(exc), kind=ErrorKind.RETRY), outcome)
             return None
+        except BitrixError as exc:  # reading the custom fields' descriptions failed: as that error says
+            self._failed(task, exc, outcome)
+            return None
         except Exception as exc:  # a record our mapping cannot express: never stop the loop
             logger.exception("[WORKER] Error processing operation message: cannot map %s", task.describe())
             self._failed(task, BitrixError("MAPPING_ERROR", f"{type(exc).__name__}: {exc}"), outcome)

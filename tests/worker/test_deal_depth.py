@@ -343,3 +343,18 @@ def test_the_readme_worked_example(sandbox, alice, settings):
     milling.save()
     run_worker_once()
     assert (deal_of(sandbox, milling)["CATEGORY_ID"], deal_of(sandbox, milling)["STAGE_ID"]) == ("5", "C5:PREPARATION")
+
+
+def test_a_field_list_that_cannot_be_read_is_retried_not_a_mapping_error(sandbox, alice, settings, redis_client):
+    settings.BITRIX_DEAL_FIELDS = {"material": "UF_CRM_MATERIAL"}
+    sandbox.set_faults(operation_limits={"crm.deal.userfield.list": 60})
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1, material="Steel")
+
+    run_worker_once(max_retries=0)
+
+    [(_, letter)] = redis_client.xrange(streams.dead_letter_stream())
+    assert (letter["reason"], letter["error_code"]) == ("max_retries_exceeded", "OPERATION_TIME_LIMIT")
+    sandbox.set_faults(operation_limits={})
+    queue_deal_update(order.pk)
+    run_worker_once()
+    assert deal_of(sandbox, order)["UF_CRM_MATERIAL"] == "Steel"
