@@ -242,10 +242,11 @@ class SyncBatch:
         """Tasks in batches of <= ``max_commands`` commands, each new contact before its deals.
 
         A deal with its move and rows is indivisible (its rows must ride with its ``add``).
-        Batches are filled to the brim: when a new contact's deals do not all fit after it,
-        the rest go in the next batch and use the contact's ID written back meanwhile
-        (``_contact_for``), so a chunk of contact + deal + rows units (3 commands each)
-        fills 50 commands, not 48.
+        Batches are filled to the brim, first fit: a task goes in the first batch with room
+        for it, but a deal never before the batch of its new contact. A deal after its
+        contact's batch uses the contact's ID written back meanwhile (``_contact_for``).
+        So a chunk of 50 new customers with an order each (150 commands: contact, deal,
+        rows) is 3 requests of 50, not 3 of 48-49 and a 4th with the rest.
         """
         ordered: list[RecordTask] = []
         for task in [t for t in tasks.values() if t.entity == "contact"]:
@@ -256,11 +257,19 @@ class SyncBatch:
             ordered += [task, *deals]
         placed = {id(t) for t in ordered}
         ordered += [t for t in tasks.values() if id(t) not in placed]
-        batches: list[list[RecordTask]] = [[]]
-        for task in ordered:
-            if batches[-1] and _weight(batches[-1]) + task.weight > self.max_commands:
+        batches: list[list[RecordTask]] = []
+        contact_batch: dict[int, int] = {}  # user id -> the batch of the contact created in this chunk
+        for task in ordered:  # first fit, never before the batch of the deal's new contact
+            earliest = contact_batch.get(task.record.owner_id, 0) if task.entity == "deal" else 0
+            index = next(
+                (i for i in range(earliest, len(batches)) if _weight(batches[i]) + task.weight <= self.max_commands),
+                len(batches),
+            )
+            if index == len(batches):
                 batches.append([])
-            batches[-1].append(task)
+            batches[index].append(task)
+            if task.entity == "contact" and task.creating:
+                contact_batch[task.local_id] = index
         return [b for b in batches if b]
 
     # -- 6-7: send and map --------------------------------------------------

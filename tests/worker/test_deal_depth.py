@@ -279,17 +279,19 @@ def test_an_unreachable_portal_at_start_is_no_pause_and_the_check_runs_again(san
 
 
 def test_batches_are_filled_to_fifty_commands(sandbox, django_user_model):
-    """33 new customers with an order each: 99 commands (contact, deal, rows) in 2 requests, not 3."""
-    for i in range(33):
+    """50 new customers with an order each, one chunk: 150 commands (contact, deal, rows) in 3 requests.
+
+    Packing units of 3 in order gave 4: 49 + 50 + 49 and a fourth with the last 2."""
+    for i in range(50):
         user = django_user_model.objects.create_user(username=f"f{i}", email=f"f{i}@example.com", password="x-Pass-1")
         Order.objects.create(owner=user, service_id="welding", quantity=1)
 
     run_worker_once(batch_size=100)
 
     stats = sandbox.stats()
-    assert (stats["deals"], stats["contacts"]) == (33, 33)
-    assert stats["commands_by_method"]["crm.deal.productrows.set"] == 33
-    assert stats["by_method"]["batch"] == 3, stats["by_method"]  # the start-up check, then 50 + 49 commands
+    assert (stats["deals"], stats["contacts"]) == (50, 50)
+    assert stats["commands_by_method"]["crm.deal.productrows.set"] == 50
+    assert stats["by_method"]["batch"] == 4, stats["by_method"]  # the start-up check, then 3 x 50 commands
 
 
 README_PORTAL = {
