@@ -184,10 +184,10 @@ class SyncBatch:
 
     @staticmethod
     def _plan(task: RecordTask) -> deal_commands.DealPlan | None:
-        """``None`` when the order cannot be mapped: ``_command`` then reports why."""
+        """``None`` when the order cannot be mapped: ``_command`` plans again and reports why."""
         try:
             return deal_commands.plan_deal(task.record, creating=task.creating)
-        except Exception:
+        except Exception:  # reported by _command, which runs the same code
             return None
 
     def _look_up(self, tasks: list[RecordTask]) -> None:
@@ -341,11 +341,12 @@ class SyncBatch:
             if task.entity == "contact":
                 fields = mapping.contact_fields(task.record, existing=task.existing)
             else:
-                category = task.plan.category if task.plan else None
+                # Planned before packing; a plan that failed then fails here again, as a mapping error.
+                task.plan = task.plan or deal_commands.plan_deal(task.record, creating=task.creating)
                 contact_id = self._contact_for(task, commands)
-                fields = mapping.deal_fields(task.record, contact_id=contact_id, category=category)
+                fields = mapping.deal_fields(task.record, contact_id=contact_id, category=task.plan.category)
                 if task.creating:
-                    fields["CATEGORY_ID"] = task.plan.category if task.plan else 0
+                    fields["CATEGORY_ID"] = task.plan.category
             fields.update(self.custom_fields.values(task.entity, task.record))
         except ContactMissing as exc:
             self._failed(task, BitrixError("CONTACT_MISSING", str(exc), kind=ErrorKind.RETRY), outcome)
