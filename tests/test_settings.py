@@ -74,6 +74,8 @@ def read_setting(name: str, **env: str) -> str:
         ("BITRIX_DEAL_FIELDS", "material=MATERIAL"),
         ("BITRIX_CONTACT_FIELDS", "Phone Number=UF_CRM_PHONE"),
         ("BITRIX_STAGE_MAP_3", "new"),
+        ("BITRIX_CONTACT_MATCH", "emails"),
+        ("BITRIX_CONTACT_MATCH", "off,email"),
     ],
 )
 def test_invalid_value_stops_check_with_one_line_naming_the_variable(variable, value):
