@@ -166,7 +166,7 @@ def _environment_section(value, shell: Mapping[str, str]) -> dict[str, str]:
     if value is None:
         return {}
     if isinstance(value, list):  # ["NAME=value", "NAME"]
-        value = dict((item.split("=", 1) + [None])[:2] for item in value)
+        value = dict([*item.split("=", 1), None][:2] for item in value)
     resolved = {}
     for name, item in value.items():
         if item is None:

@@ -46,7 +46,7 @@ def set_values(path: Path, values: dict[str, str]) -> None:
     for name, value in values.items():
         pattern = re.compile(rf"^{name}=.*$")
         replaced = [pattern.sub(f"{name}={value}", line) for line in lines]
-        lines = replaced if replaced != lines else lines + [f"{name}={value}"]
+        lines = replaced if replaced != lines else [*lines, f"{name}={value}"]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -87,7 +87,7 @@ def test_interpolation_follows_composes_rules():
 
 
 def test_dotenv_parsing():
-    parsed = parse_dotenv("# c\nA=1 # note\nexport B='x # y'\nC=\"q\\\"$A\"\nD=\nE=a#b\n")
+    parsed = parse_dotenv('# c\nA=1 # note\nexport B=\'x # y\'\nC="q\\"$A"\nD=\nE=a#b\n')
 
     assert parsed == {"A": "1", "B": "x # y", "C": 'q"1', "D": "", "E": "a#b"}
 
@@ -122,7 +122,8 @@ def test_the_documented_step_keeps_production_security_on(project, service):
 
     assert env["DEBUG"] == "false"
     assert env["SECRET_KEY"] == OPERATOR_VALUES["SECRET_KEY"]
-    for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_INCLUDE_SUBDOMAINS"):
+    switches = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    for name in switches:
         assert env[name] == "true", name
     assert int(env["SECURE_HSTS_SECONDS"]) >= 31536000
     assert env["SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
