@@ -23,6 +23,10 @@ Metrics (all prefixed ``bitrixsync_``):
   worker): exported when workers record ``bitrix_calls`` /
   ``bitrix_call_seconds_sum`` and ``rate_limit_waits`` /
   ``rate_limit_wait_seconds_sum`` in their heartbeat.
+* ``bitrix_rejects_total{worker}``: portal answers that refused a request (an
+  error or HTTP >= 400) since each worker started, from ``bitrix_rejects`` in
+  its heartbeat (workers record ``bitrix_calls``, ``bitrix_call_seconds_sum``
+  and ``bitrix_rejects`` once they have a portal client).
 * ``last_success_timestamp_seconds``, ``last_failure_timestamp_seconds``;
   ``outbox_backlog`` (database rows not yet relayed to Redis).
 """
@@ -130,6 +134,14 @@ class SyncCollector:
                 if count is not None and total is not None:
                     family.add_metric([worker["name"]], count_value=float(count), sum_value=float(total))
             yield family
+        rejects = CounterMetricFamily(
+            PREFIX + "bitrix_rejects", "Portal answers refusing a request since the worker started", labels=["worker"]
+        )
+        for worker in workers:
+            count = worker["extra"].get("bitrix_rejects")
+            if count is not None:
+                rejects.add_metric([worker["name"]], float(count))
+        yield rejects
 
     def _window_families(self):
         totals: dict[tuple[str, str, str], int] = defaultdict(int)

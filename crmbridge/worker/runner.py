@@ -80,6 +80,7 @@ class Worker:
         self.consumer = StreamConsumer(self.redis, name=self.name, stream_names=streams.consumed_streams())
         self.schedule = RetrySchedule()
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
+        self.heartbeat.extra_fields = self._portal_counters
         collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
         self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
         pacer = RecordPacer(self.config.record_interval_seconds, self.config.record_interval_max_seconds)
@@ -108,6 +109,17 @@ class Worker:
             self._stopping.set()
         else:
             self._stopping.clear()
+
+    def _portal_counters(self) -> dict:
+        """The portal client's counters for the heartbeat (``bitrixsync_bitrix_*`` in /metrics)."""
+        client = self._bitrix
+        if client is None:
+            return {}
+        return {
+            "bitrix_calls": client.calls,
+            "bitrix_call_seconds_sum": f"{client.call_seconds:.6f}",
+            "bitrix_rejects": client.rejects,
+        }
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> int:
