@@ -81,13 +81,15 @@ sys.exit(1 if left else 0)
 PY
 }
 
+# Asks the server's maintenance database: the one in PG_URL need not exist (Django creates test_<name>).
 postgres_answers() {
     "$VENV/bin/python" - "$PG_URL" <<'PY' >/dev/null 2>&1
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-psycopg.connect(sys.argv[1], connect_timeout=3).close()
+psycopg.connect(urlunsplit(urlsplit(sys.argv[1])._replace(path="/postgres")), connect_timeout=3).close()
 PY
 }
 
