@@ -117,3 +117,19 @@ def redis_url(*, host: str, port: int, password: str, url_name: str = "REDIS_URL
     if db and not db.isdigit():
         raise ImproperlyConfigured(f"{url_name} has an invalid database number: expected {_REDIS_FORM}")
     return raw
+
+
+def env_subset(name: str, default: str, allowed: tuple[str, ...], *, none: str = "off") -> tuple[str, ...]:
+    """``"email,phone"`` -> ``("email", "phone")`` in the order of ``allowed``; ``none`` -> ``()``.
+
+    Words are case-insensitive; an unknown word, a repeat or ``none`` mixed with
+    others stops start-up naming the variable.
+    """
+    raw = _raw(name)
+    words = [w.strip().lower() for w in (default if raw is None else raw).split(",") if w.strip()]
+    if words == [none]:
+        return ()
+    if not words or len(set(words)) != len(words) or not set(words) <= set(allowed):
+        choices = ", ".join([",".join(allowed), *allowed, none])
+        raise ImproperlyConfigured(f"{name} must be one of {choices}, got {raw!r}")
+    return tuple(word for word in allowed if word in words)
