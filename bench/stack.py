@@ -54,7 +54,7 @@ class BenchStack:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> BenchStack:
         shutil.copy(_migrated_template(Path(tempfile.gettempdir())), self.db_path)
-        self.redis.start()
+        self.start_redis()
         self.sandbox = self.spawn(
             "bitrix_sandbox", "--port", str(self.sandbox_port), "--code", SANDBOX_CODE, *self._limit_args(),
             log="sandbox.log",
@@ -71,8 +71,14 @@ class BenchStack:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        self.redis.cleanup()
+        self.stop_redis()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start_redis(self) -> None:
+        self.redis.start()
+
+    def stop_redis(self) -> None:
+        self.redis.cleanup()
 
     def _limit_args(self) -> list[str]:
         if self.rate is None:

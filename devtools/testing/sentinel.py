@@ -29,6 +29,7 @@ from devtools.testing.ports import free_port, wait_for_port
 from devtools.testing.redis_server import PrivateRedis
 
 MASTER_NAME = "bitrixsync"
+NOWHERE = "redis://127.0.0.1:1/0"  # see SentinelCluster.env
 
 
 class HoldingProxy:
@@ -157,9 +158,14 @@ class SentinelCluster:
         return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
 
     def env(self) -> dict[str, str]:
-        """The app's settings for this deployment (``REDIS_URL`` only for db and password)."""
+        """The app's settings for this deployment.
+
+        ``REDIS_URL`` gives only the database number with Sentinel; its address is port 1,
+        where nothing listens, so that a client which bypassed the factory fails
+        loudly instead of writing to someone's Redis on 6379.
+        """
         return {"REDIS_SENTINELS": self.sentinels_setting, "REDIS_SENTINEL_MASTER": MASTER_NAME,
-                "REDIS_URL": "redis://127.0.0.1:6379/0"}  # fmt: skip
+                "REDIS_URL": NOWHERE}  # fmt: skip
 
     # -- state ---------------------------------------------------------------------
     def master_port(self) -> int | None:
