@@ -181,7 +181,8 @@ def wait_writes(client: redis.Redis, kill_ms: float, *, timeout: float) -> float
 
 
 def republished(client: redis.Redis) -> list[str]:
-    return sorted({_record_key(fields) for _id, fields in client.xrange(OPERATIONS) if fields.get("src") == "reconcile"})
+    entries = client.xrange(OPERATIONS)
+    return sorted({_record_key(fields) for _id, fields in entries if fields.get("src") == "reconcile"})
 
 
 def run(stack: SentinelStack, options: argparse.Namespace) -> Numbers:
@@ -192,8 +193,10 @@ def run(stack: SentinelStack, options: argparse.Namespace) -> Numbers:
     for _ in range(2):
         pool.start()
     tally = Tally()
-    clients = start_clients(base_url, users=options.users, orders_per_user=options.orders_per_user,
-                            threads=options.clients, duration=options.duration, seed=options.seed, tally=tally)  # fmt: skip
+    clients = start_clients(
+        base_url, users=options.users, orders_per_user=options.orders_per_user, threads=options.clients,
+        duration=options.duration, seed=options.seed, tally=tally,
+    )  # fmt: skip
     try:
         time.sleep(options.duration * options.kill_at)  # traffic before the failure: pacing, not a check
         old_port = stack.cluster.master_port()

@@ -143,4 +143,3 @@ def _sentinel_address(name: str, item: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ImproperlyConfigured(f"{name} has an invalid address {item!r}: expected {_SENTINELS_FORM}")
     return host, int(port)
-

@@ -21,8 +21,13 @@ and raise ``redis.ConnectionError`` (redis-py's ``SentinelManagedConnection``
 does this for ``READONLY``; ``_FailoverAware`` adds ``UNBLOCKED``, and does the
 same for a single Redis whose DNS name moved to a new primary). Callers already
 treat ``ConnectionError`` as "Redis away, try again": the client's retry (or the
-caller's next attempt) opens a new connection, which resolves the master again,
-and the Sentinel pool then drops its other idle connections to the old address.
+caller's next attempt) opens a new connection, which resolves the master again
+(``_ResolveOnReconnect``: also when redis-py reconnects inside a retry), and the
+Sentinel pool then drops its other idle connections to the old address.
+
+Sentinel itself kills the client connections of a master it demotes; the cases
+above are those where a connection survives that (a TCP load balancer that
+dials the same server again, an operator's ``REPLICAOF``, a DNS name moved).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
@@ -72,11 +77,37 @@ class FailoverAwareSSLConnection(_FailoverAware, redis.SSLConnection):
     pass
 
 
-class FailoverAwareSentinelConnection(_FailoverAware, SentinelManagedConnection):
+class _ResolveOnReconnect:
+    """Sentinel connection mixin: every reconnection asks the sentinels where the master is.
+
+    redis-py 6.4 resolves the master in ``SentinelManagedConnection.connect``, but a
+    command retried after a connection error reconnects through
+    ``connect_check_health``, which dials the stored host and port: the old
+    master. After a graceful failover that server is a replica and answers,
+    so retried reads were served stale data and retried writes met READONLY
+    again until the retries ran out (tests/scale/test_sentinel_clients.py).
+    """
+
+    _resolving = False
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        self._resolving = True  # the address is fresh: no second question to the sentinels
+        try:
+            super().connect_to(address)
+        finally:
+            self._resolving = False
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if not self._sock and not self._resolving and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+
+class FailoverAwareSentinelConnection(_FailoverAware, _ResolveOnReconnect, SentinelManagedConnection):
     pass
 
 
-class FailoverAwareSentinelSSLConnection(_FailoverAware, SentinelManagedSSLConnection):
+class FailoverAwareSentinelSSLConnection(_FailoverAware, _ResolveOnReconnect, SentinelManagedSSLConnection):
     pass
 
 
@@ -122,8 +153,9 @@ def _new_client(*, timeout: float, connect: float, retries: bool, name: str) -> 
         "health_check_interval": 30,
         "client_name": name,
     }
-    if not retries:
-        options["retry"] = Retry(NoBackoff(), 0)
+    # Given explicitly: redis-py applies its default (3 retries) to ``Redis(...)``/``from_url`` but not to
+    # a pool built by ``Sentinel.master_for``, whose connections would otherwise never retry.
+    options["retry"] = Retry(ExponentialWithJitterBackoff(base=1, cap=10), 3) if retries else Retry(NoBackoff(), 0)
     if sentinel_configured():
         return _sentinel_client(options, connect=connect)
     scheme = urlsplit(settings.REDIS_URL).scheme
@@ -185,8 +217,5 @@ def describe_redis() -> dict:
 def database_number(url: str) -> int:
     """The database of a ``redis://``/``rediss://`` URL (its path) or a ``unix://`` one (``?db=``)."""
     parts = urlsplit(url)
-    if parts.scheme == "unix":
-        value = parse_qs(parts.query).get("db", ["0"])[0]
-    else:
-        value = parts.path.lstrip("/")
+    value = parse_qs(parts.query).get("db", ["0"])[0] if parts.scheme == "unix" else parts.path.lstrip("/")
     return int(value) if value.isdigit() else 0

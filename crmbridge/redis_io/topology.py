@@ -75,7 +75,7 @@ def _sentinel_topology(name: str, answers: list[dict], view: dict | None) -> dic
 
 
 def _state(node: dict) -> str:
-    """"online", or what the sentinel flags say is wrong (s_down, o_down, disconnected...)."""
+    """ "online", or what the sentinel flags say is wrong (s_down, o_down, disconnected...)."""
     flags = node.get("flags")
     if isinstance(flags, str):
         flags = flags.split(",")

@@ -39,11 +39,17 @@ class HoldingProxy:
     address: they re-point a replica that names any other master). A connection
     that sends ``REPLCONF``/``PSYNC`` is a replica's; once held, the master's
     bytes on it are never delivered. Other connections flow as before.
+
+    ``sticky``: like a TCP load balancer, a client connection whose server side
+    was closed (Sentinel's ``CLIENT KILL`` on a demoted master) is kept and
+    dialled again to the same server, so the client goes on talking to a master
+    that is a replica now -- the case where only ``READONLY`` tells it.
     """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = free_port()
+        self.sticky = False
         self._held = threading.Event()
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
@@ -59,49 +65,64 @@ class HoldingProxy:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def _dial(self) -> socket.socket | None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+        except OSError:
+            return None
+        self._sockets.append(upstream)
+        return upstream
+
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:  # the master is gone: refuse, as it would
+            upstream = self._dial()
+            if upstream is None:  # the master is gone: refuse, as it would
                 client.close()
                 continue
-            self._sockets += [client, upstream]
-            link = {"replication": False}
-            threading.Thread(target=self._pump, args=(client, upstream, link, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, link, True), daemon=True).start()
+            self._sockets.append(client)
+            threading.Thread(target=self._link, args=(client, upstream), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, link: dict, from_master: bool) -> None:
+    def _link(self, client: socket.socket, upstream: socket.socket) -> None:
+        replication = False
         try:
             while not self._closed.is_set():
-                ready, _, _ = select.select([source], [], [], 0.1)
-                if not ready:
-                    continue
-                data = source.recv(65536)
-                if not data:
-                    break
-                if not from_master and (b"REPLCONF" in data.upper() or b"PSYNC" in data.upper()):
-                    link["replication"] = True
-                if from_master and link["replication"] and self._held.is_set():
-                    continue  # acknowledged by the master, never replicated
-                sink.sendall(data)
+                ready, _, _ = select.select([client, upstream], [], [], 0.1)
+                if client in ready:
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    replication = replication or b"REPLCONF" in data.upper() or b"PSYNC" in data.upper()
+                    upstream.sendall(data)
+                if upstream in ready:
+                    try:
+                        data = upstream.recv(65536)
+                    except OSError:  # reset by the server: closed, as far as the client can tell
+                        data = b""
+                    if not data:
+                        if self.sticky and not replication and (upstream := self._dial()) is not None:
+                            continue
+                        break
+                    if not (replication and self._held.is_set()):  # held: acknowledged, never replicated
+                        client.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            for sock in (client, upstream):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.close()
 
 
 class PrivateSentinel:
     """``redis-server sentinel.conf --sentinel`` watching ``MASTER_NAME``, fast to decide."""
 
-    def __init__(self, master_port: int, *, down_after_ms: int, failover_timeout_ms: int) -> None:
+    def __init__(self, master_port: int, *, down_after_ms: int, failover_timeout_ms: int, password: str = "") -> None:
         self.port = free_port()
+        self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="bitrixsync-sentinel-"))
         self.conf = self.dir / "sentinel.conf"
         self.conf.write_text(
@@ -110,6 +131,7 @@ class PrivateSentinel:
             f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
             f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            + (f"requirepass {password}\nsentinel sentinel-pass {password}\n" if password else "")
         )
         self.process: subprocess.Popen | None = None
 
@@ -121,7 +143,8 @@ class PrivateSentinel:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=1, socket_connect_timeout=1)
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=1, socket_connect_timeout=1,
+                           password=self.password or None)  # fmt: skip
 
     def cleanup(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -133,7 +156,10 @@ class PrivateSentinel:
 class SentinelCluster:
     """Master, replica (through a ``HoldingProxy``) and three sentinels; ``start()`` waits until all see each other."""
 
-    def __init__(self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 2000, sentinel_password: str = ""
+    ) -> None:
+        self.sentinel_password = sentinel_password
         self.master = PrivateRedis()
         self.proxy: HoldingProxy | None = None
         self.replica: PrivateRedis | None = None
@@ -146,7 +172,7 @@ class SentinelCluster:
         self.replica = PrivateRedis(extra=["--replicaof", "127.0.0.1", str(self.proxy.port)]).start()
         self.sentinels = [
             PrivateSentinel(self.proxy.port, down_after_ms=self.down_after_ms,
-                            failover_timeout_ms=self.failover_timeout_ms).start()
+                            failover_timeout_ms=self.failover_timeout_ms, password=self.sentinel_password).start()
             for _ in range(3)
         ]  # fmt: skip
         self._wait(self._ready, timeout, "sentinels to see each other and the replica")
@@ -165,7 +191,7 @@ class SentinelCluster:
         loudly instead of writing to someone's Redis on 6379.
         """
         return {"REDIS_SENTINELS": self.sentinels_setting, "REDIS_SENTINEL_MASTER": MASTER_NAME,
-                "REDIS_URL": NOWHERE}  # fmt: skip
+                "REDIS_SENTINEL_PASSWORD": self.sentinel_password, "REDIS_URL": NOWHERE}  # fmt: skip
 
     # -- state ---------------------------------------------------------------------
     def master_port(self) -> int | None:

@@ -47,7 +47,8 @@ def test_a_killed_master_loses_nothing_and_duplicates_nothing():
     assert numbers["lost_unsynced_records"], explain
     # ... and still every order and user is in the CRM exactly once, with its final values.
     assert numbers["records"]["deal"] >= 8, explain
-    assert (numbers["lost"], numbers["duplicated"], numbers["wrong"], numbers["not_synced"]) == ([], [], [], []), explain
+    broken = {name: numbers[name] for name in ("lost", "duplicated", "wrong", "not_synced") if numbers[name]}
+    assert broken == {}, explain
     assert numbers["problems"] == [], explain
     assert numbers["failed"] is False, explain
     assert result.returncode == 0, explain
