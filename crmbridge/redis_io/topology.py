@@ -32,25 +32,26 @@ def redis_topology() -> dict:
     view: dict | None = None
     for host, port in settings.REDIS_SENTINELS:
         address = f"{host}:{port}"
+        client = redis.Redis(host=host, port=port, **sentinel_options(SENTINEL_TIMEOUT))
         try:
-            found = view or _ask(host, port, name)
-        except (redis.RedisError, OSError):
+            if view is None:  # the first that answers gives the picture; the others only say they are there
+                view = _ask(client, name)
+            else:
+                client.ping()
+        except (redis.RedisError, OSError, KeyError):
             answers.append({"address": address, "answers": False})
             continue
+        finally:
+            client.close()
         answers.append({"address": address, "answers": True})
-        view = found
     return _sentinel_topology(name, answers, view)
 
 
-def _ask(host: str, port: int, name: str) -> dict:
-    client = redis.Redis(host=host, port=port, **sentinel_options(SENTINEL_TIMEOUT))
-    try:
-        # redis-py 6.4's sentinel_master/sentinel_sentinels pass options that only its Sentinel class strips.
-        master = client.sentinel_masters()[name]
-        replicas = client.sentinel_slaves(name)
-        peers = client.execute_command("SENTINEL SENTINELS", name)
-    finally:
-        client.close()
+def _ask(client: redis.Redis, name: str) -> dict:
+    # redis-py 6.4's sentinel_master/sentinel_sentinels pass options that only its Sentinel class strips.
+    master = client.sentinel_masters()[name]  # KeyError: this sentinel does not watch that master
+    replicas = client.sentinel_slaves(name)
+    peers = client.execute_command("SENTINEL SENTINELS", name)
     return {"master": master, "replicas": replicas, "peers": peers}
 
 
