@@ -169,7 +169,8 @@ def test_redis_url_with_tls_and_database_number_is_accepted(url):
 
 
 def test_sentinels_are_read_as_host_port_pairs():
-    sentinels = read_setting("REDIS_SENTINELS", REDIS_SENTINELS=" s1:26379, [::1]:26380 ,s3:1", REDIS_SENTINEL_MASTER="m")
+    raw = " s1:26379, [::1]:26380 ,s3:1"
+    sentinels = read_setting("REDIS_SENTINELS", REDIS_SENTINELS=raw, REDIS_SENTINEL_MASTER="m")
 
     assert sentinels == "[('s1', 26379), ('::1', 26380), ('s3', 1)]"
 

@@ -181,9 +181,9 @@ def check_topology() -> Finding:
         return Finding("redis.topology", OK, topology["description"], details=topology)
     answering = sum(1 for s in topology["sentinels"] if s["answers"])
     if not answering or not topology["master"]:
-        return Finding("redis.topology", FAIL, topology["description"], details=topology,
-                       cause="no sentinel answers: no client can find the master",
-                       fix="Check REDIS_SENTINELS (host:port,...) and REDIS_SENTINEL_PASSWORD; start the sentinels")  # fmt: skip
+        fix = "Check REDIS_SENTINELS (host:port,...) and REDIS_SENTINEL_PASSWORD; start the sentinels"
+        cause = "no sentinel answers: no client can find the master"
+        return Finding("redis.topology", FAIL, topology["description"], cause=cause, fix=fix, details=topology)
     problems = []
     if answering < len(topology["sentinels"]):
         problems.append(f"{len(topology['sentinels']) - answering} configured sentinel(s) do not answer")
