@@ -180,11 +180,22 @@ def _sentinel_client(options: dict[str, Any], *, connect: float) -> redis.Redis:
 
 
 def sentinel_options(timeout: float) -> dict[str, Any]:
-    """Connection options for talking to the sentinels themselves (short: one dead sentinel must not stall)."""
-    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "decode_responses": True}
+    """Connection options for talking to the sentinels themselves.
+
+    Short, and no retries: a hung sentinel costs one timeout before the next one is
+    asked, not redis-py's default three retries with backoff (seconds, in a sign-in's
+    rate-limit check).
+    """
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "decode_responses": True,
+                               "retry": Retry(NoBackoff(), 0)}  # fmt: skip
     if settings.REDIS_SENTINEL_PASSWORD:
         options["password"] = settings.REDIS_SENTINEL_PASSWORD
     return options
+
+
+def sentinel_client(host: str, port: int, *, timeout: float) -> redis.Redis:
+    """A client of one sentinel (not of the data): for diagnostics that ask the sentinels themselves."""
+    return redis.Redis(host=host, port=port, **sentinel_options(timeout))
 
 
 def reset_clients() -> None:

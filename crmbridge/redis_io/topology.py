@@ -10,7 +10,7 @@ from __future__ import annotations
 import redis
 from django.conf import settings
 
-from crmbridge.redis_io.connection import describe_redis, sentinel_configured, sentinel_options
+from crmbridge.redis_io.connection import describe_redis, sentinel_client, sentinel_configured
 
 SENTINEL_TIMEOUT = 0.5  # seconds per sentinel: a dead one must not stall a status page
 
@@ -32,7 +32,7 @@ def redis_topology() -> dict:
     view: dict | None = None
     for host, port in settings.REDIS_SENTINELS:
         address = f"{host}:{port}"
-        client = redis.Redis(host=host, port=port, **sentinel_options(SENTINEL_TIMEOUT))
+        client = sentinel_client(host, port, timeout=SENTINEL_TIMEOUT)
         try:
             if view is None:  # the first that answers gives the picture; the others only say they are there
                 view = _ask(client, name)
