@@ -8,9 +8,12 @@ import signal
 from io import StringIO
 
 import pytest
+import redis
 from django.core.management import call_command
+from redis.sentinel import SentinelConnectionPool
 
 from crmbridge.diagnostics.doctor import OK, WARN, check_topology
+from crmbridge.redis_io.connection import get_redis
 from tests.scale.conftest import SENTINEL_PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]  # five redis-server processes
@@ -68,3 +71,29 @@ def test_a_sentinel_that_does_not_answer_is_a_warning(via_sentinel):
     assert finding.status == WARN
     assert "1 configured sentinel(s) do not answer" in finding.cause
     assert [s["answers"] for s in finding.details["sentinels"]] == [True, True, False]
+
+
+def test_every_client_the_project_builds_goes_through_the_sentinels(via_sentinel):
+    """Publishing, the rate limits, the Bitrix limiter and the worker's client: all from the one factory.
+
+    ``REDIS_URL`` points where nothing listens (``NOWHERE``): a client built around the
+    factory would fail here instead of answering.
+    """
+    from bitrixsync.throttling import take, throttle_redis
+    from crmbridge.bitrix.rate_limit import RedisRateLimiter
+    from crmbridge.publishing.publisher import publish_client
+    from crmbridge.worker.runner import Worker
+
+    clients = {
+        "publisher": publish_client(),
+        "throttle": throttle_redis(),
+        "bitrix rate limit": RedisRateLimiter.from_settings().client,
+        "worker": Worker(name="worker_topology-1").redis,
+        "default": get_redis(),
+    }
+    for name, client in clients.items():
+        assert isinstance(client.connection_pool, SentinelConnectionPool), name
+        assert client.ping(), name
+    assert take("bitrixsync:throttle:test:x", 60, 5, "attempt-1") is None  # the throttle's script ran on the master
+    master = redis.Redis(port=via_sentinel.master_port(), decode_responses=True)
+    assert master.zcard("bitrixsync:throttle:test:x") == 1
