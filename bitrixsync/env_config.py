@@ -143,3 +143,19 @@ def _sentinel_address(name: str, item: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ImproperlyConfigured(f"{name} has an invalid address {item!r}: expected {_SENTINELS_FORM}")
     return host, int(port)
+
+
+def env_subset(name: str, default: str, allowed: tuple[str, ...], *, none: str = "off") -> tuple[str, ...]:
+    """``"email,phone"`` -> ``("email", "phone")`` in the order of ``allowed``; ``none`` -> ``()``.
+
+    Words are case-insensitive; an unknown word, a repeat or ``none`` mixed with
+    others stops start-up naming the variable.
+    """
+    raw = _raw(name)
+    words = [w.strip().lower() for w in (default if raw is None else raw).split(",") if w.strip()]
+    if words == [none]:
+        return ()
+    if not words or len(set(words)) != len(words) or not set(words) <= set(allowed):
+        choices = ", ".join([",".join(allowed), *allowed, none])
+        raise ImproperlyConfigured(f"{name} must be one of {choices}, got {raw!r}")
+    return tuple(word for word in allowed if word in words)

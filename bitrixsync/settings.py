@@ -18,6 +18,7 @@ from bitrixsync.env_config import (
     env_int,
     env_list,
     env_str,
+    env_subset,
     redis_sentinels,
     redis_url,
 )
@@ -157,8 +158,6 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "bitrixsync.api_errors.exception_handler",
-    # Proxies in front of the app: the client address for rate limits is taken from X-Forwarded-For.
-    "NUM_PROXIES": env_int("THROTTLE_NUM_PROXIES", 0, minimum=0) or None,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -191,7 +190,11 @@ THROTTLE_RATES = {
     "register": env_rate("THROTTLE_REGISTER_RATE", "10/hour"),  # POST /auth/register per client address
     "webhook_refused": env_rate("THROTTLE_WEBHOOK_REFUSED_RATE", "20/min"),  # refused inbound tokens per address
     "admin_login": env_rate("THROTTLE_ADMIN_LOGIN_RATE", "10/min"),  # POST /admin/login/ per client address
+    "metrics_refused": env_rate("THROTTLE_METRICS_REFUSED_RATE", "20/min"),  # wrong /metrics tokens per address
 }
+# Proxies in front of the app that append to X-Forwarded-For: the client address of every
+# per-address limit is the N-th from the right there; 0: REMOTE_ADDR (bitrixsync/client_address.py).
+THROTTLE_NUM_PROXIES = env_int("THROTTLE_NUM_PROXIES", 0, minimum=0)
 # Behind a TLS-terminating proxy: which request header says the request was HTTPS.
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env_str("SECURE_PROXY_SSL_HEADER", ""))
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
@@ -308,3 +311,8 @@ LOGGING = {
 # Apply ONCRMCONTACT* events to users (first/last name, phone). Off by default:
 # our users edit their own profile, and the contact is a copy of it.
 BITRIX_INBOUND_CONTACT_UPDATES = env_bool("BITRIX_INBOUND_CONTACT_UPDATES", False)
+
+# --- Existing customers (issue 20) ----------------------------------------------
+# Before creating a contact, look for the customer in the portal (crm.duplicate.findbycomm):
+# by e-mail, then by phone. "email,phone" (default), "email", "phone" or "off".
+BITRIX_CONTACT_MATCH = env_subset("BITRIX_CONTACT_MATCH", "email,phone", ("email", "phone"))

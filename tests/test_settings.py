@@ -74,6 +74,8 @@ def read_setting(name: str, **env: str) -> str:
         ("THROTTLE_REGISTER_RATE", "10/fortnight"),
         ("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto"),
         ("API_MAX_BODY_BYTES", "12"),
+        ("BITRIX_CONTACT_MATCH", "emails"),
+        ("BITRIX_CONTACT_MATCH", "off,email"),
     ],
 )
 def test_invalid_value_stops_check_with_one_line_naming_the_variable(variable, value):

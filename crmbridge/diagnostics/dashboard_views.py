@@ -62,7 +62,7 @@ from crmbridge.diagnostics.stream_status import (
 from crmbridge.diagnostics.sync_status import outbox_backlog
 from crmbridge.diagnostics.timestamps import read_marks
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker import dead_letters
 
@@ -146,8 +146,14 @@ def _overview(client: redis.Redis) -> dict:
         "dead_letters": [dead_letter_row(letter) for letter in dead_letter_page(client, count=PAGE_SIZE)],
         "dead_letter_count": dead_letter_count(client),
         "outbox_backlog": outbox_backlog(client),
+        "contacts": _contact_outcomes(client),
         **_marks_with_ages(client),
     }
+
+
+def _contact_outcomes(client: redis.Redis) -> dict:
+    counts = contact_counts.read(client)
+    return {**counts, "adopted_total": counts["adopted_email"] + counts["adopted_phone"]}
 
 
 def _marks_with_ages(client: redis.Redis) -> dict:

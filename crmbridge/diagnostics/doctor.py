@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 import redis
 from django.conf import settings
 
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.contact_match import findbycomm_problem, matching_modes
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
 from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, redis_target, webhook_problem
@@ -397,6 +399,30 @@ def check_bitrix_api(options: DoctorOptions) -> Finding:
     )  # fmt: skip
 
 
+def check_contact_match(options: DoctorOptions) -> Finding:
+    """Existing customers (issue 20): with ``BITRIX_CONTACT_MATCH`` on, the webhook must be allowed ``findbycomm``."""
+    check = "bitrix.contact_match"
+    if not matching_modes():
+        return Finding(check, OK, "BITRIX_CONTACT_MATCH=off: contacts are created without looking for existing ones")
+    if not options.check_bitrix:
+        return Finding(check, SKIP, "skipped (--skip-bitrix)")
+    if webhook_problem() is not None:
+        return Finding(check, SKIP, "skipped: no usable webhook URL")
+    client = BitrixClient.from_settings()
+    try:
+        problem = findbycomm_problem(client)
+    finally:
+        client.close()
+    if problem:
+        return Finding(
+            check, FAIL, problem,
+            cause="the webhook's user lacks the rights for the duplicate search: new contacts wait (the worker pauses)",
+            fix="give the webhook's user the CRM scope and read access to contacts, or set BITRIX_CONTACT_MATCH=off",
+        )  # fmt: skip
+    setting = ",".join(matching_modes())
+    return Finding(check, OK, f"BITRIX_CONTACT_MATCH={setting}: the webhook may call crm.duplicate.findbycomm")
+
+
 def check_lost_records(client: redis.Redis) -> Finding:
     """Records waiting longer than ``BITRIX_RECONCILE_AFTER`` with no message anywhere.
 
@@ -464,6 +490,7 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
         findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))
     findings.append(_outbox_or_database_error(options, client if reach.status == OK else None))
     findings.append(check_bitrix_api(options))
+    findings.append(check_contact_match(options))
     return findings
 
 

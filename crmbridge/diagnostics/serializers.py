@@ -110,6 +110,15 @@ class RedisConfigSerializer(serializers.Serializer):
     topology = RedisTopologySerializer()
 
 
+class ContactsSerializer(serializers.Serializer):
+    """Since the counters began (issue 20): how users' contacts came to be, across all workers."""
+
+    adopted_email = serializers.IntegerField(help_text="existing contacts adopted by e-mail")
+    adopted_phone = serializers.IntegerField(help_text="existing contacts adopted by phone")
+    ambiguous = serializers.IntegerField(help_text="adoptions with several candidates (the oldest was taken)")
+    created = serializers.IntegerField(help_text="contacts created")
+
+
 class SyncStatusDataSerializer(serializers.Serializer):
     operations_stream = StreamSerializer(allow_null=True)
     webhooks_stream = StreamSerializer(allow_null=True)
@@ -122,6 +131,7 @@ class SyncStatusDataSerializer(serializers.Serializer):
     last_success = MarkSerializer(allow_null=True)
     last_failure = MarkSerializer(allow_null=True)
     redis = RedisConfigSerializer()
+    contacts = ContactsSerializer(allow_null=True)
 
 
 class WorkerStatusResponseSerializer(serializers.Serializer):

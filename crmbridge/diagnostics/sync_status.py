@@ -10,7 +10,7 @@ from crmbridge.diagnostics.dead_letter_status import dead_letter_count
 from crmbridge.diagnostics.outbox_status import outbox_backlog_status
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.timestamps import read_marks
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import contact_counts, streams
 
 
 def outbox_backlog(client: redis.Redis | None = None) -> int:
@@ -48,6 +48,7 @@ def sync_status(client: redis.Redis) -> dict:
         "outbox_backlog": outbox_backlog(client),
         **read_marks(client),
         "redis": redis_config(),
+        "contacts": contact_counts.read(client),
     }
 
 
@@ -65,4 +66,5 @@ def sync_status_without_redis() -> dict:
         "last_success": None,
         "last_failure": None,
         "redis": redis_config(),
+        "contacts": None,
     }

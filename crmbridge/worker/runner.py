@@ -49,6 +49,7 @@ from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker.chores import Chores
 from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
+from crmbridge.worker.contact_adoption import start_lookup_check
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
 from crmbridge.worker.record_locks import RecordLocks
@@ -97,6 +98,7 @@ class Worker:
         self._sync: SyncBatch | None = None
         self._processors: dict[str, Callable[[list[StreamMessage]], ChunkOutcome]] = {}
         self._previous_handlers: dict[int, object] = {}
+        self._portal_check: threading.Thread | None = None
 
     @property
     def shutdown(self) -> bool:
@@ -119,9 +121,11 @@ class Worker:
         code = 0
         try:
             self._start()
+            self._check_portal()
             while not self.shutdown:
                 if not self._guarded_step() and self.once:
                     code = 2 if self.paused_reason else 0
+                    self._finish_portal_check()
                     break
         finally:
             self._stop()
@@ -137,6 +141,15 @@ class Worker:
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._redis_down(exc)
+
+    def _check_portal(self) -> None:
+        """What the portal must allow (one line naming the setting and the fix), checked beside the loop."""
+        self._portal_check = start_lookup_check(self.name)
+
+    def _finish_portal_check(self) -> None:
+        """``--once``: the start-up check's line belongs to this run's output."""
+        if self._portal_check is not None:
+            self._portal_check.join(timeout=self.config.poll_interval + 30)
 
     def _stop(self) -> None:
         self.heartbeat.state = "stopping"

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import contact_counts, streams
 from tests.diagnostics.helpers import add_dead_letters, beat, create_group, deliver, publish
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +48,18 @@ def test_dashboard_shows_every_section(staff_browser, redis_client, secret_webho
     assert "https://example.bitrix24.test/rest/1/****/" in page
     assert secret_webhook not in page
     assert 'value="retry_pending:' in page and 'value="requeue:' in page and 'value="test_connection"' in page
+
+
+def test_dashboard_counts_adopted_and_created_contacts(staff_browser, redis_client):
+    """Issue 20, item 8: the summary shows contacts adopted (by e-mail, by phone, ambiguous) and created."""
+    contact_counts.add(redis_client, {"adopted_email": 4, "adopted_phone": 2, "ambiguous": 1, "created": 9})
+
+    page = staff_browser.get(DASHBOARD).content.decode()
+
+    tile = page[page.index('id="bitrix-contacts"') :]
+    tile = tile[: tile.index("</div>")]
+    assert "6 adopted" in tile
+    assert "by e-mail 4, by phone 2, ambiguous 1; created 9" in tile
 
 
 def test_dashboard_is_listed_in_the_admin_index_and_its_link_leads_there(staff_browser):

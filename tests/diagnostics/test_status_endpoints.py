@@ -8,7 +8,7 @@ import pytest
 
 from crmbridge.models import OutboxEntry
 from crmbridge.publishing.outbox import waiting_entries
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from tests.diagnostics.helpers import beat, create_group, deliver, mark, publish
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +31,7 @@ WORKER_ROW_KEYS = {
 SPEC_SYNC_KEYS = {"operations_stream", "webhooks_stream", "total_messages", "bitrix_configured"}
 SYNC_EXTRA_KEYS = {
     "bitrix_enabled", "queues", "dead_letter_count", "outbox_backlog", "last_success", "last_failure", "redis",
+    "contacts",
 }  # fmt: skip
 QUEUE_KEYS = {
     "stream", "group", "group_exists", "lag", "pending", "unacknowledged", "consumers",
@@ -83,6 +84,19 @@ def test_sync_status_has_the_specification_shape(admin_client_api, redis_client,
     assert set(data["queues"]) == {"operations", "webhooks"}
     assert set(data["queues"]["operations"]) == QUEUE_KEYS
     assert data["redis"]["password_set"] is False
+
+
+def test_sync_status_counts_how_contacts_came_to_be(admin_client_api, redis_client):
+    """Issue 20, item 8: adopted by e-mail / phone, ambiguous, created; shared by every worker (Redis)."""
+    assert admin_client_api.get(SYNC_URL).json()["data"]["contacts"] == {
+        "adopted_email": 0, "adopted_phone": 0, "ambiguous": 0, "created": 0,
+    }  # fmt: skip
+    contact_counts.add(redis_client, {"adopted_email": 2, "ambiguous": 1})
+    contact_counts.add(redis_client, {"adopted_phone": 1, "created": 5})  # another worker
+
+    data = admin_client_api.get(SYNC_URL).json()["data"]
+
+    assert data["contacts"] == {"adopted_email": 2, "adopted_phone": 1, "ambiguous": 1, "created": 5}
 
 
 def test_missing_streams_are_empty_not_errors(admin_client_api):
