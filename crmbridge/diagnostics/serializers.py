@@ -35,6 +35,19 @@ class WorkerSerializer(serializers.Serializer):
     dead_lettered = serializers.IntegerField()
 
 
+class KeyProblemSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="the Redis key, e.g. bitrix:webhooks")
+    type = serializers.CharField(help_text="its actual type (TYPE key): string, hash, list, ...")
+    expected = serializers.CharField(help_text="what the project keeps there: stream")
+    fix = serializers.CharField(help_text="redis-cli commands to look at it and move it aside")
+
+
+def key_problems_field() -> serializers.ListSerializer:
+    return KeyProblemSerializer(
+        many=True, allow_null=True, help_text="stream keys holding another type (null: Redis unreachable)"
+    )
+
+
 class WorkerStatusDataSerializer(serializers.Serializer):
     worker_enabled = serializers.BooleanField(help_text="BITRIX_WORKER_ENABLED")
     worker_running = serializers.BooleanField(allow_null=True, help_text="a fresh heartbeat exists")
@@ -52,6 +65,7 @@ class WorkerStatusDataSerializer(serializers.Serializer):
     workers = WorkerSerializer(many=True)
     last_success = MarkSerializer(allow_null=True)
     last_failure = MarkSerializer(allow_null=True)
+    key_problems = key_problems_field()
 
 
 class StreamSerializer(serializers.Serializer):
@@ -131,6 +145,7 @@ class SyncStatusDataSerializer(serializers.Serializer):
     last_success = MarkSerializer(allow_null=True)
     last_failure = MarkSerializer(allow_null=True)
     redis = RedisConfigSerializer()
+    key_problems = key_problems_field()
     contacts = ContactsSerializer(allow_null=True)
 
 

@@ -19,7 +19,12 @@ What survives what:
   ``chores.Chores.take_over``); record locks and the create marker stop the
   takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
-  with a pause, so a persisting error cannot spin a CPU;
+  with a pause, so a persisting error cannot spin a CPU; Redis back without its
+  data (new run_id, marker gone, NOGROUP): the waiting records are queued again
+  at once (``redis_loss``);
+* a stream key of another type (``SET bitrix:webhooks x``): that stream is set
+  aside, named in the log with the fix, and the others go on; it is consumed
+  again once the key is a stream or gone (``StreamConsumer.broken``);
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
   an unexpected error in a chunk is isolated: its messages are retried one by one;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
@@ -46,6 +51,7 @@ from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.redis_io.key_types import is_wrong_type
 from crmbridge.worker.chores import Chores
 from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
@@ -223,6 +229,8 @@ class Worker:
             self._redis_down(exc)
             return True
         except redis.ResponseError as exc:
+            if is_wrong_type(exc) and self.consumer.find_broken():
+                return True  # that stream is set aside; the others go on at once
             if not streams.is_nogroup(exc):
                 raise
             self._group_missing(exc)
@@ -410,6 +418,7 @@ class Worker:
 
     def _group_missing(self, exc: Exception) -> None:
         logger.warning("[WORKER] NOGROUP (%s): recreating consumer group %s", exc, streams.GROUP)
+        self.chores.loss_noticed(f"NOGROUP ({exc})")  # the stream or group is gone: its messages too
         self._sleep(1.0)  # NOGROUP fails instantly: never spin
         try:
             self.consumer.ensure_groups()
