@@ -19,6 +19,7 @@ from bitrixsync.env_config import (
     env_list,
     env_str,
     env_subset,
+    redis_sentinels,
     redis_url,
 )
 from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
@@ -213,6 +214,14 @@ REDIS_PORT = env_int("REDIS_PORT", 6379, minimum=1, maximum=65535)
 REDIS_PASSWORD = env_str("REDIS_PASSWORD", "")
 REDIS_URL = redis_url(host=REDIS_HOST, port=REDIS_PORT, password=REDIS_PASSWORD)
 REDIS_STREAM_PREFIX = env_str("REDIS_STREAM_PREFIX", "bitrix:")
+# Redis Sentinel: when REDIS_SENTINELS ("host:port,...") and REDIS_SENTINEL_MASTER are set,
+# every client asks the sentinels where the master is (REDIS_URL then gives only the
+# password, database number and TLS; see crmbridge/redis_io/connection.py).
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINELS = redis_sentinels(
+    "REDIS_SENTINELS", master_name=REDIS_SENTINEL_MASTER, master_variable="REDIS_SENTINEL_MASTER"
+)
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")  # the sentinels' own (requirepass), if any
 # Seconds a publish may wait for Redis before the operation is left in the
 # outbox for the relay (the API request must stay fast when Redis is down).
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.05)

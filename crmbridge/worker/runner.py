@@ -19,7 +19,12 @@ What survives what:
   ``chores.Chores.take_over``); record locks and the create marker stop the
   takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
-  with a pause, so a persisting error cannot spin a CPU;
+  with a pause, so a persisting error cannot spin a CPU; Redis back without its
+  data (new run_id, marker gone, NOGROUP): the waiting records are queued again
+  at once (``redis_loss``);
+* a stream key of another type (``SET bitrix:webhooks x``): that stream is set
+  aside, named in the log with the fix, and the others go on; it is consumed
+  again once the key is a stream or gone (``StreamConsumer.broken``);
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
   an unexpected error in a chunk is isolated: its messages are retried one by one;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
@@ -47,6 +52,7 @@ from crmbridge.bitrix.portal_check import check_portal, pause_error
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.redis_io.key_types import is_wrong_type
 from crmbridge.worker.chores import Chores
 from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
@@ -82,6 +88,7 @@ class Worker:
         self.consumer = StreamConsumer(self.redis, name=self.name, stream_names=streams.consumed_streams())
         self.schedule = RetrySchedule()
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
+        self.heartbeat.extra_fields = self._portal_counters
         collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
         self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
         pacer = RecordPacer(self.config.record_interval_seconds, self.config.record_interval_max_seconds)
@@ -112,6 +119,17 @@ class Worker:
             self._stopping.set()
         else:
             self._stopping.clear()
+
+    def _portal_counters(self) -> dict:
+        """The portal client's counters for the heartbeat (``bitrixsync_bitrix_*`` in /metrics)."""
+        client = self._bitrix
+        if client is None:
+            return {}
+        return {
+            "bitrix_calls": client.calls,
+            "bitrix_call_seconds_sum": f"{client.call_seconds:.6f}",
+            "bitrix_rejects": client.rejects,
+        }
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> int:
@@ -225,6 +243,8 @@ class Worker:
             self._redis_down(exc)
             return True
         except redis.ResponseError as exc:
+            if is_wrong_type(exc) and self.consumer.find_broken():
+                return True  # that stream is set aside; the others go on at once
             if not streams.is_nogroup(exc):
                 raise
             self._group_missing(exc)
@@ -442,6 +462,7 @@ class Worker:
 
     def _group_missing(self, exc: Exception) -> None:
         logger.warning("[WORKER] NOGROUP (%s): recreating consumer group %s", exc, streams.GROUP)
+        self.chores.loss_noticed(f"NOGROUP ({exc})")  # the stream or group is gone: its messages too
         self._sleep(1.0)  # NOGROUP fails instantly: never spin
         try:
             self.consumer.ensure_groups()

@@ -22,7 +22,7 @@ SPEC_WORKER_KEYS = {
 }  # fmt: skip
 WORKER_EXTRA_KEYS = {
     "pending_delivered", "lag", "oldest_pending_age_seconds", "pause_reason", "live_workers", "workers",
-    "last_success", "last_failure",
+    "last_success", "last_failure", "key_problems",
 }  # fmt: skip
 WORKER_ROW_KEYS = {
     "name", "host", "pid", "started_at", "last_beat", "last_beat_age_seconds", "fresh", "state",
@@ -31,7 +31,7 @@ WORKER_ROW_KEYS = {
 SPEC_SYNC_KEYS = {"operations_stream", "webhooks_stream", "total_messages", "bitrix_configured"}
 SYNC_EXTRA_KEYS = {
     "bitrix_enabled", "queues", "dead_letter_count", "outbox_backlog", "last_success", "last_failure", "redis",
-    "contacts",
+    "key_problems", "contacts",
 }  # fmt: skip
 QUEUE_KEYS = {
     "stream", "group", "group_exists", "lag", "pending", "unacknowledged", "consumers",
@@ -233,3 +233,12 @@ def test_no_secret_in_any_answer(admin_client_api, redis_client, secret_webhook,
     text = admin_client_api.get(url).content.decode()
 
     assert secret_webhook not in text
+
+
+def test_without_sentinel_the_topology_says_single_redis(admin_client_api, private_redis):
+    topology = admin_client_api.get(SYNC_URL).json()["data"]["redis"]["topology"]
+
+    assert topology["mode"] == "single"
+    assert topology["description"].startswith("single Redis")
+    assert topology["master"] == f"127.0.0.1:{private_redis.port}"
+    assert (topology["replicas"], topology["sentinels"], topology["sentinels_seen"]) == ([], [], 0)
