@@ -352,7 +352,8 @@ class Worker:
             self._resume()
 
     # -- pause on configuration errors ------------------------------------------
-    def _sync_batch(self) -> SyncBatch | None:
+    def _sync_batch(self, *, check_mapping: bool = True) -> SyncBatch | None:
+        """The chunk processor; ``None`` while it cannot run (not configured, or the mapping check failed)."""
         if self._sync is None:
             try:
                 self._bitrix = self._bitrix or BitrixClient.from_settings()
@@ -372,14 +373,14 @@ class Worker:
                 streams.operations_stream(): self._sync.process,
                 streams.webhooks_stream(): InboundBatch(self._bitrix, locks, consumer=self.name).process,
             }
-        return self._sync if self._check_mapping(self._sync) else None
+        return self._sync if not check_mapping or self._check_mapping(self._sync) else None
 
     def _check_mapping(self, sync: SyncBatch) -> bool:
         """Before the first chunk (and on each probe until it passes): do the mapped pipelines and
         stages exist? If not, pause as on an expired webhook: every deal would fail otherwise.
 
-        A portal that does not answer (network, 5xx) is no verdict: sync goes on, retries
-        handle it, and the check runs again before the next chunk.
+        A portal that does not answer or refuses the webhook is no verdict: sync goes on
+        (retries or the webhook pause handle it), and the check runs again before the next chunk.
         """
         if self._portal_checked:
             return True
@@ -389,9 +390,8 @@ class Worker:
             self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
             return False
         except BitrixError as exc:
-            if exc.kind is ErrorKind.CONFIG:
-                self._pause(exc)
-                return False
+            # No verdict on the mapping. A refused webhook (CONFIG) pauses the sync through the
+            # chunk's own commands as before, after its invalid messages are dead-lettered.
             logger.warning("[WORKER] Could not check the portal mapping (%s); will check again", exc)
             return True
         for problem in report.problems:
@@ -439,8 +439,10 @@ class Worker:
         return True
 
     def _probe(self) -> None:
-        """``profile``: a configuration error keeps the pause; any other answer resumes (retries handle the rest)."""
-        sync = self._sync_batch()
+        """``profile``: a configuration error keeps the pause; then the mapping check (a missing
+        pipeline or stage keeps it too); any other answer resumes (retries handle the rest).
+        One request per probe while the webhook is refused."""
+        sync = self._sync_batch(check_mapping=False)
         if sync is None:
             return
         try:
@@ -449,7 +451,8 @@ class Worker:
             if exc.kind is ErrorKind.CONFIG:
                 self._pause(exc)
                 return
-        self._resume()
+        if self._check_mapping(sync):
+            self._resume()
 
     # -- Redis trouble -------------------------------------------------------------
     def _redis_down(self, exc: Exception) -> None:
