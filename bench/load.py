@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,8 +65,8 @@ import psycopg
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos import start_web
-from chaos_check import Findings, check_records, expected_records, wait_drained
+from chaos import keep_logs, start_web
+from chaos_check import BACKLOG_SQL, Findings, check_records, count_rows, expected_records, wait_drained
 from load_cpu import CpuMeter, children, load_average
 from load_traffic import Traffic, percentile, register_customers, summarize
 from publish_overhead import temporary_database
@@ -74,6 +75,7 @@ from throughput import machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+STARTED = time.monotonic()
 SAVE_TO_CRM_SQL = """
 SELECT o.id, EXTRACT(EPOCH FROM s.last_synced_at - o.updated_at)
 FROM orders_order o LEFT JOIN crmbridge_syncrecord s ON s.entity = 'deal' AND s.local_id = o.id
@@ -119,14 +121,14 @@ def run(options: argparse.Namespace, stack: BenchStack) -> dict:
     web, base_url = start_web(stack, workers=options.web_processes, log_level="WARNING")
     workers = [stack.start_worker(name=f"worker{i}") for i in range(options.workers)]
     client = redis.Redis(port=stack.redis.port, decode_responses=True)
-    print(f"registering {options.users} customers ...", flush=True)
+    say(f"registering {options.users} customers ...")
     tokens = register_customers(base_url, options.users)
-    wait_drained(stack.database_url, client, timeout=120)
+    wait_for_contacts(stack.database_url, timeout=120)
     meter = CpuMeter(roles(stack, web, workers)).start()
     traffic = Traffic(base_url, tokens, edit_share=options.edit_share, threads=options.clients, seed=options.seed)
     result = {"load_before": load_average()}
     result["steps"] = find_limit(traffic, options) if options.find_limit else [steady(traffic, options)]
-    print("traffic done; waiting for the queue to drain ...", flush=True)
+    say("traffic done; waiting for the queue to drain ...")
     result["drain"], result["left"] = wait_drained(stack.database_url, client, timeout=options.drain_timeout)
     result["cpu"] = meter.stop()
     result["load_during"] = sum(meter.loads) / len(meter.loads) if meter.loads else 0.0
@@ -140,6 +142,20 @@ def run(options: argparse.Namespace, stack: BenchStack) -> dict:
     result["findings"] = findings
     result["sandbox"] = stack.sandbox_stats()
     return result
+
+
+def wait_for_contacts(database_url: str, *, timeout: float) -> None:
+    """Every customer has a contact: the traffic starts on a quiet queue (the outbox's last deletes may lag)."""
+    deadline = time.monotonic() + timeout
+    query = {"users": BACKLOG_SQL["users without contact"]}
+    while count_rows(database_url, query)["users"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"customers without a contact after {timeout:g} s")
+        time.sleep(0.2)
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f} s] {text}", flush=True)
 
 
 def roles(stack: BenchStack, web: subprocess.Popen, workers: list[subprocess.Popen]) -> dict:
@@ -161,7 +177,7 @@ def roles(stack: BenchStack, web: subprocess.Popen, workers: list[subprocess.Pop
 
 
 def steady(traffic: Traffic, options: argparse.Namespace) -> dict:
-    print(f"sending {options.rate:g} writes/s for {options.duration:g} s ...", flush=True)
+    say(f"sending {options.rate:g} writes/s for {options.duration:g} s ...")
     started = time.perf_counter()
     samples = traffic.run(rate=options.rate, duration=options.duration)
     return {"target": options.rate, **summarize(samples, time.perf_counter() - started)}
@@ -171,11 +187,11 @@ def find_limit(traffic: Traffic, options: argparse.Namespace) -> list[dict]:
     """Steps of increasing rate until one's p99 passes the limit (that step is kept: it shows the break)."""
     steps = []
     for rate in options.steps:
-        print(f"step: {rate:g} writes/s for {options.step_duration:g} s ...", flush=True)
+        say(f"step: {rate:g} writes/s for {options.step_duration:g} s ...")
         started = time.perf_counter()
         samples = traffic.run(rate=rate, duration=options.step_duration)
         steps.append({"target": rate, **summarize(samples, time.perf_counter() - started)})
-        print(f"  p50 {steps[-1]['p50']:.1f} ms, p99 {steps[-1]['p99']:.1f} ms", flush=True)
+        say(f"  p50 {steps[-1]['p50']:.1f} ms, p99 {steps[-1]['p99']:.1f} ms, {steps[-1]['rate']:.1f} writes/s")
         if not held(steps[-1], options.limit_ms):
             break
     return steps
@@ -199,7 +215,9 @@ def save_to_crm(database_url: str) -> dict:
 
 
 def problems(result: dict) -> list[str]:
-    found = [f"invariant broken: {name}" for name in result["findings"].broken]
+    f = result["findings"]
+    examples = [*f.lost, *f.duplicated, *f.wrong, *f.orphans, *f.not_synced][:10]
+    found = [f"invariant broken: {name}" for name in f.broken] + [f"  e.g. {text}" for text in examples]
     found += [f"{len(result['failed'])} API writes failed: {result['failed'][:5]}"] if result["failed"] else []
     found += [f"left at the end: {name} = {n}" for name, n in result["left"].items() if n]
     missing = result["save_to_crm"]["missing"]
@@ -214,7 +232,8 @@ def report(options: argparse.Namespace, result: dict, command: str) -> str:
         "",
         f"`{command}`: gunicorn {options.web_processes} sync workers, {options.workers} run_bitrix_worker, "
         f"PostgreSQL, private redis-server, sandbox at its default limit (2 requests/s, burst 50), "
-        f"{options.users} customers, {options.edit_share:.0%} of the writes are edits, {options.clients} client threads.",
+        f"{options.users} customers, {options.edit_share:.0%} of the writes are edits, "
+        f"{options.clients} client threads.",
         "Load average (1 min): before {:.2f}, mean during the run {:.2f}, after {:.2f}.".format(
             result["load_before"][0], result["load_during"], result["load_after"][0]
         ),
@@ -237,15 +256,16 @@ def report(options: argparse.Namespace, result: dict, command: str) -> str:
 def summary_lines(options: argparse.Namespace, result: dict) -> list[str]:
     crm, cpu, per = result["save_to_crm"], result["cpu"], 1000 / max(result["writes"], 1)
     portal = result["sandbox"]
+    methods = ", ".join(f"{name} {n}" for name, n in sorted(portal["commands_by_method"].items()))
     findings, trouble = result["findings"], problems(result)
     lines = [
         f"- Save to CRM (last save -> synced write-back), {result['orders']} orders: p50 {crm['p50']:.2f} s, "
         f"p99 {crm['p99']:.2f} s, max {crm['max']:.2f} s; queue drained {result['drain']:.1f} s after the traffic.",
         f"- CPU seconds per 1,000 writes: {sum(cpu.values()) * per:.1f} in all ("
-        + ", ".join(f"{role} {seconds * per:.1f}" for role, seconds in cpu.items()) + ").",
+        + ", ".join(f"{role} {seconds * per:.1f}" for role, seconds in cpu.items())
+        + ").",
         f"- Portal (the whole run, registration included): {portal['requests']} requests carrying "
-        f"{portal['operations']} commands ({', '.join(f'{k} {v}' for k, v in sorted(portal['commands_by_method'].items()))}"
-        f"), {portal['rate_limited']} answered 503 by its rate limit.",
+        f"{portal['operations']} commands ({methods}), {portal['rate_limited']} answered 503 by its rate limit.",
         f"- Exactly once: {findings.records.get('deal', 0)} orders, {findings.records.get('contact', 0)} users; "
         f"lost {len(findings.lost)}, duplicated {len(findings.duplicated)}, wrong fields {len(findings.wrong)}, "
         f"orphans {len(findings.orphans)}, not synced {len(findings.not_synced)}.",
@@ -272,9 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "bench/load.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     workdir = Path(tempfile.mkdtemp(prefix="bitrixsync-load-"))
     with temporary_database(workdir, options.postgres, prefix="bench_load") as (database_url, _):
+        say("migrating a temporary PostgreSQL database, starting Redis and the sandbox ...")
         stack = BenchStack(rate=2.0, burst=50, database_url=database_url).start()
         try:
             result = run(options, stack)
+            trouble = problems(result)
+            if trouble:  # the logs go with the stack's directory: keep them for the post-mortem
+                keep_logs(stack, workdir / "logs")
         finally:
             stack.stop()
     text = report(options, result, command)
@@ -282,9 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     if options.record:
         with RESULTS.open("a") as results:
             results.write("\n" + text)
-    trouble = problems(result)
     if trouble:
-        print("LOAD BENCH FAILED:\n  " + "\n  ".join(trouble), file=sys.stderr)
+        print(f"LOAD BENCH FAILED (logs in {workdir / 'logs'}):\n  " + "\n  ".join(trouble), file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 1 if trouble else 0
 
 

@@ -81,7 +81,7 @@ class CpuMeter:
         for role, source in self.roles.items():
             try:
                 listed[role] = source()
-            except Exception:  # noqa: BLE001 - a source failing (e.g. PostgreSQL busy) skips one sample only
+            except Exception:  # a source failing (e.g. PostgreSQL busy) skips one sample only
                 listed[role] = []
         return listed
 
