@@ -124,7 +124,7 @@ def run(options: argparse.Namespace, stack: BenchStack) -> dict:
     say(f"registering {options.users} customers ...")
     tokens = register_customers(base_url, options.users)
     wait_for_contacts(stack.database_url, timeout=120)
-    meter = CpuMeter(roles(stack, web, workers)).start()
+    meter = CpuMeter(roles(stack, web, workers, options.postgres)).start()
     traffic = Traffic(base_url, tokens, edit_share=options.edit_share, threads=options.clients, seed=options.seed)
     result = {"load_before": load_average()}
     result["steps"] = find_limit(traffic, options) if options.find_limit else [steady(traffic, options)]
@@ -158,12 +158,14 @@ def say(text: str) -> None:
     print(f"[{time.monotonic() - STARTED:6.1f} s] {text}", flush=True)
 
 
-def roles(stack: BenchStack, web: subprocess.Popen, workers: list[subprocess.Popen]) -> dict:
+def roles(stack: BenchStack, web: subprocess.Popen, workers: list[subprocess.Popen], admin_url: str) -> dict:
+    """Each role's process IDs. PostgreSQL's are listed over one connection to the server's admin
+    database (``--postgres``), which is neither counted nor reconnected at each sample."""
     database = stack.database_url.rsplit("/", 1)[1]
+    admin = psycopg.connect(admin_url, autocommit=True)  # closed with the process: the run ends soon after
 
     def postgres() -> list[int]:
-        with psycopg.connect(stack.database_url, autocommit=True) as db:
-            rows = db.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
+        rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
         return [pid for (pid,) in rows]
 
     return {
