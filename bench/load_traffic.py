@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ class Orders:
     """Orders this run created: (id, owner's token), shared by the client threads."""
 
     made: list[tuple[int, str]] = field(default_factory=list)
+    edits: Counter = field(default_factory=Counter)  # order id -> edits the API accepted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, order_id: int, token: str) -> None:
@@ -158,6 +160,9 @@ class Traffic:
             version = self._edits
         body = {"quantity": self.rng.randint(1, 500), "comment": f"v{version}"}
         answer = self._session().put(f"{self.base}/orders/{order_id}", json=body, headers=_auth(token), timeout=30)
+        if answer.status_code == 200:
+            with self.orders.lock:
+                self.orders.edits[order_id] += 1
         return "edit", answer.status_code
 
 
