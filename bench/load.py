@@ -130,6 +130,7 @@ def run(options: argparse.Namespace, stack: BenchStack) -> dict:
     result = {"load_before": load_average()}
     result["steps"] = find_limit(traffic, options) if options.find_limit else [steady(traffic, options)]
     say("traffic done; waiting for the queue to drain ...")
+    check_alive(stack)
     result["drain"], result["left"] = wait_drained(stack.database_url, client, timeout=options.drain_timeout)
     result["cpu"] = meter.stop()
     result["load_during"] = sum(meter.loads) / len(meter.loads) if meter.loads else 0.0
@@ -153,6 +154,16 @@ def wait_for_contacts(database_url: str, *, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"customers without a contact after {timeout:g} s")
         time.sleep(0.2)
+
+
+def check_alive(stack: BenchStack) -> None:
+    """Fail now, not after the drain timeout, when a process of the stack died (seen: the private
+    redis-server SIGKILLed from outside while other agents' tests ran; the drain then never ends)."""
+    processes = [*stack.processes, stack.redis.process]
+    dead = [f"{' '.join(p.args[1:3]) if isinstance(p.args, list) else p.args} exited {p.returncode}"
+            for p in processes if p is not None and p.poll() is not None]  # fmt: skip
+    if dead:
+        raise RuntimeError("a process of the bench died during the traffic: " + "; ".join(dead))
 
 
 def say(text: str) -> None:
