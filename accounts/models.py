@@ -1,6 +1,7 @@
 """Users of the shop. Each user becomes a Bitrix24 contact."""
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -31,6 +32,21 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email or self.username
+
+    def clean(self) -> None:
+        """A username with "@" must be this account's own e-mail address (any case).
+
+        Sign-in takes a username or an e-mail (``accounts.backends``): a username that is
+        someone else's address would let its holder pass for that person. Runs on
+        registration (``full_clean``) and in the admin's user forms.
+        """
+        super().clean()
+        if "@" in self.username and self.username.lower() != (self.email or "").lower():
+            raise ValidationError(
+                {"username": ValidationError(
+                    'A username with "@" must be the account\'s own e-mail address.', code="email_shaped"
+                )}
+            )  # fmt: skip
 
     def save(self, *args, **kwargs) -> None:
         # set_password() keeps the raw password in _password until the save: a password

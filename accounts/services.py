@@ -66,15 +66,14 @@ def register_user(
 def obtain_token(
     *, password: str, email: str = "", username: str = "", request: HttpRequest | None = None
 ) -> tuple[str, datetime | None]:
-    """A new API token and its expiry, after checking the password with Django's auth backends."""
-    login = normalize_username(username)
-    if email:
-        email = normalize_email(email)
-        match = User.objects.filter(email__iexact=email).order_by("id").first()
-        login = match.username if match else email
+    """A new API token and its expiry, after checking the password with Django's auth backends.
+
+    Either field may carry an e-mail or a username: ``accounts.backends.account_for`` decides the
+    account (an e-mail wins), as the admin login does.
+    """
     # authenticate() hashes the password even for an unknown login, so the
     # answer takes as long whether the account exists or not.
-    user = authenticate(request, username=login, password=password)
+    user = authenticate(request, username=email or username, password=password)
     if user is None:
         raise InvalidCredentials("Unable to sign in with these credentials.", code="authorization")
     return issue_token(user)
@@ -91,10 +90,15 @@ def update_profile(*, user: User, changes: Mapping[str, Any]) -> User:
     changed = [name for name, value in changes.items() if getattr(user, name) != value]
     if not changed:
         return user
+    if "email" in changed and user.username.lower() == user.email.lower():
+        # A username with "@" is the account's own e-mail (User.clean): it moves with the address.
+        changes["username"] = changes["email"]
+        changed.append("username")
     for name in changed:
         setattr(user, name, changes[name])
     _raise_collected(
         lambda: _check_email_free(user.email, exclude_pk=user.pk) if "email" in changed else None,
+        lambda: _check_username_free(user.username, exclude_pk=user.pk) if "username" in changed else None,
         lambda: user.full_clean(
             exclude=[f.name for f in User._meta.fields if f.name not in changed],
             validate_unique=False,
@@ -135,8 +139,8 @@ def _check_email_free(email: str, *, exclude_pk: int | None = None) -> None:
         )
 
 
-def _check_username_free(username: str) -> None:
-    if User.objects.filter(username__iexact=username).exists():
+def _check_username_free(username: str, *, exclude_pk: int | None = None) -> None:
+    if User.objects.filter(username__iexact=username).exclude(pk=exclude_pk).exists():
         raise ValidationError({"username": ValidationError("This username is taken.", code="unique")})
 
 

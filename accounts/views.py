@@ -2,7 +2,9 @@
 
 Rate limits (``bitrixsync.throttling``): registrations and sign-ins per client
 address, and failed sign-ins per account from any address (a 429 then even for
-the right password, so guessing cannot go on from many addresses).
+the right password, so guessing cannot go on from many addresses). The account
+is the one the identifier resolves to (``accounts.backends``): its e-mail and its
+username share one budget.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.backends import failure_budget
 from accounts.serializers import (
     ProfileInputSerializer,
     RegisterInputSerializer,
@@ -62,7 +65,7 @@ class TokenApi(APIView):
         serializer = TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         login = serializer.validated_data.get("email") or serializer.validated_data.get("username", "")
-        failures = FailureThrottle("login_failures", services.normalize_email(login).lower())
+        failures = FailureThrottle("login_failures", failure_budget(login))  # per account, however named
         wait = failures.blocked_for()
         if wait is not None:
             raise Throttled(wait, detail="Too many failed sign-ins for this account. Try again later.")

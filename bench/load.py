@@ -119,7 +119,7 @@ def rates(text: str) -> list[float]:
 
 
 def run(options: argparse.Namespace, stack: BenchStack) -> dict:
-    web, base_url = start_web(stack, workers=options.web_processes, log_level="WARNING")
+    web, base_url = start_web(stack, workers=options.web_processes, LOG_LEVEL="WARNING")
     workers = [stack.start_worker(name=f"worker{i}") for i in range(options.workers)]
     client = redis.Redis(port=stack.redis.port, decode_responses=True)
     say(f"registering {options.users} customers ...")

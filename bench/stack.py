@@ -32,11 +32,16 @@ def manage(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, check=True, **kwargs)
 
 
-def _migrated_template(workdir: Path) -> Path:
-    """Migrate once per benchmark run; every stack starts from a copy."""
+def _migrated_template() -> Path:
+    """Migrate once per benchmark run; every stack starts from a copy.
+
+    In a directory of this run's own: a template shared by path in /tmp was migrated
+    by whichever checkout ran last (another branch's migrations: a NOT NULL column
+    this code never sets, and every POST /orders answered 500).
+    """
     global _TEMPLATE
     if _TEMPLATE is None:
-        _TEMPLATE = workdir / "template.sqlite3"
+        _TEMPLATE = Path(tempfile.mkdtemp(prefix="bitrixsync-bench-template-")) / "template.sqlite3"
         env = {**os.environ, **BENCH_ENV, "DATABASE_URL": f"sqlite:///{_TEMPLATE}", "BITRIX_ENABLED": "false"}
         manage("migrate", "--noinput", "-v", "0", env=env)
     return _TEMPLATE
@@ -58,11 +63,11 @@ class BenchStack:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> BenchStack:
-        self.redis.start()
+        self.start_redis()
         if self.migrate:
             manage("migrate", "--noinput", "-v", "0", env=self.env(BITRIX_ENABLED="false"))
         else:
-            shutil.copy(_migrated_template(Path(tempfile.gettempdir())), self.db_path)
+            shutil.copy(_migrated_template(), self.db_path)
         self.sandbox = self.spawn(
             "bitrix_sandbox", "--port", str(self.sandbox_port), "--code", SANDBOX_CODE, *self._limit_args(),
             log="sandbox.log",
@@ -79,8 +84,14 @@ class BenchStack:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        self.redis.cleanup()
+        self.stop_redis()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start_redis(self) -> None:
+        self.redis.start()
+
+    def stop_redis(self) -> None:
+        self.redis.cleanup()
 
     def _limit_args(self) -> list[str]:
         if self.rate is None:

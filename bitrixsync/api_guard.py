@@ -12,7 +12,21 @@
   ``DATA_UPLOAD_MAX_MEMORY_SIZE`` check; this check covers every parser;
 * a ``charset`` other than UTF-8 (or its subset ASCII) is a 415: JSON is UTF-8
   (RFC 8259) and the portal sends UTF-8 forms, while Python "codecs" such as
-  rot13, zlib_codec or base64 made the parsers fail with a 500;
+  rot13, zlib_codec or base64 made the parsers fail with a 500. The charset
+  checked is the one Django decodes the body with, read by Django's own parser
+  (``parse_header_parameters``: the *last* ``charset``, RFC 2231 ``charset*=``
+  included). A Content-Type with more than one charset parameter (``charset``,
+  ``charset*``, continuations) is a 415 whatever they say: readers disagree on
+  which one counts (this guard once read the first, Django reads the last);
+* a Content-Type Django's parser cannot read is a 415: an RFC 2231 parameter
+  naming an unknown charset (``x*=bogus''v``: ValueError), or a continuation
+  mixed with a whole value (``charset*0*=utf-8''a; charset*=utf-8''b``: a
+  TypeError inside the standard library's ``email`` parser). Any exception of
+  that parser counts (``content_type_parts``): the header is the client's, the
+  parser's bugs are not the client's to trigger as 500s. Django parses the Content-Type
+  while *building* the request, before any middleware, so ``GuardedWSGIHandler``
+  and ``GuardedASGIHandler`` (``bitrixsync/wsgi.py``, ``asgi.py``) build requests that
+  survive it and leave the answer to this guard;
 * an error answer that is not JSON (Django's 404 and 500 pages, ``require_GET``'s
   empty 405, the 400 for too many form fields) is replaced by
   ``{"detail": "<reason>"}`` with the same status and headers (``Allow``,
@@ -29,7 +43,10 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.http import parse_header_parameters
 
 # Pages for people, not API clients: they keep Django's HTML.
 NON_API_PREFIXES = ("/admin/", "/api/docs", "/api/redoc")
@@ -64,18 +81,37 @@ def body_refusal(request: HttpRequest) -> JsonResponse | None:
     limit = settings.API_MAX_BODY_BYTES
     if length > limit:
         return error(413, f"The body is larger than {limit} bytes.", limit_bytes=limit)
-    charset = charset_of(request.META.get("CONTENT_TYPE", ""))
+    return charset_refusal(request.META.get("CONTENT_TYPE", ""))
+
+
+def charset_refusal(content_type: str) -> JsonResponse | None:
+    """A 415 unless ``content_type`` has at most one charset parameter and Django would decode it as UTF-8."""
+    parts = content_type_parts(content_type)  # what HttpRequest.encoding is set from
+    if parts is None:
+        return error(415, "Unreadable Content-Type parameters: send Content-Type: application/json; charset=utf-8.")
+    if charset_parameter_count(content_type) > 1:
+        return error(415, "Send one charset parameter (e.g. Content-Type: application/json; charset=utf-8).")
+    charset = parts[1].get("charset")
     if charset is not None and not charset_accepted(charset):
         return error(415, "Unsupported charset: send UTF-8 (e.g. Content-Type: application/json; charset=utf-8).")
     return None
 
 
-def charset_of(content_type: str) -> str | None:
-    for parameter in content_type.split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset":
-            return value.strip().strip('"')
-    return None
+def content_type_parts(content_type: str) -> tuple[str, dict] | None:
+    """Django's reading of a Content-Type (media type, parameters), or None when its parser raises."""
+    try:
+        return parse_header_parameters(content_type)
+    except Exception:  # ValueError, TypeError from the stdlib's email parser...: unreadable, see the module docstring
+        return None
+
+
+def charset_parameter_count(content_type: str) -> int:
+    """``charset``, ``charset*`` and RFC 2231 continuations (``charset*0*``) each count once.
+
+    A plain split on ";": a quoted value holding ";charset=" counts too, which only refuses more.
+    """
+    names = (parameter.partition("=")[0].strip().lower() for parameter in content_type.split(";")[1:])
+    return sum(1 for name in names if name.partition("*")[0] == "charset")
 
 
 def charset_accepted(charset: str) -> bool:
@@ -100,6 +136,33 @@ def as_json_error(response: HttpResponse) -> HttpResponse:
         if name in response:
             converted[name] = response[name]
     return converted
+
+
+class _LenientContentType:
+    """A request that survives a Content-Type Django's parser raises on (see the module docstring)."""
+
+    def _set_content_type_params(self, meta: dict) -> None:
+        if content_type_parts(meta.get("CONTENT_TYPE", "")) is not None:
+            super()._set_content_type_params(meta)  # type: ignore[misc]
+        else:  # the guard answers 415 on API paths; elsewhere: no parameters, UTF-8
+            self.content_type = meta.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+            self.content_params = {}
+
+
+class GuardedWSGIRequest(_LenientContentType, WSGIRequest):
+    pass
+
+
+class GuardedASGIRequest(_LenientContentType, ASGIRequest):
+    pass
+
+
+class GuardedWSGIHandler(WSGIHandler):
+    request_class = GuardedWSGIRequest
+
+
+class GuardedASGIHandler(ASGIHandler):
+    request_class = GuardedASGIRequest
 
 
 class ApiGuardMiddleware:

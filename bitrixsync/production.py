@@ -2,7 +2,12 @@
 
 ``SECRET_KEY`` decides (see ``secret_key``):
 
-* set: used as it is;
+* set and strong: used as it is;
+* set but one Django's deploy check calls insecure (security.W009: the
+  ``django-insecure`` prefix, fewer than 50 characters or fewer than 5
+  distinct ones), with ``DEBUG`` off: treated exactly like a missing key (the
+  rules below), so production refuses the public development key copied from
+  this repository, or a placeholder, with the same one-line error;
 * unset with ``DEBUG=true``: a public development key (``./run.sh`` turns DEBUG on);
 * unset under pytest (``PYTEST_VERSION``, set by pytest for its run and inherited
   by the processes a test starts): a tests-only key;
@@ -19,6 +24,11 @@ import os
 import re
 import sys
 
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from bitrixsync.env_config import env_str
@@ -30,7 +40,7 @@ BUILD_KEY = "django-insecure-build-only-key-collectstatic"
 
 def secret_key(key: str, *, debug: bool) -> str:
     """``key`` (the SECRET_KEY variable) or the fallback the rules above allow; else ImproperlyConfigured."""
-    if key:
+    if key and (debug or not is_insecure(key)):
         return key
     if debug:
         return DEVELOPMENT_KEY
@@ -38,11 +48,23 @@ def secret_key(key: str, *, debug: bool) -> str:
         return TESTS_KEY
     if env_str("DJANGO_BUILD_STEP", "") == "collectstatic" and sys.argv[1:2] == ["collectstatic"]:
         return BUILD_KEY
+    problem = f"is insecure ({is_insecure(key)})" if key else "is not set"
     raise ImproperlyConfigured(
-        "SECRET_KEY is not set and DEBUG is off: refusing to run on a public development key. "
+        f"SECRET_KEY {problem} and DEBUG is off: refusing to run on a public development key. "
         "Set SECRET_KEY (a long random string, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
         "or DEBUG=true for development."
     )
+
+
+def is_insecure(key: str) -> str:
+    """Why Django's deploy check (security.W009) would call ``key`` insecure, or "" (never quotes the key)."""
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"it starts with {SECRET_KEY_INSECURE_PREFIX!r}"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"fewer than {SECRET_KEY_MIN_LENGTH} characters"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} distinct characters"
+    return ""
 
 
 _RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)\Z")

@@ -18,6 +18,8 @@ from bitrixsync.env_config import (
     env_int,
     env_list,
     env_str,
+    env_subset,
+    redis_sentinels,
     redis_url,
 )
 from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
@@ -156,8 +158,6 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "bitrixsync.api_errors.exception_handler",
-    # Proxies in front of the app: the client address for rate limits is taken from X-Forwarded-For.
-    "NUM_PROXIES": env_int("THROTTLE_NUM_PROXIES", 0, minimum=0) or None,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -190,7 +190,11 @@ THROTTLE_RATES = {
     "register": env_rate("THROTTLE_REGISTER_RATE", "10/hour"),  # POST /auth/register per client address
     "webhook_refused": env_rate("THROTTLE_WEBHOOK_REFUSED_RATE", "20/min"),  # refused inbound tokens per address
     "admin_login": env_rate("THROTTLE_ADMIN_LOGIN_RATE", "10/min"),  # POST /admin/login/ per client address
+    "metrics_refused": env_rate("THROTTLE_METRICS_REFUSED_RATE", "20/min"),  # wrong /metrics tokens per address
 }
+# Proxies in front of the app that append to X-Forwarded-For: the client address of every
+# per-address limit is the N-th from the right there; 0: REMOTE_ADDR (bitrixsync/client_address.py).
+THROTTLE_NUM_PROXIES = env_int("THROTTLE_NUM_PROXIES", 0, minimum=0)
 # Behind a TLS-terminating proxy: which request header says the request was HTTPS.
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env_str("SECURE_PROXY_SSL_HEADER", ""))
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
@@ -209,6 +213,14 @@ REDIS_PORT = env_int("REDIS_PORT", 6379, minimum=1, maximum=65535)
 REDIS_PASSWORD = env_str("REDIS_PASSWORD", "")
 REDIS_URL = redis_url(host=REDIS_HOST, port=REDIS_PORT, password=REDIS_PASSWORD)
 REDIS_STREAM_PREFIX = env_str("REDIS_STREAM_PREFIX", "bitrix:")
+# Redis Sentinel: when REDIS_SENTINELS ("host:port,...") and REDIS_SENTINEL_MASTER are set,
+# every client asks the sentinels where the master is (REDIS_URL then gives only the
+# password, database number and TLS; see crmbridge/redis_io/connection.py).
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINELS = redis_sentinels(
+    "REDIS_SENTINELS", master_name=REDIS_SENTINEL_MASTER, master_variable="REDIS_SENTINEL_MASTER"
+)
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")  # the sentinels' own (requirepass), if any
 # Seconds a publish may wait for Redis before the operation is left in the
 # outbox for the relay (the API request must stay fast when Redis is down).
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.05)
@@ -299,3 +311,8 @@ LOGGING = {
 # Apply ONCRMCONTACT* events to users (first/last name, phone). Off by default:
 # our users edit their own profile, and the contact is a copy of it.
 BITRIX_INBOUND_CONTACT_UPDATES = env_bool("BITRIX_INBOUND_CONTACT_UPDATES", False)
+
+# --- Existing customers (issue 20) ----------------------------------------------
+# Before creating a contact, look for the customer in the portal (crm.duplicate.findbycomm):
+# by e-mail, then by phone. "email,phone" (default), "email", "phone" or "off".
+BITRIX_CONTACT_MATCH = env_subset("BITRIX_CONTACT_MATCH", "email,phone", ("email", "phone"))

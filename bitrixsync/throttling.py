@@ -10,12 +10,14 @@ scope               counts                                           where
 ``register``        every ``POST /auth/register`` per address        ``accounts.views.RegisterApi``
 ``webhook_refused`` refused ``auth[application_token]`` per address  ``crmbridge.inbound.views``
 ``admin_login``     every ``POST /admin/login/`` per address         ``AdminLoginThrottleMiddleware``
+``metrics_refused`` refused ``/metrics`` tokens per address          ``crmbridge.diagnostics.metrics``
 ==================  ===============================================  ==========================
 
-Over the limit: 429 with ``Retry-After`` (seconds). The client address is
-``REMOTE_ADDR``, or with ``THROTTLE_NUM_PROXIES=n`` (DRF's ``NUM_PROXIES``) the
-address n proxies back in ``X-Forwarded-For``; behind a proxy set it, or every
-client shares the proxy's address.
+Over the limit: 429 with ``Retry-After`` (seconds). The client address of every
+per-address limit comes from one function, ``bitrixsync.client_address``:
+``REMOTE_ADDR``, or with ``THROTTLE_NUM_PROXIES=n`` the n-th address from the
+right of ``X-Forwarded-For``. DRF's own ``get_ident`` is not used: with
+``NUM_PROXIES`` unset it takes the header as the client sent it.
 
 Redis down: the limits **fail open** (the request is served, a warning is
 logged), never a 500: sign-in must not depend on the rate limiter's store,
@@ -54,8 +56,9 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.throttling import SimpleRateThrottle
 
+from bitrixsync.client_address import client_address
 from crmbridge.redis_io.connection import get_redis
 
 logger = logging.getLogger("bitrixsync.throttling")
@@ -109,6 +112,9 @@ class RedisThrottle(SimpleRateThrottle):
 
     def get_rate(self) -> str | None:
         return settings.THROTTLE_RATES.get(self.scope)
+
+    def get_ident(self, request) -> str:
+        return client_address(request)
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
@@ -184,11 +190,6 @@ class FailureThrottle(RedisThrottle):
         if wait is None:
             self.member = member
         return wait
-
-
-def client_address(request: HttpRequest) -> str:
-    """The client's address as DRF's throttles see it (``REMOTE_ADDR``, or per ``NUM_PROXIES``)."""
-    return BaseThrottle().get_ident(request)
 
 
 def fail_open(scope: str, exc: Exception) -> None:

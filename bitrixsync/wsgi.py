@@ -9,11 +9,14 @@ https://docs.djangoproject.com/en/5.2/howto/deployment/wsgi/
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
+from bitrixsync.api_guard import GuardedWSGIHandler
 from bitrixsync.startup import settings_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bitrixsync.settings")
 settings_or_exit()  # a bad variable: one line naming it, not a traceback per worker
 
-application = get_wsgi_application()
+django.setup(set_prefix=False)
+# Django's own handler, with requests that survive an unparsable Content-Type (bitrixsync/api_guard.py).
+application = GuardedWSGIHandler()

@@ -66,6 +66,26 @@ ENTITIES: dict[str, Entity] = {entity.name: entity for entity in (DEAL, CONTACT)
 NAMES: tuple[str, ...] = tuple(ENTITIES)
 
 
+MAX_ID_DIGITS = 18  # a positive BIGINT, ours or the portal's, always fits
+
+
+def parse_record_id(raw: object) -> int | None:
+    """A record ID (ours or the portal's) as text -> the number, or ``None`` if it is not one.
+
+    The one parser of record IDs for every reader: the worker (``Operation.from_fields``),
+    the inbound events, the dashboard's rows and links, requeueing, reconciliation.
+    ASCII digits only, at most ``MAX_ID_DIGITS``, above zero: ``str.isdigit()`` also
+    accepts ``"²"`` (which ``int()`` refuses) and ``"٣"`` (which it reads as 3).
+    """
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return None
+    text = str(raw)
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_ID_DIGITS:
+        return None
+    number = int(text)
+    return number if number > 0 else None
+
+
 def get(name: str) -> Entity:
     """The entity called ``name``; ``KeyError`` for anything else."""
     return ENTITIES[name]

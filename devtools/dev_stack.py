@@ -9,7 +9,8 @@ One foreground process that supervises the others, like a tiny Procfile runner:
 2. The Bitrix24 sandbox (``manage.py bitrix_sandbox``) when
    ``BITRIX_WEBHOOK_URL`` is empty; the children get its webhook URL.
 3. The worker (``manage.py run_bitrix_worker``), restarted with backoff when it
-   dies.
+   dies, and killed and restarted when it hangs: silent for 3 heartbeats
+   (``devtools.heartbeat_watch``), with a log line saying so.
 4. The web app: ``manage.py runserver --noreload --insecure``, not gunicorn: it
    serves the admin's static files whatever DEBUG says (``--insecure``), shows
    tracebacks with DEBUG (on by default here unless set) and logs one access line
@@ -47,6 +48,8 @@ from django.urls import NoReverseMatch, reverse
 
 from bitrixsync.env_config import env_int, env_str
 from bitrixsync.stack_env import live_stack_pid, remove_stack_env, stack_env_path, write_stack_env
+from crmbridge.redis_io.connection import get_redis, sentinel_configured
+from devtools.heartbeat_watch import HeartbeatWatch
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 DEFAULT_SANDBOX_CODE = "sandbox-secret-code"
@@ -54,6 +57,8 @@ STOP_GRACE_SECONDS = 10.0
 # A worker that ran this long before dying starts again at the shortest backoff.
 STABLE_RUN_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
+# A hung worker gets this long to stop after SIGTERM before SIGKILL (a stopped process needs the SIGKILL).
+HUNG_STOP_GRACE_SECONDS = 3.0
 
 
 class StackError(RuntimeError):
@@ -67,6 +72,7 @@ class ChildSpec:
     # "restart": start again with backoff; "stop_all": stop the whole stack.
     on_exit: str = "restart"
     ready_port: int | None = None
+    watch: HeartbeatWatch | None = None  # restart it when it is silent for 3 beats (the worker)
 
 
 @dataclass
@@ -183,6 +189,9 @@ class DevStack:
     # --- Redis -----------------------------------------------------------------
 
     def ensure_redis(self) -> None:
+        if sentinel_configured():  # never started here: the sentinels must name a master that answers
+            self.notes["Redis"] = f"{sentinel_answers()} (Sentinel, already running)"
+            return
         url = settings.REDIS_URL
         shown = describe_url(url)
         if redis_answers(url):
@@ -263,8 +272,10 @@ class DevStack:
             self.out.shout("`manage.py run_bitrix_worker` does not exist yet: the worker is not started.")
             self.notes["Worker"] = "NOT STARTED (command missing)"
             return
-        self.start(ChildSpec("worker", self.manage_args("run_bitrix_worker"), "restart"))
-        self.notes["Worker"] = "python manage.py run_bitrix_worker (restarted with backoff if it dies)"
+        interval = float(settings.BITRIX_WORKER.get("heartbeat_seconds", 5.0))
+        watch = HeartbeatWatch(settings.REDIS_URL, interval)
+        self.start(ChildSpec("worker", self.manage_args("run_bitrix_worker"), "restart", watch=watch))
+        self.notes["Worker"] = "python manage.py run_bitrix_worker (restarted if it dies, or hangs: 3 beats silent)"
 
     def create_dev_admin(self) -> None:
         email, password = env_str("DEV_ADMIN_EMAIL", ""), env_str("DEV_ADMIN_PASSWORD", "")
@@ -300,6 +311,8 @@ class DevStack:
         self.out.say(f"started {spec.name} (pid {child.process.pid}): {self.describe(spec.args)}")
         child.started_at = time.monotonic()
         child.restart_at = None
+        if spec.watch is not None:
+            spec.watch.watch(child.process.pid)
         child.pump = threading.Thread(target=self.pump, args=(child,), daemon=True)
         child.pump.start()
         if spec.ready_port:
@@ -335,6 +348,7 @@ class DevStack:
             return
         code = child.process.poll()
         if code is None:
+            self.check_hung(child)
             return
         child.process = None
         if child.spec.on_exit == "stop_all":
@@ -344,6 +358,16 @@ class DevStack:
             self.out.shout(f"{child.spec.name} exited (exit code 0); not restarting it.")
         else:
             self.schedule_restart(child, code)
+
+    def check_hung(self, child: Child) -> None:
+        """A running child whose heartbeat went silent: kill it (SIGTERM, then SIGKILL) and start it again."""
+        reason = child.spec.watch.hung() if child.spec.watch is not None else None
+        if reason is None or child.process is None:
+            return
+        pid = child.process.pid
+        self.out.shout(f"{child.spec.name} HUNG (pid {pid}): {reason}: killing it and starting it again.")
+        stop(child, grace=HUNG_STOP_GRACE_SECONDS)
+        child.process, child.restart_at = None, time.monotonic()
 
     def schedule_restart(self, child: Child, code: int) -> None:
         ran = time.monotonic() - child.started_at
@@ -360,6 +384,8 @@ class DevStack:
         env = self.child_env
         shared = {
             "REDIS_URL": settings.REDIS_URL,
+            "REDIS_SENTINELS": ",".join(f"{host}:{port}" for host, port in settings.REDIS_SENTINELS),
+            "REDIS_SENTINEL_MASTER": settings.REDIS_SENTINEL_MASTER,
             # The stack's DEBUG (on unless set): without it and without SECRET_KEY, a command refuses to start.
             "DEBUG": env.get("DEBUG", ""),
             "BITRIX_WEBHOOK_URL": env.get("BITRIX_WEBHOOK_URL", ""),
@@ -410,6 +436,19 @@ class DevStack:
 
 
 # --- small helpers ---------------------------------------------------------------------
+
+
+def sentinel_answers() -> str:
+    """Ping the master through the project's factory; describe it, or raise ``StackError``."""
+    where = f"master {settings.REDIS_SENTINEL_MASTER!r} via REDIS_SENTINELS"
+    try:
+        get_redis(socket_timeout=1, connect_timeout=1, retries=False, name="bitrixsync-run-stack").ping()
+    except redis.exceptions.AuthenticationError:
+        return where  # something answers; a wrong password is for the app to report
+    except (redis.exceptions.RedisError, OSError) as exc:
+        reason = type(exc).__name__
+        raise StackError(f"no Redis {where} answers ({reason}); start the sentinels and the master") from None
+    return where
 
 
 def redis_answers(url: str) -> bool:

@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from crmbridge import entities
 from crmbridge.diagnostics.config_facts import portal_url
 from crmbridge.redis_io.streams import id_milliseconds
+from crmbridge.worker.dead_letters import parse_dead_letter
 
 PREVIEW_CHARS = 600
 
@@ -28,17 +29,43 @@ def record_of(fields: dict) -> dict | None:
     if not isinstance(fields, dict):
         return None
     entity = str(fields.get("entity", ""))
-    local_id, bitrix_id = str(fields.get("id", "")), str(fields.get("bitrix_id", ""))
     if entity not in entities.ENTITIES:
         return None
-    if local_id.isdigit():
+    # The worker's own parser: an ID it would refuse ("²", "0", 19 digits) names no record here either.
+    if (local_id := entities.parse_record_id(fields.get("id"))) is not None:
         label = f"{entities.get(entity).local_name} {local_id}"
-        return {"label": label, "url": _admin_url(entity, int(local_id)), "external": False}
-    if bitrix_id.isdigit():
+        return {"label": label, "url": _admin_url(entity, local_id), "external": False}
+    if (bitrix_id := entities.parse_record_id(fields.get("bitrix_id"))) is not None:
         portal = portal_url()
-        url = f"{portal}/crm/{entity}/details/{int(bitrix_id)}/" if portal else ""
+        url = f"{portal}/crm/{entity}/details/{bitrix_id}/" if portal else ""
         return {"label": f"Bitrix {entity} {bitrix_id}", "url": url, "external": True}
     return None
+
+
+def record_text(fields: dict | None) -> str:
+    """One line naming the record of a message or payload: ``deal: order 7``; says so when there is none."""
+    if fields is None:
+        return "no longer there"
+    record = record_of(fields)
+    if record is None:
+        entity = str(fields.get("entity", "?")) if isinstance(fields, dict) else "?"
+        raw = str(fields.get("id", fields.get("bitrix_id", "?"))) if isinstance(fields, dict) else "?"
+        return f"no valid record ({entity[:40]} {raw[:40]})"
+    return f"{fields['entity']}: {record['label']}"
+
+
+def listed_records(client: redis.Redis, stream: str, ids: list[str], *, dead: bool) -> list[dict]:
+    """``[{"id", "record"}]`` for a confirmation page: what each entry (a dead letter's payload if ``dead``) names."""
+    pipe = client.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
+    rows = []
+    for entry_id, found in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+        fields = found[0][1] if isinstance(found, list) and found else None
+        if fields is not None and dead:
+            fields = parse_dead_letter(entry_id, fields)["payload"]
+        rows.append({"id": entry_id, "record": record_text(fields)})
+    return rows
 
 
 def _admin_url(entity: str, local_id: int) -> str:

@@ -43,12 +43,14 @@ from crmbridge.diagnostics.config_facts import bitrix_config, full_worker_config
 from crmbridge.diagnostics.dashboard_rows import (
     ago,
     dead_letter_row,
+    listed_records,
     recent_row,
     short_time,
     with_pending_records,
 )
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, dead_letter_page
-from crmbridge.diagnostics.doctor import FAIL, OK, WARN, DoctorOptions, default_stuck_seconds, run_doctor
+from crmbridge.diagnostics.doctor import FAIL, OK, SKIP, WARN, DoctorOptions, default_stuck_seconds, run_doctor
+from crmbridge.diagnostics.key_problems import key_problems
 from crmbridge.diagnostics.minute_chart import chart_rows, minute_chart_svg
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import (
@@ -62,7 +64,7 @@ from crmbridge.diagnostics.stream_status import (
 from crmbridge.diagnostics.sync_status import outbox_backlog
 from crmbridge.diagnostics.timestamps import read_marks
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker import dead_letters
 
@@ -116,12 +118,14 @@ def _overview(client: redis.Redis) -> dict:
     now_ms = redis_now_ms(client)
     workers = read_heartbeats(client)
     stream_rows = []
+    problems = {wrong.key: wrong.describe() for wrong in key_problems(client)}
     for label, name_of in STREAM_NAMES.items():
         stream = name_of()
         stream_rows.append(
             {
                 "label": label,
                 "name": stream,
+                "problem": problems.get(stream, ""),
                 "info": stream_info(client, stream),
                 "queue": queue_status(client, stream, now_ms=now_ms),
                 "consumers": consumers(client, stream),
@@ -138,7 +142,11 @@ def _overview(client: redis.Redis) -> dict:
         "streams": stream_rows,
         "unacknowledged": sum(s["queue"]["unacknowledged"] for s in stream_rows),
         "oldest_waiting_seconds": max(ages, default=0),
-        "dead_stream": {"name": dead_stream, "info": stream_info(client, dead_stream)},
+        "dead_stream": {
+            "name": dead_stream,
+            "info": stream_info(client, dead_stream),
+            "problem": problems.get(dead_stream, ""),
+        },
         "workers": workers,
         "live_workers": sum(1 for w in workers if w["fresh"]),
         "worker_task_status": task_status(workers),
@@ -146,8 +154,14 @@ def _overview(client: redis.Redis) -> dict:
         "dead_letters": [dead_letter_row(letter) for letter in dead_letter_page(client, count=PAGE_SIZE)],
         "dead_letter_count": dead_letter_count(client),
         "outbox_backlog": outbox_backlog(client),
+        "contacts": _contact_outcomes(client),
         **_marks_with_ages(client),
     }
+
+
+def _contact_outcomes(client: redis.Redis) -> dict:
+    counts = contact_counts.read(client)
+    return {**counts, "adopted_total": counts["adopted_email"] + counts["adopted_phone"]}
 
 
 def _marks_with_ages(client: redis.Redis) -> dict:
@@ -163,14 +177,20 @@ def _marks_with_ages(client: redis.Redis) -> dict:
 def verdict() -> dict:
     """The summary's verdict: the doctor's checks, without the portal call (the Test connection button makes it).
 
-    ``level``: ``ok`` | ``warn`` | ``fail``; ``problems``: the findings that are not OK, failures first.
+    ``level``: ``ok`` | ``warn`` | ``fail``; ``problems``: the findings that are not OK, failures first;
+    ``passed`` of ``total`` are OK; ``skipped`` checks (could not run) are in neither.
     """
     findings = run_doctor(get_redis(), DoctorOptions(stuck_seconds=default_stuck_seconds(), check_bitrix=False))
     problems = sorted((f for f in findings if f.status in (FAIL, WARN)), key=lambda f: f.status != FAIL)
     level = "fail" if any(f.status == FAIL for f in problems) else "warn" if problems else "ok"
     headline = {"ok": "Healthy", "warn": "Needs attention", "fail": "Failing"}[level]
+    # A skipped check is neither OK nor a problem: counted apart, not in the total.
     passed = sum(1 for f in findings if f.status == OK)
-    return {"level": level, "headline": headline, "problems": problems, "passed": passed, "total": len(findings)}
+    skipped = sum(1 for f in findings if f.status == SKIP)
+    return {
+        "level": level, "headline": headline, "problems": problems,
+        "passed": passed, "skipped": skipped, "total": len(findings) - skipped,
+    }  # fmt: skip
 
 
 def _live_context(request: HttpRequest) -> dict:
@@ -327,6 +347,19 @@ def _back(request: HttpRequest, admin_site) -> str:
     return reverse(f"{admin_site.name}:crmbridge_dashboard")
 
 
+def _listed(name: str, stream: str, ids: list[str]) -> list[dict]:
+    """The ids a confirmation lists, each with its record; without Redis, the ids alone."""
+    shown = ids[:20]
+    try:
+        if name in ("requeue", "delete"):
+            return listed_records(get_redis(), streams.dead_letter_stream(), shown, dead=True)
+        if stream:
+            return listed_records(get_redis(), stream, shown, dead=False)
+    except redis.RedisError:
+        pass
+    return [{"id": entry_id, "record": ""} for entry_id in shown]
+
+
 def action_view(request: HttpRequest, admin_site) -> HttpResponse:
     """POST only. Without ``confirmed=yes``: the confirmation page. With it: act, report, go back."""
     if request.method != "POST":
@@ -347,7 +380,7 @@ def action_view(request: HttpRequest, admin_site) -> HttpResponse:
     if request.POST.get("confirmed") != "yes":
         context = _base_context(request, admin_site, f"Confirm: {action.title}")
         context.update({"action": action, "action_name": name, "ids": ids, "stream_label": label, "next": back})
-        context["stream"] = stream
+        context.update({"stream": stream, "listed": _listed(name, stream, ids)})
         return render(request, "admin/crmbridge/bitrix_confirm_action.html", context)
     try:
         level, text = action.run(get_redis(), stream, ids)

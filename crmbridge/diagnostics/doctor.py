@@ -16,15 +16,20 @@ from dataclasses import asdict, dataclass, field
 import redis
 from django.conf import settings
 
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.contact_match import findbycomm_problem, matching_modes
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
-from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
+from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, redis_target, webhook_problem
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_dead_letter
+from crmbridge.diagnostics.key_problems import redis_cli
 from crmbridge.diagnostics.outbox_status import outbox_backlog_status
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
 from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.key_types import WrongType, wrong_type_keys
+from crmbridge.redis_io.topology import redis_topology
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 
@@ -57,10 +62,10 @@ FIXES = {
         "retry by hand with 'Retry now' in the admin's Bitrix sync dashboard "
         f"(or XCLAIM {_ops()} {streams.GROUP} worker_<id> 60000 <message_id>)"
     ),
+    # No "requeue" here: that is right only where dead letters exist (``_with_requeue_hint``).
     ISSUE_4: lambda: (
-        "Check BITRIX_WEBHOOK_URL is valid and not expired and the webhook has the CRM scope; "
-        "read the Bitrix error in the dead letters and the log; fix the data or the configuration, "
-        "then requeue from the admin's Bitrix sync dashboard"
+        "Check BITRIX_WEBHOOK_URL (portal host, user, code) is right and not expired and the webhook has "
+        "the CRM scope; read the Bitrix error in the worker's [WORKER] log lines; fix the configuration or the data"
     ),
     ISSUE_5: lambda: (
         "Restart the worker: it creates the group on start (XGROUP CREATE ... MKSTREAM). By hand: "
@@ -141,6 +146,15 @@ def check_webhook_url() -> Finding:
 
 def redis_down_fix(where: dict) -> str:
     tls = " --tls" if where.get("tls") else ""
+    topology = where.get("topology") or {}
+    if topology.get("mode") == "sentinel":
+        first = (topology.get("sentinels") or [{"address": "?:?"}])[0]["address"].rsplit(":", 1)
+        return (
+            f"Check the sentinels (REDIS_SENTINELS, REDIS_SENTINEL_MASTER={topology['master_name']}, "
+            f"REDIS_SENTINEL_PASSWORD) and the master they name: redis-cli -h {first[0]} -p {first[-1]} "
+            f"SENTINEL get-master-addr-by-name {topology['master_name']}; then redis-cli{tls} -h <that host> "
+            "-p <that port> ping. Meanwhile orders are kept in the outbox and sent when Redis is back"
+        )
     return (
         f"Start Redis or point the app at it: REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD (now "
         f"{where['host']}:{where['port']}/{where['db']}); check by hand: redis-cli{tls} -h {where['host']} "
@@ -150,7 +164,7 @@ def redis_down_fix(where: dict) -> str:
 
 def check_redis(client: redis.Redis) -> Finding:
     where = redis_config()
-    target = f"{where['host']}:{where['port']}/{where['db']}"
+    target = redis_target(where)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -164,6 +178,30 @@ def check_redis(client: redis.Redis) -> Finding:
     return Finding("redis.reachable", OK, f"Redis at {target} answers (prefix {where['prefix']!r})", details=where)
 
 
+def check_topology() -> Finding:
+    """Single Redis (OK: a fact), or Sentinel: the master, its replicas and the sentinels that answer."""
+    topology = redis_topology()
+    if topology["mode"] == "single":
+        return Finding("redis.topology", OK, topology["description"], details=topology)
+    answering = sum(1 for s in topology["sentinels"] if s["answers"])
+    if not answering or not topology["master"]:
+        fix = "Check REDIS_SENTINELS (host:port,...) and REDIS_SENTINEL_PASSWORD; start the sentinels"
+        cause = "no sentinel answers: no client can find the master"
+        return Finding("redis.topology", FAIL, topology["description"], cause=cause, fix=fix, details=topology)
+    problems = []
+    if answering < len(topology["sentinels"]):
+        problems.append(f"{len(topology['sentinels']) - answering} configured sentinel(s) do not answer")
+    if not any(r["state"] == "online" for r in topology["replicas"]):
+        problems.append("no replica online: losing the master loses Redis until it is back")
+    if topology["master_state"] != "online":
+        problems.append(f"the sentinels see the master as {topology['master_state']}")
+    if problems:
+        return Finding("redis.topology", WARN, topology["description"], cause="; ".join(problems), details=topology,
+                       fix="Start the missing sentinels or replicas; redis-cli -p <sentinel port> "
+                           f"SENTINEL replicas {topology['master_name']} shows what the sentinels know")  # fmt: skip
+    return Finding("redis.topology", OK, topology["description"], details=topology)
+
+
 def check_group(client: redis.Redis, stream: str, *, required: bool, worker_running: bool = False) -> Finding:
     """The group exists; the summary leads with what is left to do (unacknowledged), then what is kept.
 
@@ -172,6 +210,10 @@ def check_group(client: redis.Redis, stream: str, *, required: bool, worker_runn
     worker reads another Redis or prefix.
     """
     name = f"streams.group:{stream}"
+    for wrong in wrong_type_keys(client, [stream]):
+        return wrong_type_finding(
+            name, wrong, "no worker consumes it (workers go on with the other streams) and nothing can be added to it"
+        )
     info = stream_info(client, stream)
     if group_info(client, stream) is not None:
         queue = queue_status(client, stream, now_ms=redis_now_ms(client))
@@ -208,11 +250,19 @@ def check_worker_heartbeat(workers: list[dict]) -> Finding:
         return Finding("worker.heartbeat", OK, f"{len(fresh)} live worker(s): {names}", details={"status": status})
     if status == "paused":
         reason = next((w["pause_reason"] for w in fresh if w["pause_reason"]), "") or "no reason given"
-        return _problem(
+        finding = _problem(
             "worker.heartbeat", FAIL, f"worker(s) paused: {reason}",
-            "the worker paused itself after a configuration error from Bitrix (401/403); it resumes by itself "
-            "once the portal accepts the webhook again", ISSUE_4, pause_reason=reason,
+            "the worker paused itself after a configuration error from Bitrix (401/403): nothing syncs",
+            ISSUE_4, pause_reason=reason,
         )  # fmt: skip
+        probe = float(settings.BITRIX_WORKER.get("pause_probe_seconds", 30.0))
+        finding.fix = (
+            "Give the webhook back its rights (CRM scope) in the portal, or create a new inbound webhook and set "
+            "BITRIX_WEBHOOK_URL to it, then restart the worker. The worker probes the portal every "
+            f"{probe:.0f} s and resumes by itself once its webhook is accepted, with the messages it holds "
+            "(they stay pending in Redis: nothing is lost)"
+        )
+        return finding
     if status == "stale":
         last = min(w["last_beat_age_seconds"] for w in workers)
         return _problem(
@@ -289,25 +339,86 @@ def check_stuck_pending(client: redis.Redis, options: DoctorOptions, *, worker_r
 # --- failures ----------------------------------------------------------------------
 
 
+def wrong_type_finding(check: str, wrong: WrongType, effect: str) -> Finding:
+    """FAIL naming the key, its actual type, what that stops, and the redis-cli commands that fix it."""
+    return Finding(
+        check, FAIL, f"{wrong.describe()}: {effect}",
+        cause=f"something wrote a {wrong.actual} under the stream's name (a script, a person with redis-cli, "
+        "or another application sharing this Redis and REDIS_STREAM_PREFIX)",
+        fix=wrong.fix(redis_cli()), issue=ISSUE_3, details=wrong.as_dict(redis_cli()),
+    )  # fmt: skip
+
+
+RECENT_MINUTES = 5
+# Failed attempts (retries and dead letters, invalid messages aside) in RECENT_MINUTES with nothing
+# synced that make "nothing syncs" a FAIL: one odd failure in a quiet system is a WARN, not an outage.
+NOTHING_SYNCS_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class RecentOutcomes:
+    """The worker's counters over the last ``RECENT_MINUTES`` (all workers, from Redis)."""
+
+    processed: int
+    failed: int  # retries + dead letters, without invalid messages (no portal call was made for those)
+    dead_lettered: int  # likewise without invalid messages
+
+    @property
+    def nothing_syncs(self) -> bool:
+        return self.processed == 0 and self.failed >= NOTHING_SYNCS_FAILURES
+
+    @classmethod
+    def read(cls, client: redis.Redis) -> RecentOutcomes:
+        rows = telemetry.read_minutes(client, RECENT_MINUTES)
+        invalid = sum(row["by_kind"].get("dead_lettered:invalid:invalid", 0) for row in rows)
+        dead = sum(row["dead_lettered"] for row in rows) - invalid
+        retried = sum(row["retried"] for row in rows)
+        return cls(processed=sum(row["processed"] for row in rows), failed=retried + dead, dead_lettered=dead)
+
+
 def check_dead_letters(client: redis.Redis) -> Finding:
+    """WARN while dead letters wait for an operator; FAIL when they keep coming and nothing syncs."""
+    for wrong in wrong_type_keys(client, [streams.dead_letter_stream()]):
+        effect = "messages that fail cannot be dead-lettered: they stay pending and are retried"
+        return wrong_type_finding("failures.dead_letters", wrong, effect)
     count = dead_letter_count(client)
     if not count:
         return Finding("failures.dead_letters", OK, "no dead letters")
     latest = latest_dead_letter(client) or {}
     error = " ".join(filter(None, (latest.get("error_code"), latest.get("error_description"))))
-    return _problem(
-        "failures.dead_letters", WARN, f"{count} dead letter(s); latest: {latest.get('reason', '?')} {error}".strip(),
-        "messages failed permanently or ran out of retries", ISSUE_4, latest=latest,
+    summary = f"{count} dead letter(s); latest: {latest.get('reason', '?')} {error}".strip()
+    recent = RecentOutcomes.read(client)
+    growing = recent.dead_lettered > 0 and recent.nothing_syncs
+    if growing:
+        summary = f"{recent.dead_lettered} new in the last {RECENT_MINUTES} min and nothing synced; {summary}"
+    finding = _problem(
+        "failures.dead_letters", FAIL if growing else WARN, summary,
+        "messages failed permanently or ran out of retries", ISSUE_4, latest=latest, count=count,
     )  # fmt: skip
+    finding.fix = (
+        "Read each letter's error on the admin's Bitrix sync dashboard (Dead letters); fix the data or the "
+        f"configuration (BITRIX_WEBHOOK_URL, the webhook's rights), then requeue the {count} dead letter(s) there "
+        "(or delete those that can never succeed)"
+    )
+    return finding
 
 
 def check_recent_errors(client: redis.Redis) -> Finding:
+    """WARN when the last attempt failed; FAIL when every attempt of the last minutes failed (nothing syncs)."""
     success, failure = telemetry.read_mark(client, "success"), telemetry.read_mark(client, "failure")
     success_at = success["at"] if success else 0.0
     failure_at = failure["at"] if failure else 0.0
     if failure_at and failure_at > success_at:
         detail = redact(failure["detail"])
         ago = time.time() - failure_at
+        recent = RecentOutcomes.read(client)
+        if recent.nothing_syncs:
+            summary = (
+                f"nothing synced in the last {RECENT_MINUTES} min while {recent.failed} attempt(s) failed; "
+                f"last failure {ago:.0f} s ago: {detail}"
+            )
+            return _problem("failures.recent", FAIL, summary, "every recent call to the portal failed", ISSUE_4,
+                            detail=detail, failed=recent.failed)  # fmt: skip
         return _problem(
             "failures.recent", WARN, f"last failure {ago:.0f} s ago, no success since: {detail}",
             "the latest attempt failed", ISSUE_4, detail=detail,
@@ -334,10 +445,17 @@ def check_outbox(options: DoctorOptions, client: redis.Redis | None = None) -> F
         return Finding("publish.outbox", OK, summary)
     summary = f"{count} operation(s) waiting in the outbox, oldest {age:.0f} s"
     if age > options.outbox_stuck_seconds:
+        blocked = wrong_type_keys(client, streams.consumed_streams()) if client is not None else []
         cause = "committed operations are not reaching Redis: Redis unreachable from the app, or the relay is down"
+        if blocked:
+            cause = "Redis refuses them: " + "; ".join(wrong.describe() for wrong in blocked)
         if backlog.last_error:
             cause += f" (last error: {redact(backlog.last_error)[:200]})"
-        return _problem("publish.outbox", FAIL, summary, cause, ISSUE_2, count=count, oldest_seconds=age)
+        finding = _problem("publish.outbox", FAIL, summary, cause, ISSUE_2, count=count, oldest_seconds=age)
+        if blocked:
+            checks = ", ".join(f"streams.group:{wrong.key}" for wrong in blocked)
+            finding.fix = f"Move the key aside (the fix of {checks}); the relay then sends them by itself"
+        return finding
     status = WARN if count >= options.pending_threshold else OK
     return Finding("publish.outbox", status, summary, details={"count": count})
 
@@ -361,6 +479,30 @@ def check_bitrix_api(options: DoctorOptions) -> Finding:
         "bitrix.api", FAIL, f"profile failed: {result.summary}", causes.get(result.kind or "", "unknown"), ISSUE_4,
         kind=result.kind, code=result.code, http_status=result.http_status,
     )  # fmt: skip
+
+
+def check_contact_match(options: DoctorOptions) -> Finding:
+    """Existing customers (issue 20): with ``BITRIX_CONTACT_MATCH`` on, the webhook must be allowed ``findbycomm``."""
+    check = "bitrix.contact_match"
+    if not matching_modes():
+        return Finding(check, OK, "BITRIX_CONTACT_MATCH=off: contacts are created without looking for existing ones")
+    if not options.check_bitrix:
+        return Finding(check, SKIP, "skipped (--skip-bitrix)")
+    if webhook_problem() is not None:
+        return Finding(check, SKIP, "skipped: no usable webhook URL")
+    client = BitrixClient.from_settings()
+    try:
+        problem = findbycomm_problem(client)
+    finally:
+        client.close()
+    if problem:
+        return Finding(
+            check, FAIL, problem,
+            cause="the webhook's user lacks the rights for the duplicate search: new contacts wait (the worker pauses)",
+            fix="give the webhook's user the CRM scope and read access to contacts, or set BITRIX_CONTACT_MATCH=off",
+        )  # fmt: skip
+    setting = ",".join(matching_modes())
+    return Finding(check, OK, f"BITRIX_CONTACT_MATCH={setting}: the webhook may call crm.duplicate.findbycomm")
 
 
 def check_lost_records(client: redis.Redis) -> Finding:
@@ -414,7 +556,7 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
     reach = check_redis(client)
     workers = _read_workers(client) if reach.status == OK else None
     findings.insert(1, check_worker_enabled(workers))
-    findings.append(reach)
+    findings += [reach, check_topology()]
     running = task_status(workers or []) == "running"
     redis_checks: list[tuple[str, Callable[[], Finding]]] = [
         (f"streams.group:{_ops()}", lambda: check_group(client, _ops(), required=True, worker_running=running)),
@@ -430,6 +572,22 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
         findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))
     findings.append(_outbox_or_database_error(options, client if reach.status == OK else None))
     findings.append(check_bitrix_api(options))
+    findings.append(check_contact_match(options))
+    return _with_requeue_hint(findings)
+
+
+def _with_requeue_hint(findings: list[Finding]) -> list[Finding]:
+    """Where dead letters exist, a processing-failure fix ends by saying to requeue them, with their number.
+
+    Only then: "requeue dead letters" shown with none to requeue sent operators looking for them.
+    """
+    dead = next((f for f in findings if f.check == "failures.dead_letters"), None)
+    count = int(dead.details.get("count") or 0) if dead else 0
+    if not count:
+        return findings
+    for finding in findings:
+        if finding.issue == ISSUE_4 and finding.check != "failures.dead_letters" and finding.fix:
+            finding.fix += f"; then requeue the {count} dead letter(s) from the admin's Bitrix sync dashboard"
     return findings
 
 

@@ -3,8 +3,14 @@
 Access: ``Authorization: Bearer <BITRIX_METRICS_TOKEN>`` (compared with
 ``secrets.compare_digest``), or a user with ``crmbridge.view_syncrecord`` by
 session or API token (``Bearer``). No credentials: 401; a wrong token or a
-user without the permission: 403 (both in the operators' JSON envelope). An
+user without the permission: 403; a method other than GET (for an allowed
+caller): 405. Every answer but the metrics is the operators' JSON envelope. An
 empty ``BITRIX_METRICS_TOKEN`` accepts no metrics token (users only).
+
+Refused tokens are rate-limited per client address (``THROTTLE_METRICS_REFUSED_RATE``,
+scope ``metrics_refused``, ``bitrixsync.throttling``): past the limit a 429 with
+``Retry-After``, even for the right token, so the token cannot be guessed at
+request speed. Only requests with an ``Authorization`` header count.
 
 Metrics (all prefixed ``bitrixsync_``):
 
@@ -23,6 +29,14 @@ Metrics (all prefixed ``bitrixsync_``):
   worker): exported when workers record ``bitrix_calls`` /
   ``bitrix_call_seconds_sum`` and ``rate_limit_waits`` /
   ``rate_limit_wait_seconds_sum`` in their heartbeat.
+* ``bitrix_rejects_total{worker}``: portal answers that refused a request (an
+  error or HTTP >= 400) since each worker started, from ``bitrix_rejects`` in
+  its heartbeat (workers record ``bitrix_calls``, ``bitrix_call_seconds_sum``
+  and ``bitrix_rejects`` once they have a portal client).
+* ``contacts_total{outcome}``: users' contacts adopted by e-mail (``adopted_email``),
+  by phone (``adopted_phone``), adoptions with several candidates (``ambiguous``)
+  and contacts created (``created``); counters kept in Redis by every worker and
+  ``bitrix_resync`` (``crmbridge.redis_io.contact_counts``), so they never reset.
 * ``last_success_timestamp_seconds``, ``last_failure_timestamp_seconds``;
   ``outbox_backlog`` (database rows not yet relayed to Redis).
 """
@@ -35,18 +49,20 @@ from collections import defaultdict
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerTokenAuthentication
+from bitrixsync.client_address import client_address
+from bitrixsync.throttling import FailureThrottle, retry_after
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count
 from crmbridge.diagnostics.status_views import can_view_sync
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.sync_status import outbox_backlog
 from crmbridge.diagnostics.worker_status import read_heartbeats
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from crmbridge.redis_io.connection import get_redis
 
 PREFIX = "bitrixsync_"
@@ -88,6 +104,7 @@ class SyncCollector:
         yield from self._timing_families(workers)
         yield from self._window_families()
         yield from self._mark_families()
+        yield self._contact_family()
 
     def _stream_families(self):
         now_ms = redis_now_ms(self.client)
@@ -130,6 +147,14 @@ class SyncCollector:
                 if count is not None and total is not None:
                     family.add_metric([worker["name"]], count_value=float(count), sum_value=float(total))
             yield family
+        rejects = CounterMetricFamily(
+            PREFIX + "bitrix_rejects", "Portal answers refusing a request since the worker started", labels=["worker"]
+        )
+        for worker in workers:
+            count = worker["extra"].get("bitrix_rejects")
+            if count is not None:
+                rejects.add_metric([worker["name"]], float(count))
+        yield rejects
 
     def _window_families(self):
         totals: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -143,6 +168,14 @@ class SyncCollector:
         for labels, value in sorted(totals.items()):
             family.add_metric(list(labels), value)
         yield family
+
+    def _contact_family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            PREFIX + "contacts", "Users' contacts by how they came to be (adopted or created)", labels=["outcome"]
+        )
+        for outcome, value in contact_counts.read(self.client).items():
+            family.add_metric([outcome], value)
+        return family
 
     def _mark_families(self):
         for which in ("success", "failure"):
@@ -207,14 +240,29 @@ def _api_token_user(request: HttpRequest):
     return found[0] if found else None
 
 
-@require_GET
+def _envelope(status: int, message: str) -> JsonResponse:
+    """The operators' envelope, as the status endpoints answer."""
+    return JsonResponse({"success": False, "message": message, "data": None}, status=status)
+
+
+@csrf_exempt  # reads only; a POST is answered 405 in the envelope, not Django's CSRF page
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusals = FailureThrottle("metrics_refused", client_address(request))
+    counted = "Authorization" in request.headers  # token guesses count; a session or nothing does not
+    wait = refusals.blocked_for() if counted else None
+    if wait is not None:
+        response = _envelope(429, "Too many refused tokens from this address. Try again later.")
+        response["Retry-After"] = retry_after(wait)
+        return response
     denied = metrics_access(request)
     if denied:
-        # The operators' envelope, as the status endpoints answer.
-        message = "Authentication required." if denied == 401 else "You may not read the metrics."
-        response = JsonResponse({"success": False, "message": message, "data": None}, status=denied)
+        response = _envelope(denied, "Authentication required." if denied == 401 else "You may not read the metrics.")
         if denied == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    refusals.forgive()  # allowed: not a refusal
+    if request.method != "GET":
+        response = _envelope(405, f"Method {request.method} is not allowed: GET /metrics.")
+        response["Allow"] = "GET"
         return response
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

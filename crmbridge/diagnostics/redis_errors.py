@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import redis
 from django.conf import settings
 
 from crmbridge.bitrix.webhook_url import redact
+from crmbridge.redis_io.key_types import is_wrong_type
 
 
 def redis_error_reason(exc: Exception) -> str:
+    """What went wrong with Redis: unreachable, a key of the wrong type, or a refused command.
+
+    Only a connection that fails is "unreachable": Redis that answers an error (``WRONGTYPE``
+    on a key someone overwrote) is up, and saying otherwise sends the operator the wrong way.
+    """
     text = redact(str(exc)) or type(exc).__name__
     if settings.REDIS_PASSWORD:
         text = text.replace(settings.REDIS_PASSWORD, "****")
+    if is_wrong_type(exc):
+        return f"a Redis key holds the wrong type of value ({text}); bitrix_doctor names it"
+    if isinstance(exc, redis.ResponseError):
+        return f"Redis refused the command ({type(exc).__name__}: {text})"
     return f"Redis is unreachable ({type(exc).__name__}: {text})"

@@ -35,6 +35,19 @@ class WorkerSerializer(serializers.Serializer):
     dead_lettered = serializers.IntegerField()
 
 
+class KeyProblemSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="the Redis key, e.g. bitrix:webhooks")
+    type = serializers.CharField(help_text="its actual type (TYPE key): string, hash, list, ...")
+    expected = serializers.CharField(help_text="what the project keeps there: stream")
+    fix = serializers.CharField(help_text="redis-cli commands to look at it and move it aside")
+
+
+def key_problems_field() -> serializers.ListSerializer:
+    return KeyProblemSerializer(
+        many=True, allow_null=True, help_text="stream keys holding another type (null: Redis unreachable)"
+    )
+
+
 class WorkerStatusDataSerializer(serializers.Serializer):
     worker_enabled = serializers.BooleanField(help_text="BITRIX_WORKER_ENABLED")
     worker_running = serializers.BooleanField(allow_null=True, help_text="a fresh heartbeat exists")
@@ -52,6 +65,7 @@ class WorkerStatusDataSerializer(serializers.Serializer):
     workers = WorkerSerializer(many=True)
     last_success = MarkSerializer(allow_null=True)
     last_failure = MarkSerializer(allow_null=True)
+    key_problems = key_problems_field()
 
 
 class StreamSerializer(serializers.Serializer):
@@ -77,6 +91,29 @@ class QueuesSerializer(serializers.Serializer):
     webhooks = QueueSerializer()
 
 
+class RedisNodeSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    state = serializers.CharField()
+
+
+class SentinelNodeSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    answers = serializers.BooleanField()
+
+
+class RedisTopologySerializer(serializers.Serializer):
+    """``mode`` "single" (one Redis) or "sentinel" (``REDIS_SENTINELS``); addresses only, never a password."""
+
+    mode = serializers.ChoiceField(choices=["single", "sentinel"])
+    description = serializers.CharField()
+    master_name = serializers.CharField(allow_null=True)
+    master = serializers.CharField(allow_null=True)
+    master_state = serializers.CharField(allow_null=True)
+    replicas = RedisNodeSerializer(many=True)
+    sentinels = SentinelNodeSerializer(many=True)
+    sentinels_seen = serializers.IntegerField()
+
+
 class RedisConfigSerializer(serializers.Serializer):
     host = serializers.CharField(allow_null=True)
     port = serializers.IntegerField()
@@ -84,6 +121,16 @@ class RedisConfigSerializer(serializers.Serializer):
     tls = serializers.BooleanField()
     password_set = serializers.BooleanField()
     prefix = serializers.CharField()
+    topology = RedisTopologySerializer()
+
+
+class ContactsSerializer(serializers.Serializer):
+    """Since the counters began (issue 20): how users' contacts came to be, across all workers."""
+
+    adopted_email = serializers.IntegerField(help_text="existing contacts adopted by e-mail")
+    adopted_phone = serializers.IntegerField(help_text="existing contacts adopted by phone")
+    ambiguous = serializers.IntegerField(help_text="adoptions with several candidates (the oldest was taken)")
+    created = serializers.IntegerField(help_text="contacts created")
 
 
 class SyncStatusDataSerializer(serializers.Serializer):
@@ -98,6 +145,8 @@ class SyncStatusDataSerializer(serializers.Serializer):
     last_success = MarkSerializer(allow_null=True)
     last_failure = MarkSerializer(allow_null=True)
     redis = RedisConfigSerializer()
+    key_problems = key_problems_field()
+    contacts = ContactsSerializer(allow_null=True)
 
 
 class WorkerStatusResponseSerializer(serializers.Serializer):

@@ -5,6 +5,11 @@ When Redis is down the answer is still 200, with ``success: false``, the
 reason in ``message`` and the same ``data`` keys (what needs Redis is null):
 a monitoring probe reads a clear answer instead of a 500 page.
 
+A stream key holding another type (``SET bitrix:webhooks x``) is not "Redis is
+unreachable": the answer stays ``success: true`` with every fact Redis can give,
+``data.key_problems`` names each such key, its type and the fix, and
+``message`` names the keys too.
+
 Access follows the model permission ``crmbridge.view_syncrecord`` (superusers
 have it; ``is_staff`` alone does not, as in the admin). Anonymous requests get
 401 (with ``WWW-Authenticate: Bearer``), signed-in users without the permission
@@ -67,12 +72,22 @@ class DiagnosticsView(APIView):
 
     def get(self, request: Request) -> Response:
         try:
-            body = {"success": True, "message": self.success_message, "data": self.build(get_redis())}
+            data = self.build(get_redis())
+            body = {"success": True, "message": _with_key_problems(self.success_message, data), "data": data}
         except redis.RedisError as exc:
             reason = redis_error_reason(exc)
             logger.warning("[STATUS] %s", reason)
             body = {"success": False, "message": reason, "data": self.build_without_redis()}
         return Response(self.serializer_class(body).data)
+
+
+def _with_key_problems(message: str, data: dict) -> str:
+    """A key of the wrong type is named in the message too: a probe that reads only that sees it."""
+    problems = data.get("key_problems") or []
+    if not problems:
+        return message
+    named = "; ".join(f"{p['key']} is a {p['type']}, not a {p['expected']}" for p in problems)
+    return f"{message}; Redis key(s) of the wrong type: {named} (see data.key_problems for the fix)"
 
 
 @extend_schema_view(get=extend_schema(responses=WorkerStatusResponseSerializer, summary="Worker status (admin only)"))

@@ -1,5 +1,8 @@
 """Read-only facts about a stream and the ``bitrix_workers`` group on it.
 
+A key of another type (``SET bitrix:webhooks x``) is read as a missing stream:
+the other streams' facts are still shown, and ``key_problems`` names it.
+
 A missing stream is not an error: it has length 0, no groups and no last ID
 (nothing was published yet and no worker created it). A stream whose group is
 missing is reported with ``group_exists: False``; then no consumer has read it,
@@ -11,10 +14,16 @@ from __future__ import annotations
 import redis
 
 from crmbridge.redis_io import streams
+from crmbridge.redis_io.key_types import is_wrong_type
 
 # When Redis cannot tell the lag (tombstones after the group's position), it is
 # counted with one bounded XRANGE; past this many entries the count is capped.
 LAG_COUNT_LIMIT = 10_000
+
+
+def _absent(exc: BaseException) -> bool:
+    """No such key, or a key that is not a stream (reported apart, by ``key_problems``)."""
+    return streams.is_no_such_key(exc) or is_wrong_type(exc)
 
 
 def stream_info(client: redis.Redis, stream: str) -> dict:
@@ -22,7 +31,7 @@ def stream_info(client: redis.Redis, stream: str) -> dict:
     try:
         info = client.xinfo_stream(stream)
     except redis.ResponseError as exc:
-        if streams.is_no_such_key(exc):
+        if _absent(exc):
             return {"length": 0, "groups": 0, "last_id": None}
         raise
     last_id = info.get("last-generated-id")
@@ -38,7 +47,7 @@ def group_info(client: redis.Redis, stream: str, group: str = streams.GROUP) -> 
     try:
         rows = client.xinfo_groups(stream)
     except redis.ResponseError as exc:
-        if streams.is_no_such_key(exc):
+        if _absent(exc):
             return None
         raise
     return next((row for row in rows if row.get("name") == group), None)
@@ -118,7 +127,7 @@ def consumers(client: redis.Redis, stream: str, group: str = streams.GROUP, limi
     try:
         rows = client.xinfo_consumers(stream, group)
     except redis.ResponseError as exc:
-        if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
+        if _absent(exc) or streams.is_nogroup(exc):
             return []
         raise
     return [
@@ -146,7 +155,7 @@ def pending_page(
     try:
         rows = client.xpending_range(stream, group, min=start, max="+", count=count, idle=min_idle_ms)
     except redis.ResponseError as exc:
-        if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
+        if _absent(exc) or streams.is_nogroup(exc):
             return []
         raise
     return [
@@ -165,7 +174,7 @@ def pending_entry(client: redis.Redis, stream: str, entry_id: str, group: str = 
     try:
         found = client.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
     except redis.ResponseError as exc:
-        if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
+        if _absent(exc) or streams.is_nogroup(exc):
             return None
         raise
     if not found:
@@ -176,7 +185,13 @@ def pending_entry(client: redis.Redis, stream: str, entry_id: str, group: str = 
 
 def recent_messages(client: redis.Redis, stream: str, count: int = 10) -> list[dict]:
     """The newest ``count`` entries, newest first, as ``XREVRANGE stream + - COUNT 10`` shows them."""
-    return [{"id": entry_id, "fields": fields} for entry_id, fields in client.xrevrange(stream, count=count)]
+    try:
+        entries = client.xrevrange(stream, count=count)
+    except redis.ResponseError as exc:
+        if _absent(exc):
+            return []
+        raise
+    return [{"id": entry_id, "fields": fields} for entry_id, fields in entries]
 
 
 def redis_now_ms(client: redis.Redis) -> int:

@@ -27,6 +27,7 @@ import redis
 
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.config_facts import heartbeat_interval, worker_config
+from crmbridge.diagnostics.key_problems import as_dicts, key_problems
 from crmbridge.diagnostics.stream_status import queue_status, redis_now_ms
 from crmbridge.diagnostics.timestamps import iso_or_none, read_marks
 from crmbridge.redis_io import streams, telemetry
@@ -150,6 +151,7 @@ def worker_status(client: redis.Redis) -> dict:
         "live_workers": sum(1 for w in workers if w["fresh"]),
         "workers": [public_worker(w) for w in workers],
         **read_marks(client),
+        "key_problems": as_dicts(key_problems(client)),
     }
 
 
@@ -172,4 +174,5 @@ def worker_status_without_redis() -> dict:
         "workers": [],
         "last_success": None,
         "last_failure": None,
+        "key_problems": None,
     }

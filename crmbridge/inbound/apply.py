@@ -73,11 +73,8 @@ def local_id_from_origin(entity: str, remote: dict) -> int | None:
     origin = str(remote.get("ORIGIN_ID") or "")
     if originator != settings.BITRIX_ORIGINATOR_ID or "-" not in origin:
         return None
-    suffix = origin.rsplit("-", 1)[1]
-    if not suffix.isascii() or not suffix.isdigit() or len(suffix) > 18:
-        return None
-    local_id = int(suffix)
-    return local_id if mapping.origin_id(entity, local_id) == origin else None
+    local_id = entities.parse_record_id(origin.rsplit("-", 1)[1])
+    return local_id if local_id is not None and mapping.origin_id(entity, local_id) == origin else None
 
 
 def local_states(entity: str, local_ids: list[int]) -> dict[int, LocalState]:

@@ -27,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from crmbridge import entities
+
 SCHEMA_VERSION = "1"
-MAX_ID_DIGITS = 18  # fits a PositiveBigIntegerField
 MAX_DOMAIN_LENGTH = 255
 # A portal time outside these years is not a real event (absurd input).
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
@@ -64,9 +65,10 @@ def parse_bitrix_id(raw: str | None) -> int:
     raw = (raw or "").strip()
     if not raw:
         raise InvalidEvent("missing_id", "data[FIELDS][ID] is required for this event")
-    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_ID_DIGITS or int(raw) <= 0:
+    number = entities.parse_record_id(raw)
+    if number is None:
         raise InvalidEvent("invalid_id", f"data[FIELDS][ID] must be a positive whole number, got {raw[:40]!r}")
-    return int(raw)
+    return number
 
 
 def parse_portal_time(raw: str | None) -> datetime | None:

@@ -38,7 +38,8 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from bitrixsync.throttling import FailureThrottle, client_address, retry_after
+from bitrixsync.client_address import client_address
+from bitrixsync.throttling import FailureThrottle, retry_after
 from crmbridge.inbound.events import (
     HANDLED_EVENTS,
     MAX_DOMAIN_LENGTH,

@@ -62,7 +62,7 @@ class Operation:
         if op not in OPERATIONS:
             raise InvalidMessage(f"unknown operation {op!r}")
         raw_id = fields.get("id", "")
-        # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() refuses or reads oddly.
-        if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18 or int(raw_id) <= 0:
+        local_id = entities.parse_record_id(raw_id)
+        if local_id is None:
             raise InvalidMessage(f"invalid local id {raw_id!r}")
-        return cls(entity=entity, op=op, local_id=int(raw_id), ts=fields.get("ts", ""), src=fields.get("src", ""))
+        return cls(entity=entity, op=op, local_id=local_id, ts=fields.get("ts", ""), src=fields.get("src", ""))

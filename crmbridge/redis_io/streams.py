@@ -48,7 +48,7 @@ def consumed_streams() -> list[str]:
 
 StreamId = tuple[int, int]
 # A full entry ID as a client may send one (a URL path part): checked before it reaches Redis.
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$", re.ASCII)  # ASCII: \d alone also takes "٣"
 
 
 def parse_id(raw: str | bytes) -> StreamId:
@@ -68,7 +68,7 @@ def id_milliseconds(entry_id: str | None) -> int | None:
     if not entry_id:
         return None
     head = entry_id.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None  # "²".isdigit() is True
 
 
 def is_nogroup(exc: BaseException) -> bool:

@@ -1,6 +1,7 @@
 """Periodic chores of a worker, each on its own interval.
 
 * heartbeat (``heartbeat_seconds``; a thread beats too, see ``Heartbeat.start_thread``)
+* while a stream is set aside for its key's type, look at the key again each heartbeat
 * keep held entries' idle time low so live workers do not take them over
 * take over entries of dead consumers: at once for a consumer whose heartbeat
   expired (or that stopped), ``claim_idle_seconds`` for one that never beat;
@@ -8,6 +9,9 @@
 * relay the outbox (operations saved while Redis was unreachable)
 * reconcile (``BITRIX_RECONCILE_INTERVAL``): queue again the records waiting
   with no live message (Redis lost its data; ``crmbridge.worker.reconcile``)
+* watch for a loss of Redis's data (each heartbeat, paused or not: a new
+  ``run_id``, the marker key gone, or NOGROUP reported by the runner) and then
+  reconcile at once, whatever the records' age (``crmbridge.worker.redis_loss``)
 * trim acknowledged stream entries, remove long-idle empty consumers and
   forget the beats of names that are neither live nor consumers
 
@@ -31,7 +35,9 @@ from crmbridge.publishing.outbox import relay_outbox
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.heartbeat import Heartbeat
+from crmbridge.worker.reconcile import LIMIT as RECONCILE_LIMIT
 from crmbridge.worker.reconcile import reconcile
+from crmbridge.worker.redis_loss import LossWatch
 from crmbridge.worker.retry_schedule import RetrySchedule
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
 from crmbridge.worker.trimming import trim_acknowledged
@@ -41,6 +47,8 @@ logger = logging.getLogger("crmbridge.worker")
 RELAY_SECONDS = 0.5
 TRIM_SECONDS = 60.0
 CONSUMER_CLEANUP_SECONDS = 300.0
+LOSS_RECONCILE_ROUNDS = 20  # x reconcile.LIMIT records at once after a loss; the periodic rounds do the rest
+LOSS_LOCK_SECONDS = 30.0  # one worker reconciles a loss; the others see its messages as live
 
 T = TypeVar("T")
 
@@ -53,6 +61,12 @@ class Chores:
     heartbeat: Heartbeat
     config: WorkerConfig
     _last: dict[str, float] = field(default_factory=dict, init=False)
+    _loss: LossWatch | None = field(default=None, init=False)
+    _loss_reason: str = field(default="", init=False)
+
+    def loss_noticed(self, reason: str) -> None:
+        """The runner saw a sign of lost data (NOGROUP): reconcile at the next ``run``."""
+        self._loss_reason = self._loss_reason or reason
 
     def _due(self, chore: str, interval: float) -> bool:
         now = time.monotonic()
@@ -65,6 +79,12 @@ class Chores:
         """Do what is due; return messages to process now: taken over, or this worker's own strays."""
         config = self.config
         self.heartbeat.beat(held=len(self.schedule))
+        if self._due("loss", config.heartbeat_seconds) or self._loss_reason:
+            self.watch_for_loss()
+        if self.consumer.broken:
+            self.schedule.drop_streams(self.consumer.broken)
+            if self._due("key_types", config.heartbeat_seconds):
+                self.consumer.ensure_groups()  # takes back a stream whose key is fixed
         if self._due("touch", config.claim_idle_seconds / 3) and len(self.schedule):
             self.consumer.touch(self.schedule.messages())
         if not paused and self._due("take_over", config.heartbeat_seconds / 4):
@@ -84,6 +104,27 @@ class Chores:
         if self._due("consumers", CONSUMER_CLEANUP_SECONDS):
             self.remove_gone_consumers()
         return []
+
+    def watch_for_loss(self) -> int:
+        """If Redis lost its data since the last look, queue every waiting record with no message again now."""
+        self._loss = self._loss or LossWatch(self.client)
+        reason = self._loss.check() or self._loss_reason
+        self._loss_reason = ""
+        if not reason:
+            return 0
+        if not self.client.set(
+            streams.key("reconcile:loss:lock"), self.consumer.name, nx=True, px=int(LOSS_LOCK_SECONDS * 1000)
+        ):
+            return 0
+        logger.warning("[WORKER] Redis lost data? %s: reconciling now (not waiting for BITRIX_RECONCILE_AFTER)", reason)
+        total = 0
+        for _ in range(LOSS_RECONCILE_ROUNDS):
+            queued = _survive_database_errors("Reconciliation", lambda: reconcile(self.client, older_than=0)) or 0
+            total += queued
+            if queued < RECONCILE_LIMIT:
+                break
+        logger.warning("[WORKER] Reconciliation after the loss: %s record(s) queued again", total)
+        return total
 
     def own_strays(self) -> list[StreamMessage]:
         """This worker's pending entries that nothing holds (a chunk failed mid-way): process them again."""

@@ -69,9 +69,14 @@ def lost_records(client: redis.Redis, *, older_than: float | None = None, limit:
     return [key for key, queued in suspects.items() if still.get(key) == queued]
 
 
-def reconcile(client: redis.Redis) -> int:
-    """Queue every lost record again; returns how many. Logged and counted (outcome ``reconciled``)."""
-    lost = lost_records(client)
+def reconcile(client: redis.Redis, *, older_than: float | None = None) -> int:
+    """Queue every lost record again; returns how many. Logged and counted (outcome ``reconciled``).
+
+    ``older_than`` defaults to ``BITRIX_RECONCILE_AFTER``; 0 right after Redis lost its data
+    (``crmbridge.worker.redis_loss``).
+    """
+    older_than = settings.BITRIX_RECONCILE_AFTER if older_than is None else older_than
+    lost = lost_records(client, older_than=older_than)
     if not lost:
         return 0
     operations = [Operation(entity, _op(entity, local_id), local_id, src="reconcile") for entity, local_id in lost]
@@ -80,7 +85,7 @@ def reconcile(client: redis.Redis) -> int:
     for operation in operations:
         logger.warning(
             "[WORKER] Reconciliation: %s %s waited over %ss with no message in Redis; queued again (%s)",
-            operation.entity, operation.local_id, settings.BITRIX_RECONCILE_AFTER, operation.op,
+            operation.entity, operation.local_id, f"{older_than:g}", operation.op,
         )  # fmt: skip
         telemetry.count(client, "reconciled", operation.entity, operation.op)
     relay_outbox()

@@ -57,6 +57,11 @@ class RetrySchedule:
     def messages(self) -> list[StreamMessage]:
         return [h.message for h in self._held.values()]
 
+    def drop_streams(self, names) -> None:
+        """Forget what is held from these streams (their key was replaced: the entries are gone)."""
+        for key in [key for key in self._held if key[0] in names]:
+            del self._held[key]
+
     def make_all_due(self) -> None:
         for held in self._held.values():
             held.due = 0.0

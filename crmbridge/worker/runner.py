@@ -19,7 +19,12 @@ What survives what:
   ``chores.Chores.take_over``); record locks and the create marker stop the
   takeover from creating a second deal;
 * Redis gone: the loop retries with backoff and recreates the group (NOGROUP)
-  with a pause, so a persisting error cannot spin a CPU;
+  with a pause, so a persisting error cannot spin a CPU; Redis back without its
+  data (new run_id, marker gone, NOGROUP): the waiting records are queued again
+  at once (``redis_loss``);
+* a stream key of another type (``SET bitrix:webhooks x``): that stream is set
+  aside, named in the log with the fix, and the others go on; it is consumed
+  again once the key is a stream or gone (``StreamConsumer.broken``);
 * a bad message: it goes to ``{prefix}dead`` with the reason, the loop goes on;
   an unexpected error in a chunk is isolated: its messages are retried one by one;
 * a configuration error (webhook expired, no rights): the worker pauses, keeps
@@ -46,9 +51,11 @@ from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.redis_io.key_types import is_wrong_type
 from crmbridge.worker.chores import Chores
 from crmbridge.worker.coalescing import RecordCoalescing
 from crmbridge.worker.config import WorkerConfig
+from crmbridge.worker.contact_adoption import start_lookup_check
 from crmbridge.worker.heartbeat import Heartbeat, consumer_name
 from crmbridge.worker.outcome import ChunkOutcome, OutcomeRules
 from crmbridge.worker.record_locks import RecordLocks
@@ -80,6 +87,7 @@ class Worker:
         self.consumer = StreamConsumer(self.redis, name=self.name, stream_names=streams.consumed_streams())
         self.schedule = RetrySchedule()
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
+        self.heartbeat.extra_fields = self._portal_counters
         collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
         self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
         pacer = RecordPacer(self.config.record_interval_seconds, self.config.record_interval_max_seconds)
@@ -97,6 +105,7 @@ class Worker:
         self._sync: SyncBatch | None = None
         self._processors: dict[str, Callable[[list[StreamMessage]], ChunkOutcome]] = {}
         self._previous_handlers: dict[int, object] = {}
+        self._portal_check: threading.Thread | None = None
 
     @property
     def shutdown(self) -> bool:
@@ -109,6 +118,17 @@ class Worker:
         else:
             self._stopping.clear()
 
+    def _portal_counters(self) -> dict:
+        """The portal client's counters for the heartbeat (``bitrixsync_bitrix_*`` in /metrics)."""
+        client = self._bitrix
+        if client is None:
+            return {}
+        return {
+            "bitrix_calls": client.calls,
+            "bitrix_call_seconds_sum": f"{client.call_seconds:.6f}",
+            "bitrix_rejects": client.rejects,
+        }
+
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> int:
         """Run until a signal (or, with ``once``, until nothing is left). Returns the exit code."""
@@ -119,9 +139,11 @@ class Worker:
         code = 0
         try:
             self._start()
+            self._check_portal()
             while not self.shutdown:
                 if not self._guarded_step() and self.once:
                     code = 2 if self.paused_reason else 0
+                    self._finish_portal_check()
                     break
         finally:
             self._stop()
@@ -137,6 +159,15 @@ class Worker:
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._redis_down(exc)
+
+    def _check_portal(self) -> None:
+        """What the portal must allow (one line naming the setting and the fix), checked beside the loop."""
+        self._portal_check = start_lookup_check(self.name)
+
+    def _finish_portal_check(self) -> None:
+        """``--once``: the start-up check's line belongs to this run's output."""
+        if self._portal_check is not None:
+            self._portal_check.join(timeout=self.config.poll_interval + 30)
 
     def _stop(self) -> None:
         self.heartbeat.state = "stopping"
@@ -210,6 +241,8 @@ class Worker:
             self._redis_down(exc)
             return True
         except redis.ResponseError as exc:
+            if is_wrong_type(exc) and self.consumer.find_broken():
+                return True  # that stream is set aside; the others go on at once
             if not streams.is_nogroup(exc):
                 raise
             self._group_missing(exc)
@@ -397,6 +430,7 @@ class Worker:
 
     def _group_missing(self, exc: Exception) -> None:
         logger.warning("[WORKER] NOGROUP (%s): recreating consumer group %s", exc, streams.GROUP)
+        self.chores.loss_noticed(f"NOGROUP ({exc})")  # the stream or group is gone: its messages too
         self._sleep(1.0)  # NOGROUP fails instantly: never spin
         try:
             self.consumer.ensure_groups()

@@ -3,6 +3,12 @@
 The delivery count Redis keeps per pending entry is the retry counter: it
 survives a worker restart and grows when another worker takes an entry over.
 
+A stream whose key holds another type (``SET bitrix:webhooks x``) is set aside
+(``broken``): every read, claim and chore goes on with the other streams, so a
+broken webhooks stream never holds operations back, nor the reverse.
+``ensure_groups`` (at start, and from the chores while one is broken) takes it
+back once the key is a stream again or gone.
+
 Takeover is per consumer (XPENDING ... consumer, then XCLAIM), never XAUTOCLAIM:
 which consumers are dead is decided from their heartbeats
 (``crmbridge.worker.chores``), and XAUTOCLAIM would take from live ones.
@@ -11,15 +17,19 @@ which consumers are dead is decided from their heartbeats
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import redis
 
 from crmbridge.redis_io import streams
+from crmbridge.redis_io.key_types import WrongType, is_wrong_type, wrong_type_keys
 
 logger = logging.getLogger("crmbridge.worker")
 # XPENDING page size when this consumer looks through its own pending list.
 PENDING_PAGE = 500
+# A stream set aside for its key's type is named in the log again this often while it stays so.
+BROKEN_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -42,27 +52,63 @@ class StreamConsumer:
     def __init__(self, client: redis.Redis, *, name: str, stream_names: list[str], group: str = streams.GROUP) -> None:
         self.client = client
         self.name = name
-        self.streams = stream_names
+        self.all_streams = list(stream_names)
         self.group = group
+        self.broken: dict[str, WrongType] = {}  # stream -> its key's wrong type: not consumed
+        self._broken_logged: dict[str, float] = {}
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams consumed now: all but those whose key holds another type."""
+        return [stream for stream in self.all_streams if stream not in self.broken]
 
     # -- group ---------------------------------------------------------------
     def ensure_groups(self) -> None:
         """Create the group on each stream (with MKSTREAM); "already exists" is fine.
 
         The group starts at ``0`` so that operations published before any worker
-        ever ran (the outbox may relay them first) are consumed too.
+        ever ran (the outbox may relay them first) are consumed too. A key of
+        another type sets its stream aside; one that is a stream again (or gone,
+        then created here) is consumed again.
         """
-        for stream in self.streams:
+        for stream in self.all_streams:
             try:
                 self.client.xgroup_create(stream, self.group, id="0", mkstream=True)
                 logger.info("[WORKER] Created consumer group %s on %s", self.group, stream)
             except redis.ResponseError as exc:
+                if is_wrong_type(exc):
+                    self.find_broken([stream])
+                    continue
                 if "BUSYGROUP" not in str(exc):
                     raise
+            self._mark_usable(stream)
+
+    def find_broken(self, candidates: list[str] | None = None) -> bool:
+        """After a WRONGTYPE: set aside the streams whose key holds another type; True if one was newly found."""
+        found = wrong_type_keys(self.client, candidates or self.all_streams)
+        new = [wrong for wrong in found if wrong.key not in self.broken]
+        for wrong in found:
+            self.broken[wrong.key] = wrong
+            if wrong in new or time.monotonic() - self._broken_logged.get(wrong.key, 0.0) >= BROKEN_LOG_SECONDS:
+                self._broken_logged[wrong.key] = time.monotonic()
+                others = ", ".join(self.streams) or "none"
+                logger.error(
+                    "[WORKER] %s: not consuming it (still consuming: %s). Fix: %s",
+                    wrong.describe(), others, wrong.fix(),
+                )  # fmt: skip
+        return bool(new)
+
+    def _mark_usable(self, stream: str) -> None:
+        if self.broken.pop(stream, None) is not None:
+            self._broken_logged.pop(stream, None)
+            logger.warning("[WORKER] Redis key %s is a stream again: consuming it again", stream)
 
     # -- reading -------------------------------------------------------------
     def read_new(self, *, count: int, block_ms: int | None) -> list[StreamMessage]:
-        """New entries (``>``) from all streams, blocking up to ``block_ms`` (None: no block)."""
+        """New entries (``>``) from all usable streams, blocking up to ``block_ms`` (None: no block)."""
+        if not self.streams:  # every key in the way: wait as a read would, then let the chores look again
+            time.sleep((block_ms or 0) / 1000)
+            return []
         reply = self.client.xreadgroup(
             self.group, self.name, {stream: ">" for stream in self.streams}, count=count, block=block_ms
         )
@@ -94,8 +140,15 @@ class StreamConsumer:
         return self.client.xinfo_consumers(stream, self.group)
 
     def consumers_with_pending(self, stream: str) -> list[dict]:
-        """Other consumers of the group on ``stream`` that hold entries."""
-        return [c for c in self.consumers(stream) if c["pending"] and c["name"] != self.name]
+        """Other consumers of the group on ``stream`` that hold entries (none if the stream or group is gone:
+        the next read meets NOGROUP and the runner recreates the group)."""
+        try:
+            found = self.consumers(stream)
+        except redis.ResponseError as exc:
+            if streams.is_no_such_key(exc) or streams.is_nogroup(exc):
+                return []
+            raise
+        return [c for c in found if c["pending"] and c["name"] != self.name]
 
     def claim_from(self, stream: str, consumer: str, *, min_idle_ms: int, count: int) -> list[StreamMessage]:
         """Take over up to ``count`` of ``consumer``'s entries idle at least ``min_idle_ms``.

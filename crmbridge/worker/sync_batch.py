@@ -10,7 +10,9 @@ The path of a chunk:
 5. look up what must be known first, in one ``batch``: records whose earlier
    ``add`` may have reached Bitrix (``ORIGIN_ID`` search, so a crash between
    Bitrix's answer and our write-back never makes a duplicate) and contacts to
-   update (their multifield IDs, so an e-mail is replaced, not appended);
+   update (their multifield IDs, so an e-mail is replaced, not appended); then
+   the contacts still to be created are looked for among the portal's existing
+   customers (``contact_adoption``, one grouped lookup for the chunk);
 6. send the writes in ``batch`` requests of up to 50 commands; a deal whose
    contact is new rides in the same request and references it with
    ``$result[...]``;
@@ -30,9 +32,11 @@ from crmbridge import entities
 from crmbridge.bitrix import mapping
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.commands import result_ref
+from crmbridge.bitrix.contact_match import adopted_contact_fields, is_ours
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.publishing.messages import InvalidMessage, Operation
 from crmbridge.worker import write_back
+from crmbridge.worker.contact_adoption import adopt_existing, count_outcomes
 from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.outcome import ChunkOutcome
 from crmbridge.worker.record_locks import RecordLocks
@@ -176,8 +180,9 @@ class SyncBatch:
                     continue
                 if task.creating and task.local_id in suspects:
                     origin = mapping.origin_id(entity, task.local_id)
-                    # A contact found here is updated next: its multifield IDs are needed too.
-                    select = ["ID", "EMAIL", "PHONE"] if entity == "contact" else ["ID"]
+                    # A contact found here is updated next: its multifield IDs are needed too, and
+                    # its origin, which tells our contact (replace its e-mail) from an adopted one.
+                    select = ["ID", "EMAIL", "PHONE", "ORIGINATOR_ID", "ORIGIN_ID"] if entity == "contact" else ["ID"]
                     # Exact match on both: another system's "order-12" on a shared portal is not ours.
                     exact = {"=ORIGIN_ID": origin, "=ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID}
                     params = {"filter": exact, "select": select, "start": -1}
@@ -192,6 +197,7 @@ class SyncBatch:
                 self._apply_lookup(by_key[key[1:]], key[0], value)
             for key, error in result.errors.items():
                 by_key[key[1:]].error = error
+        adopt_existing(self.client, tasks, max_commands=self.max_commands)  # existing customers (issue 20)
         adopted = {t.local_id: t.bitrix_id for t in tasks if t.entity == "contact" and t.adopted}
         for task in tasks:  # the owner loaded with a deal is another object: tell it the adopted contact
             if task.entity == "deal" and task.record.owner_id in adopted:
@@ -297,7 +303,7 @@ class SyncBatch:
     def _command(self, task: RecordTask, commands: dict, outcome: ChunkOutcome) -> tuple[str, dict] | None:
         try:
             if task.entity == "contact":
-                fields = mapping.contact_fields(task.record, existing=task.existing)
+                fields = self._contact_fields(task)
             else:
                 fields = mapping.deal_fields(task.record, contact_id=self._contact_for(task, commands))
         except ContactMissing as exc:
@@ -312,6 +318,13 @@ class SyncBatch:
         if task.creating:
             return (entity.method("add"), {"fields": fields, "params": params})
         return (entity.method("update"), {"id": task.bitrix_id, "fields": fields, "params": params})
+
+    @staticmethod
+    def _contact_fields(task: RecordTask) -> dict:
+        """Ours: the user's fields, e-mail and phone replaced. Adopted (the sales team's): additions only."""
+        if task.creating or is_ours(task.existing, task.local_id):
+            return mapping.contact_fields(task.record, existing=task.existing)
+        return adopted_contact_fields(task.record, task.existing or {})
 
     def _contact_for(self, deal: RecordTask, commands: dict) -> int | str:
         """The deal's CONTACT_ID: known, created earlier in this chunk, or a reference into this request.
@@ -351,6 +364,7 @@ class SyncBatch:
             return
         created = [(t.entity, t.local_id, t.new_id) for t, _ in succeeded if t.new_id is not None]
         write_back.record_success(created=created, synced=[(t.entity, t.local_id) for t, ok in succeeded if ok])
+        count_outcomes({"created": sum(1 for entity, _, _ in created if entity == "contact")})
         for task, complete in succeeded:
             if task.new_id is not None:
                 if task.entity == "contact":

@@ -7,7 +7,9 @@ DNS rebinding: a foreign name resolving to 127.0.0.1), so control requests
 are refused with 403 unless (``cross_site_reason``):
 
 * ``Host`` names a loopback address or the address the sandbox is bound to,
-* ``Origin``, when sent, is the sandbox itself (same host rules), and
+* ``Origin``, when sent, is the sandbox itself: ``http``, the same host rules,
+  and the sandbox's own port (another local server is another origin: a page
+  it serves must not drive the sandbox), and
 * ``Sec-Fetch-Site``, when sent, is ``same-origin`` or ``none``.
 
 Tests, benchmarks and scripts (no Origin, Host 127.0.0.1) are unaffected; so
@@ -42,17 +44,26 @@ LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _DEAL_ACTION = re.compile(r"^/_sandbox/deals/(?P<id>\d+)/(?P<action>stage|delete)/?$")
 
 
-def cross_site_reason(headers: Mapping[str, str], bound_host: str) -> str:
+def cross_site_reason(headers: Mapping[str, str], bound_host: str, bound_port: int) -> str:
     """Why this control request looks cross-site ("" when it does not); see the module docstring."""
     allowed = LOOPBACK_NAMES | ({bound_host} - {"0.0.0.0", "::", ""})
     if _host_name(headers.get("Host", "")) not in allowed:
         return "control requests must use a loopback Host (127.0.0.1, localhost)"
     origin = headers.get("Origin")
-    if origin is not None and _host_name(urlsplit(origin).netloc) not in allowed:
+    if origin is not None and not _is_own_origin(origin, allowed, bound_port):
         return "cross-origin control requests are refused"
     if headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         return "cross-site control requests are refused"
     return ""
+
+
+def _is_own_origin(origin: str, allowed_hosts: frozenset[str] | set[str], port: int) -> bool:
+    """``http://<an allowed host>:<port>``: the sandbox's own pages, nothing else."""
+    try:
+        parts = urlsplit(origin)
+        return parts.scheme == "http" and _host_name(parts.netloc) in allowed_hosts and (parts.port or 80) == port
+    except ValueError:  # a port out of range
+        return False
 
 
 def _host_name(netloc: str) -> str:

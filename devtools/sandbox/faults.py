@@ -33,6 +33,8 @@ class Faults:
     auth_error: str | None = None  # e.g. "expired_token": every request fails with it
     # method -> Unix time until which it answers 429 OPERATION_TIME_LIMIT
     operation_limits: dict[str, float] = field(default_factory=dict)
+    # methods the webhook may not call (its user lacks the rights): 403 insufficient_scope
+    denied_methods: list[str] = field(default_factory=list)
     seed: int | None = None
 
 
@@ -56,6 +58,8 @@ class FaultInjector:
             for name, value in changes.items():
                 if name == "operation_limits":
                     value = _blocks_from_now(value or {})
+                elif name == "denied_methods":
+                    value = [str(method).lower() for method in value or []]
                 elif name.endswith(("_share", "_seconds", "_ms")):
                     value = float(value)
                 setattr(self.faults, name, value)
@@ -69,7 +73,8 @@ class FaultInjector:
             self._random = random.Random()
 
     def snapshot(self) -> Faults:
-        return Faults(**{**asdict(self.faults), "operation_limits": dict(self.faults.operation_limits)})
+        faults = asdict(self.faults)
+        return Faults(**{**faults, "operation_limits": dict(faults["operation_limits"])})
 
     def roll(self, share: float) -> bool:
         if share <= 0:

@@ -103,7 +103,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         body = self._body()
         if parts.path.startswith("/_sandbox/"):
-            refusal = control.cross_site_reason(self.headers, self.server.server_address[0])
+            refusal = control.cross_site_reason(self.headers, *self.server.server_address[:2])
             if refusal:
                 return Reply(403, {"error": "FORBIDDEN", "error_description": refusal})
             return control.handle(self.server.portal, self.command, parts.path, body)

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 from devtools.sandbox import crm
+from devtools.sandbox.duplicates import find_by_communication
 from devtools.sandbox.errors import RestError
 from devtools.sandbox.events import EventSender
 from devtools.sandbox.store import RecordStore
@@ -38,6 +39,7 @@ class CrmMethods:
     def table(self) -> dict[str, Method]:
         """Method name (lower case) -> handler."""
         methods: dict[str, Method] = {"profile": self.profile}
+        methods["crm.duplicate.findbycomm"] = lambda params, caller: Outcome(find_by_communication(self.store, params))
         for spec in crm.ENTITIES.values():
             prefix = f"crm.{spec.name}"
             methods[f"{prefix}.add"] = partial(self.add, spec)

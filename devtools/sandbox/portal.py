@@ -110,7 +110,7 @@ class Portal:
         auth_error = self.faults.faults.auth_error
         if auth_error:
             self.stats.count("faults", "auth_error")
-            raise RestError(AUTH_ERRORS[auth_error], auth_error, _AUTH_DESCRIPTIONS.get(auth_error, auth_error))
+            raise RestError(AUTH_ERRORS[auth_error], auth_error, AUTH_DESCRIPTIONS.get(auth_error, auth_error))
         return Caller(user_id=user_id, own=user_id == self.integration_user)
 
     def _check_limit(self) -> None:
@@ -140,6 +140,9 @@ class Portal:
         handler = self.methods.get(method)
         if handler is None:
             raise RestError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
+        if method in self.faults.faults.denied_methods:
+            self.stats.count("faults", "denied_method")
+            raise RestError(403, "insufficient_scope", AUTH_DESCRIPTIONS["insufficient_scope"])
         blocked = self.faults.method_blocked_until(method)
         if blocked is not None:
             self.stats.count("faults", "operation_limit")
@@ -233,7 +236,7 @@ class Portal:
         self.crm.delete(crm.DEAL, {"id": deal_id}, _MANAGER)
 
 
-_AUTH_DESCRIPTIONS = {
+AUTH_DESCRIPTIONS = {
     "expired_token": "The access token provided has expired.",
     "invalid_token": "The access token provided is invalid.",
     "ACCESS_DENIED": "REST API is available only on commercial plans.",

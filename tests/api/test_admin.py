@@ -100,10 +100,11 @@ def test_admin_login_says_the_email_works(client):
     assert "Username or e-mail" in client.get("/admin/login/").content.decode()
 
 
-def test_an_email_that_is_another_users_username_signs_in_that_user(client, admin_user, django_user_model):
-    # Usernames may contain "@": an exact username match wins over an e-mail match.
+def test_an_email_signs_in_its_owner_even_when_another_user_has_it_as_username(client, admin_user, django_user_model):
+    # Issue 19 item 3: the e-mail wins (an older account may hold it as its username).
     django_user_model.objects.create_user(
         username="admin@example.com", email="other@example.com", password="Other-pass-77", is_staff=True
     )
 
-    assert sign_in(client, "admin@example.com", "Other-pass-77").status_code == 302
+    assert sign_in(client, "admin@example.com", "Other-pass-77").status_code == 200  # refused: not that account
+    assert sign_in(client, "admin@example.com").status_code == 302

@@ -247,3 +247,27 @@ def test_a_second_terminal_sees_the_stacks_settings(stack_factory):
 def test_describe_url_hides_the_password():
     assert describe_url("rediss://:s3cret@host:6380/2") == "rediss://:****@host:6380/2"
     assert describe_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_a_hung_worker_is_restarted_with_the_reason(stack_factory):
+    """Issue 19 item 12: a worker that runs but stopped beating (here: SIGSTOP) is killed and started again."""
+    import socket
+
+    import redis
+
+    stack = stack_factory(BITRIX_WEBHOOK_URL="http://127.0.0.1:9/rest/1/dummy/", BITRIX_WORKER_HEARTBEAT="0.5")
+    first = stack.pid_of("worker")
+    client = redis.Redis(port=stack.redis_port, decode_responses=True)
+    consumer = f"worker_{socket.gethostname()}-{first}"
+    stack.wait_for(lambda: client.hget("bitrix:worker_beats", consumer), what="the worker's first heartbeat")
+
+    os.kill(first, signal.SIGSTOP)  # alive for the OS, silent for everyone else
+
+    stack.wait_for(lambda: stack.output().count("started worker") == 2, what="the hung worker restarted", timeout=30)
+    assert re.search(r"worker HUNG \(pid \d+\): no heartbeat for \d+ s \(3 beats of 0\.5 s\)", stack.output())
+    assert "worker DIED" not in stack.output()
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)  # killed and reaped, not left stopped
+    second = stack.pid_of("worker")
+    stack.wait_for(lambda: client.hget("bitrix:worker_beats", f"worker_{socket.gethostname()}-{second}"),
+                   what="the new worker beating")  # fmt: skip

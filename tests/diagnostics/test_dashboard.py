@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import contact_counts, streams
 from tests.diagnostics.helpers import add_dead_letters, beat, create_group, deliver, publish
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +48,18 @@ def test_dashboard_shows_every_section(staff_browser, redis_client, secret_webho
     assert "https://example.bitrix24.test/rest/1/****/" in page
     assert secret_webhook not in page
     assert 'value="retry_pending:' in page and 'value="requeue:' in page and 'value="test_connection"' in page
+
+
+def test_dashboard_counts_adopted_and_created_contacts(staff_browser, redis_client):
+    """Issue 20, item 8: the summary shows contacts adopted (by e-mail, by phone, ambiguous) and created."""
+    contact_counts.add(redis_client, {"adopted_email": 4, "adopted_phone": 2, "ambiguous": 1, "created": 9})
+
+    page = staff_browser.get(DASHBOARD).content.decode()
+
+    tile = page[page.index('id="bitrix-contacts"') :]
+    tile = tile[: tile.index("</div>")]
+    assert "6 adopted" in tile
+    assert "by e-mail 4, by phone 2, ambiguous 1; created 9" in tile
 
 
 def test_dashboard_is_listed_in_the_admin_index_and_its_link_leads_there(staff_browser):
@@ -312,6 +324,19 @@ def test_a_healthy_system_is_green(staff_browser, redis_client, sandbox):
     assert 'id="bitrix-problems"' not in page
 
 
+def test_a_skipped_check_is_neither_ok_nor_a_problem(staff_browser, redis_client, sandbox):
+    """Issue 19 item 13: the portal call is skipped on the dashboard; "13 of 14 OK" read as one failing."""
+    create_group(redis_client)
+    beat(redis_client)
+
+    response = staff_browser.get(DASHBOARD)
+
+    verdict = response.context["verdict"]
+    assert verdict["skipped"] >= 1 and verdict["passed"] == verdict["total"]  # the portal calls
+    shown = f"{verdict['passed']} of {verdict['total']} checks OK, {verdict['skipped']} skipped"
+    assert shown in response.content.decode()
+
+
 def test_no_worker_is_a_failing_verdict_naming_the_worker(staff_browser, redis_client, sandbox):
     create_group(redis_client)
 
@@ -378,3 +403,46 @@ def test_pending_rows_name_their_record(staff_browser, redis_client):
     page = staff_browser.get(DASHBOARD).content.decode()
 
     assert "/admin/accounts/user/1/change/" in page and "/admin/accounts/user/2/change/" in page
+
+
+# Issue 19 item 13: the confirmation names the record of every message it lists. --------------
+
+
+def confirmation_rows(response) -> list[str]:
+    import re
+
+    body = response.content.decode().split('id="bitrix-confirm"')[1].split("</ul>")[0]
+    return [re.sub(r"<[^>]+>|\s+", " ", item).split() for item in body.split("<li>")[1:]]
+
+
+def test_the_requeue_confirmation_names_each_letters_record(staff_browser, redis_client):
+    dead_ids = add_dead_letters(redis_client, 2)
+
+    response = staff_browser.post(ACTION, {"action": "requeue", "ids": dead_ids, "next": DASHBOARD})
+
+    rows = confirmation_rows(response)
+    assert [row[0] for row in rows] == dead_ids
+    assert [" ".join(row[1:]) for row in rows] == ["deal: order 1", "deal: order 2"]
+
+
+def test_the_confirmation_of_pending_messages_names_their_records(staff_browser, redis_client):
+    create_group(redis_client)
+    publish(redis_client, 1, entity="contact")
+    ((entry_id, _),) = deliver(redis_client, 1)
+
+    response = staff_browser.post(ACTION, {"action": f"retry_pending:{entry_id}", "next": DASHBOARD})
+
+    assert confirmation_rows(response) == [[entry_id, "contact:", "user", "1"]]
+
+
+def test_the_confirmation_says_when_a_message_names_no_valid_record(staff_browser, redis_client):
+    redis_client.xadd(streams.dead_letter_stream(), {"payload": '{"entity": "deal", "id": "\\u00b2"}'})
+    ((dead_id, _),) = redis_client.xrange(streams.dead_letter_stream())
+    gone = "1-1"
+
+    response = staff_browser.post(ACTION, {"action": "delete", "ids": [dead_id, gone], "next": DASHBOARD})
+
+    assert confirmation_rows(response) == [
+        [dead_id, "no", "valid", "record", "(deal", "²)"],
+        [gone, "no", "longer", "there"],
+    ]

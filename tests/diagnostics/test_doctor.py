@@ -272,3 +272,27 @@ def test_strict_turns_warnings_into_failures(healthy):
 
     assert run_command("--skip-bitrix")[0] == 0
     assert run_command("--skip-bitrix", "--strict")[0] == 1
+
+
+# Issue 20: existing customers ----------------------------------------------------------------
+
+
+def test_contact_matching_needs_the_duplicate_search(healthy, sandbox, settings):
+    """One line naming BITRIX_CONTACT_MATCH and the fix when the webhook may not call findbycomm."""
+    assert doctor()["bitrix.contact_match"].status == OK
+    sandbox.set_faults(denied_methods=["crm.duplicate.findbycomm"])
+
+    found = doctor()["bitrix.contact_match"]
+
+    assert found.status == FAIL
+    assert found.summary.startswith("BITRIX_CONTACT_MATCH=email,phone: the webhook may not call ")
+    assert "BITRIX_CONTACT_MATCH=off" in found.summary and "BITRIX_CONTACT_MATCH=off" in found.fix
+    settings.BITRIX_CONTACT_MATCH = ()
+    assert doctor()["bitrix.contact_match"].status == OK  # off: nothing to call
+
+
+def test_contact_matching_check_leaves_a_refused_webhook_to_the_api_check(healthy, sandbox):
+    sandbox.set_faults(auth_error="expired_token")
+
+    assert doctor()["bitrix.contact_match"].status == OK
+    assert doctor()["bitrix.api"].status == FAIL

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from tests.diagnostics.helpers import add_dead_letters, beat, create_group, deliver, publish
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +111,31 @@ def test_redis_down_still_answers(private_redis):
 
     assert response.status_code == 200
     assert samples(response)[("bitrixsync_redis_up", ())] == 0
+
+
+ENVELOPE_KEYS = {"success", "message", "data"}
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_other_methods_answer_in_the_envelope(method):
+    """Issue 19 item 13: an anonymous POST was Django's CSRF 403, outside the operators' envelope."""
+    browser = Client(enforce_csrf_checks=True)  # as a real client: no CSRF token
+
+    anonymous = getattr(browser, method)("/metrics")
+    with_token = getattr(browser, method)("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    assert anonymous.status_code == 401
+    assert set(anonymous.json()) == ENVELOPE_KEYS and anonymous.json()["success"] is False
+    assert with_token.status_code == 405
+    assert set(with_token.json()) == ENVELOPE_KEYS and "GET" in with_token["Allow"]
+
+
+def test_contact_outcomes_are_prometheus_counters(redis_client):
+    """Issue 20, item 8: contacts adopted by e-mail / phone, ambiguous, created, summed over all workers."""
+    contact_counts.add(redis_client, {"adopted_email": 3, "adopted_phone": 1, "ambiguous": 2})
+    contact_counts.add(redis_client, {"created": 7})
+
+    found = samples(scrape())
+
+    for outcome, value in {"adopted_email": 3, "adopted_phone": 1, "ambiguous": 2, "created": 7}.items():
+        assert found[("bitrixsync_contacts_total", (("outcome", outcome),))] == value

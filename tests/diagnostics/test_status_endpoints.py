@@ -8,7 +8,7 @@ import pytest
 
 from crmbridge.models import OutboxEntry
 from crmbridge.publishing.outbox import waiting_entries
-from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io import contact_counts, streams, telemetry
 from tests.diagnostics.helpers import beat, create_group, deliver, mark, publish
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ SPEC_WORKER_KEYS = {
 }  # fmt: skip
 WORKER_EXTRA_KEYS = {
     "pending_delivered", "lag", "oldest_pending_age_seconds", "pause_reason", "live_workers", "workers",
-    "last_success", "last_failure",
+    "last_success", "last_failure", "key_problems",
 }  # fmt: skip
 WORKER_ROW_KEYS = {
     "name", "host", "pid", "started_at", "last_beat", "last_beat_age_seconds", "fresh", "state",
@@ -31,6 +31,7 @@ WORKER_ROW_KEYS = {
 SPEC_SYNC_KEYS = {"operations_stream", "webhooks_stream", "total_messages", "bitrix_configured"}
 SYNC_EXTRA_KEYS = {
     "bitrix_enabled", "queues", "dead_letter_count", "outbox_backlog", "last_success", "last_failure", "redis",
+    "key_problems", "contacts",
 }  # fmt: skip
 QUEUE_KEYS = {
     "stream", "group", "group_exists", "lag", "pending", "unacknowledged", "consumers",
@@ -83,6 +84,19 @@ def test_sync_status_has_the_specification_shape(admin_client_api, redis_client,
     assert set(data["queues"]) == {"operations", "webhooks"}
     assert set(data["queues"]["operations"]) == QUEUE_KEYS
     assert data["redis"]["password_set"] is False
+
+
+def test_sync_status_counts_how_contacts_came_to_be(admin_client_api, redis_client):
+    """Issue 20, item 8: adopted by e-mail / phone, ambiguous, created; shared by every worker (Redis)."""
+    assert admin_client_api.get(SYNC_URL).json()["data"]["contacts"] == {
+        "adopted_email": 0, "adopted_phone": 0, "ambiguous": 0, "created": 0,
+    }  # fmt: skip
+    contact_counts.add(redis_client, {"adopted_email": 2, "ambiguous": 1})
+    contact_counts.add(redis_client, {"adopted_phone": 1, "created": 5})  # another worker
+
+    data = admin_client_api.get(SYNC_URL).json()["data"]
+
+    assert data["contacts"] == {"adopted_email": 2, "adopted_phone": 1, "ambiguous": 1, "created": 5}
 
 
 def test_missing_streams_are_empty_not_errors(admin_client_api):
@@ -219,3 +233,12 @@ def test_no_secret_in_any_answer(admin_client_api, redis_client, secret_webhook,
     text = admin_client_api.get(url).content.decode()
 
     assert secret_webhook not in text
+
+
+def test_without_sentinel_the_topology_says_single_redis(admin_client_api, private_redis):
+    topology = admin_client_api.get(SYNC_URL).json()["data"]["redis"]["topology"]
+
+    assert topology["mode"] == "single"
+    assert topology["description"].startswith("single Redis")
+    assert topology["master"] == f"127.0.0.1:{private_redis.port}"
+    assert (topology["replicas"], topology["sentinels"], topology["sentinels_seen"]) == ([], [], 0)

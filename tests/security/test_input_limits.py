@@ -12,6 +12,7 @@ import json
 import pytest
 
 from tests.inbound.conftest import TOKEN, event_form
+from tests.wsgi_client import call_asgi, call_wsgi
 
 JSON_PATHS = ["/auth/token", "/auth/register", "/orders", "/profile"]
 ODD_CHARSETS = ["rot13", "zlib_codec", "bz2", "base64", "hex", "uu", "quopri", "utf-7", "utf-16", "no-such-charset"]
@@ -60,6 +61,96 @@ def test_the_webhook_refuses_a_non_utf8_charset(anon_client, settings, charset):
     )
 
     assert_json_error(response, 415)
+
+
+# Issue 19 item 4: Django decodes with the *last* charset parameter and reads RFC 2231's charset*=;
+# the guard read only the first plain one.
+TRICK_CONTENT_TYPES = [
+    "application/json; charset=utf-8; charset=rot13",
+    "application/json; charset*=utf-8''bz2",
+    "application/json; charset*=UTF-8''rot13",
+    "application/json; charset=utf-8; charset*=utf-8''zlib_codec",
+    "application/json; charset=utf-8; charset=utf-8",  # several charset parameters: refused, whatever they say
+    "application/json; charset*0*=utf-8''rot; charset*1=13",  # RFC 2231 continuations
+]
+# Django's parser raises ValueError on these while building the request, before any middleware: the test
+# client builds a plain WSGIRequest, so they are sent to the project's WSGI application itself.
+UNPARSABLE_CONTENT_TYPES = [
+    "application/json; charset*=no-such-codec''utf-8",  # ValueError
+    "application/json; x*=bogus''v",
+    "application/json; charset*0*=utf-8''utf; charset*=utf-8''v",  # TypeError in the standard library's email
+]
+JSON_METHODS = [("post", "/auth/token"), ("post", "/auth/register"), ("patch", "/profile"), ("post", "/orders")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path"), JSON_METHODS)
+@pytest.mark.parametrize("content_type", TRICK_CONTENT_TYPES)
+def test_charset_tricks_are_415_json(alice_client, method, path, content_type):
+    alice_client.raise_request_exception = False
+    body = b'{"email": "a@example.com", "password": "x", "service_id": "welding", "quantity": 1}'
+
+    response = getattr(alice_client, method)(path, data=body, content_type=content_type)
+
+    assert_json_error(response, 415)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("content_type", TRICK_CONTENT_TYPES)
+def test_charset_tricks_on_the_webhook_are_415(anon_client, settings, debug, content_type):
+    from urllib.parse import urlencode
+
+    settings.BITRIX_INBOUND_TOKEN = TOKEN
+    settings.DEBUG = debug
+    anon_client.raise_request_exception = False
+    form_type = content_type.replace("application/json", "application/x-www-form-urlencoded")
+
+    response = anon_client.post("/bitrix/webhook", data=urlencode(event_form()).encode(), content_type=form_type)
+
+    assert_json_error(response, 415)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/auth/token", "/auth/register", "/orders", "/bitrix/webhook", "/admin/login/"])
+@pytest.mark.parametrize("content_type", UNPARSABLE_CONTENT_TYPES)
+def test_an_unparsable_content_type_is_415_from_the_wsgi_application(path, content_type):
+    from bitrixsync.wsgi import application
+
+    status, headers, body = call_wsgi(application, path, content_type, b'{"email": "a@example.com"}')
+
+    if path.startswith("/admin/"):
+        assert status in (200, 403)  # the admin's own answer (CSRF): the request was built, no 500
+    else:
+        assert status == 415 and headers["Content-Type"].startswith("application/json"), body[:300]
+        assert json.loads(body)["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("content_type", UNPARSABLE_CONTENT_TYPES)
+def test_an_unparsable_content_type_is_415_from_the_asgi_application(content_type):
+    from bitrixsync.asgi import application
+
+    status, body = call_asgi(application, "/auth/token", content_type, b'{"email": "a@example.com"}')
+
+    assert status == 415, body[:300]
+    assert json.loads(body)["detail"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset*=utf-8''utf-8",
+        'application/json; charset="utf-8"',
+        "application/json; Charset=UTF-8",
+    ],
+)
+def test_one_utf8_charset_in_any_spelling_is_fine(anon_client, content_type):
+    response = anon_client.post(
+        "/auth/token", data=b'{"email": "x@example.com", "password": "nope"}', content_type=content_type
+    )
+
+    assert response.status_code == 400  # bad credentials: the body was read
 
 
 @pytest.mark.django_db

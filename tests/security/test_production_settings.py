@@ -33,6 +33,47 @@ def test_no_secret_key_without_debug_refuses_to_start():
     assert "django-insecure" not in result.stderr
 
 
+def test_the_public_development_key_refuses_to_start_in_production():
+    """Issue 19 item 8: it passed `check` with DEBUG off."""
+    from bitrixsync.production import DEVELOPMENT_KEY
+
+    result = manage("check", SECRET_KEY=DEVELOPMENT_KEY, DEBUG="false")
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stderr.startswith("Configuration error: SECRET_KEY") and len(result.stderr.splitlines()) == 1
+    assert DEVELOPMENT_KEY not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "django-insecure-" + "k7Qz!pW2" * 8,  # Django's insecure prefix, however long
+        "Short-but-varied-key-9f8e7d",  # fewer than 50 characters
+        "ab" * 40,  # fewer than 5 distinct characters
+    ],
+)
+def test_every_key_the_deploy_check_calls_insecure_is_refused_without_debug(monkeypatch, key):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from bitrixsync.production import secret_key
+
+    monkeypatch.delenv("PYTEST_VERSION")  # as in production: no tests-only fallback
+
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY") as raised:
+        secret_key(key, debug=False)
+    assert key not in str(raised.value)
+    assert secret_key(key, debug=True) == key  # development keeps whatever it was given
+
+
+def test_a_strong_key_is_used_as_it_is(monkeypatch):
+    from bitrixsync.production import secret_key
+
+    monkeypatch.delenv("PYTEST_VERSION")
+    key = "q8Vd-3kLm_Zp0Rt7Yw2Xs9Nc4Hb6Jf1Ge5Ua8Ti3Oy7Pr0Ek2Wl"
+
+    assert secret_key(key, debug=False) == key
+
+
 def test_the_build_only_key_allows_collectstatic_and_nothing_else(tmp_path):
     assert manage("check", DEBUG="false", DJANGO_BUILD_STEP="collectstatic").returncode != 0
 

@@ -47,6 +47,16 @@ def test_cross_site_requests_are_403(sandbox, headers):
     assert control(sandbox, "/_sandbox/stats", method="GET", **headers) == 403
 
 
+def test_an_origin_on_another_port_or_scheme_is_403(sandbox):
+    """Issue 19 item 13: another local server (another port) is another origin, and another site."""
+    port = int(sandbox.base_url.rsplit(":", 1)[1])
+    other = 9999 if port != 9999 else 9998
+    for origin in (f"http://127.0.0.1:{other}", f"http://localhost:{other}", "http://127.0.0.1",
+                   f"https://127.0.0.1:{port}", f"http://[::1]:{other}"):  # fmt: skip
+        assert control(sandbox, "/_sandbox/reset", Origin=origin) == 403, origin
+    assert control(sandbox, "/_sandbox/reset", Origin=f"http://localhost:{port}") == 200
+
+
 def test_rest_calls_are_not_affected_by_the_check(sandbox):
     request = urllib.request.Request(f"{sandbox.webhook_url}profile.json", headers={"Origin": "https://evil.example"})
     with urllib.request.urlopen(request, timeout=5) as response:

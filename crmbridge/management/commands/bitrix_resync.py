@@ -8,6 +8,11 @@ Examples::
 
 Safe to run again: the worker syncs each record's current state, so a
 duplicate message only repeats an update.
+
+Users without a contact are first matched against the portal's existing
+customers (``BITRIX_CONTACT_MATCH``; 500 users per lookup request): an adopted
+contact's ID is written back, so the user is queued as an update. ``--dry-run``
+prints, per user, the contact it would adopt (or that one would be created).
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ import argparse
 import sys
 from datetime import date
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from crmbridge import entities as registry
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.contact_match import matching_modes
+from crmbridge.bitrix.errors import BitrixError
 from crmbridge.publishing.outbox import waiting_entries
-from crmbridge.publishing.resync import resync, resync_plan
+from crmbridge.publishing.resync import resync, resync_plan, selection
+from crmbridge.worker.contact_adoption import backfill
 
 
 class Command(BaseCommand):
@@ -41,6 +51,8 @@ class Command(BaseCommand):
             raise CommandError("--chunk-size must be at least 1")
         entities = ["deal"] if options["orders"] else ["contact"] if options["users"] else list(registry.NAMES)
         selection = {"entities": entities, "missing_only": options["missing_only"], "since": options["since"]}
+        if "contact" in entities and matching_modes():
+            self.match_existing_customers(since=options["since"], dry_run=options["dry_run"])
         plan = resync_plan(**selection)
         for entity, ops in plan.items():
             label = registry.get(entity).plural_label
@@ -52,6 +64,45 @@ class Command(BaseCommand):
         with tqdm(total=total, unit="record", desc="Queuing", file=sys.stderr, disable=None) as bar:
             queued = resync(**selection, chunk_size=options["chunk_size"], on_progress=bar.update)
         self.report(queued)
+
+    def match_existing_customers(self, *, since: date | None, dry_run: bool) -> None:
+        """Users without a contact: adopt the portal's existing customer where there is one (see the docstring)."""
+        users = users_to_match(since)
+        total = users.count()
+        if not total:
+            return
+        try:
+            client = BitrixClient.from_settings()
+        except ImproperlyConfigured as exc:
+            self.stdout.write(f"Existing customers not looked up: {exc}")
+            return
+        found = {"email": 0, "phone": 0, "ambiguous": 0, "none": 0}
+        try:
+            with tqdm(total=total, unit="user", desc="Matching", file=sys.stderr, disable=None) as bar:
+                for planned in backfill(
+                    client, users.iterator(chunk_size=500), dry_run=dry_run, on_progress=bar.update
+                ):
+                    self._tally(found, planned)
+                    if dry_run or planned.match is not None:
+                        self.stdout.write(planned.describe(dry_run=dry_run))
+        except BitrixError as exc:
+            self.stdout.write(f"Existing customers not looked up ({exc}); the worker looks each new user up.")
+            return
+        finally:
+            client.close()
+        verb = "would adopt" if dry_run else "adopted"
+        self.stdout.write(
+            f"Existing customers: {verb} {found['email']} by e-mail and {found['phone']} by phone "
+            f"({found['ambiguous']} with several matches: the oldest); {found['none']} without a match."
+        )
+
+    @staticmethod
+    def _tally(found: dict[str, int], planned) -> None:
+        if planned.match is None:
+            found["none"] += 1
+            return
+        found[planned.match.by] += 1
+        found["ambiguous"] += int(planned.match.ambiguous)
 
     def report(self, queued: int) -> None:
         left = waiting_entries().count()
@@ -71,3 +122,8 @@ def parse_date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date like 2025-01-31, got {value!r}") from None
+
+
+def users_to_match(since: date | None):
+    """Users the resync would create a contact for, oldest first (the lower ID wins a shared contact)."""
+    return selection("contact", missing_only=True, since=since).order_by("pk")

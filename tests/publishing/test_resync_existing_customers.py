@@ -1,0 +1,110 @@
+"""``bitrix_resync`` matches users without a contact against the portal's existing customers (issue 20, item 7).
+
+Portal behaviour from bitrix24-rest-facts.md, "CRM depth" (``crm.duplicate.findbycomm``).
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.redis_io import contact_counts
+from tests.publishing.helpers import published
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def portal(sandbox, settings):
+    client = BitrixClient(settings.BITRIX_WEBHOOK_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def imported(django_user_model, settings, redis_client):
+    """Users made while sync was off (an import before the integration existed)."""
+    settings.BITRIX_ENABLED = False
+
+    def make(name: str, **extra):
+        return django_user_model.objects.create_user(
+            username=name, email=extra.pop("email", f"{name}@example.com"), password="S3cure-pass-1", **extra
+        )
+
+    yield make
+    settings.BITRIX_ENABLED = True
+
+
+def resync(*args) -> str:
+    out = StringIO()
+    call_command("bitrix_resync", "--users", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_dry_run_prints_who_would_adopt_which_contact_and_changes_nothing(sandbox, portal, imported, redis_client):
+    known = portal.add("contact", {"EMAIL": [{"VALUE": "Alice@X.com"}]})
+    by_phone = portal.add("contact", {"PHONE": [{"VALUE": "+1 555 0100"}]})
+    alice = imported("alice", email="alice@x.com")
+    bob = imported("bob", email="bob@example.com", phone="+15550100")
+    carl = imported("carl")
+
+    output = resync("--dry-run")
+
+    assert f"user {alice.pk} alice@x.com -> would adopt contact {known} (by e-mail)" in output
+    assert f"user {bob.pk} bob@example.com -> would adopt contact {by_phone} (by phone)" in output
+    assert f"user {carl.pk} carl@example.com -> would create a contact (no existing customer)" in output
+    assert "would adopt 1 by e-mail and 1 by phone" in output
+    assert "users (contacts): 3 to create, 0 to update" in output
+    alice.refresh_from_db()
+    assert alice.bitrix_contact_id is None and published(redis_client) == []
+    assert contact_counts.read(redis_client)["adopted_email"] == 0
+
+
+def test_resync_adopts_then_queues_updates_for_the_adopted(sandbox, portal, imported, redis_client):
+    known = portal.add("contact", {"EMAIL": [{"VALUE": "dora@example.com"}]})
+    dora = imported("dora")
+    eve = imported("eve")
+
+    output = resync()
+
+    dora.refresh_from_db()
+    assert dora.bitrix_contact_id == known
+    assert f"user {dora.pk} dora@example.com -> adopted contact {known} (by e-mail)" in output
+    assert sorted(published(redis_client)) == sorted(
+        [("contact", "update", dora.pk, "resync"), ("contact", "create", eve.pk, "resync")]
+    )
+    assert contact_counts.read(redis_client)["adopted_email"] == 1
+
+
+def test_a_backfill_of_many_users_costs_a_few_requests(sandbox, portal, imported):
+    """1,200 users with e-mail and phone: 120 findbycomm commands in 3 requests, not 1,200 requests."""
+    portal.add("contact", {"EMAIL": [{"VALUE": "u0500@example.com"}]})
+    for i in range(1200):
+        imported(f"u{i:04d}", phone=f"+1555{i:05d}")
+    before = sandbox.stats()["requests"]
+
+    output = resync("--dry-run")
+
+    stats = sandbox.stats()
+    assert stats["commands_by_method"]["crm.duplicate.findbycomm"] == 2 * 60
+    assert stats["requests"] - before == 3 + 1  # 3 groups of 500 users, + 1 read of the matched contact
+    assert "would adopt 1 by e-mail and 0 by phone" in output
+
+
+def test_the_worker_does_not_look_up_again_whom_the_resync_just_looked_up(sandbox, portal, imported):
+    """The backfill's lookups are not repeated by the worker's create (one grouped lookup, not two)."""
+    from tests.worker.helpers import run_worker_once
+
+    for name in ("fay", "gus", "hal"):
+        imported(name)
+    resync()
+    looked_up = sandbox.stats()["commands_by_method"]["crm.duplicate.findbycomm"]
+
+    run_worker_once()
+
+    stats = sandbox.stats()
+    assert stats["contacts"] == 3
+    assert stats["commands_by_method"]["crm.duplicate.findbycomm"] == looked_up + 1  # + the worker's start check

@@ -1,0 +1,227 @@
+"""Existing customers (issue 20, item 1): the worker adopts the portal's contact instead of adding a second one.
+
+Portal behaviour from bitrix24-rest-facts.md, "CRM depth": ``crm.duplicate.findbycomm``
+and the multi-value field semantics (an item without ``ID`` is added).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from accounts.models import User
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.redis_io import contact_counts
+from crmbridge.redis_io.connection import get_redis
+from orders.models import Order
+from tests.worker.helpers import run_worker_once
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def portal(sandbox, settings):
+    client = BitrixClient(settings.BITRIX_WEBHOOK_URL)
+    yield client
+    client.close()
+
+
+def sales_contact(portal, *, emails=(), phones=(), name="Sales", originator=None, origin=None) -> int:
+    """A contact the sales team keeps in the portal (no ORIGINATOR_ID unless given)."""
+    fields = {
+        "NAME": name,
+        "EMAIL": [{"VALUE": e, "VALUE_TYPE": "HOME"} for e in emails],
+        "PHONE": [{"VALUE": p, "VALUE_TYPE": "MOBILE"} for p in phones],
+    }
+    if originator:
+        fields.update(ORIGINATOR_ID=originator, ORIGIN_ID=origin)
+    return portal.add("contact", fields)
+
+
+def make_user(django_user_model, name: str, *, email: str = "", phone: str = "", **extra) -> User:
+    return django_user_model.objects.create_user(
+        username=name, email=email, phone=phone, password="S3cure-pass-1", first_name=name.capitalize(), **extra
+    )
+
+
+def counts() -> dict[str, int]:
+    return contact_counts.read(get_redis())
+
+
+def contact(sandbox, contact_id: int) -> dict:
+    return next(c for c in sandbox.records("contact") if int(c["ID"]) == contact_id)
+
+
+def values(record: dict, name: str) -> list[str]:
+    return [e["VALUE"] for e in record.get(name, [])]
+
+
+def test_a_customer_known_by_email_is_adopted_updated_and_linked_to_the_deal(sandbox, portal, django_user_model):
+    existing = sales_contact(portal, emails=["other@shop.com", "ALICE@Example.com"], phones=["+1 555 0100"])
+    alice = make_user(django_user_model, "alice", email="alice@example.com")
+    order = Order.objects.create(owner=alice, service_id="cnc-milling", quantity=2)
+
+    assert run_worker_once() == 0
+
+    alice.refresh_from_db()
+    order.refresh_from_db()
+    assert alice.bitrix_contact_id == existing
+    assert sandbox.stats()["contacts"] == 1  # no second contact
+    adopted = contact(sandbox, existing)
+    assert adopted["NAME"] == "Alice"
+    # bitrix24-rest-facts.md, CRM depth: items without ID are added, so nothing already there is sent again.
+    assert values(adopted, "EMAIL") == ["other@shop.com", "ALICE@Example.com"]
+    assert values(adopted, "PHONE") == ["+1 555 0100"]
+    assert adopted.get("ORIGINATOR_ID") is None and adopted.get("ORIGIN_ID") is None  # stays the sales team's
+    deal = next(d for d in sandbox.records("deal") if int(d["ID"]) == order.bitrix_deal_id)
+    assert str(deal["CONTACT_ID"]) == str(existing)
+    assert counts()["adopted_email"] == 1
+
+
+def test_a_customer_known_by_phone_gets_the_missing_email_added(sandbox, portal, django_user_model):
+    existing = sales_contact(portal, emails=["boss@corp.com"], phones=["+7 (812) 555-01-02 #4048"])
+    bob = make_user(django_user_model, "bob", email="bob@example.com", phone="+78125550102")
+
+    run_worker_once()
+
+    bob.refresh_from_db()
+    assert bob.bitrix_contact_id == existing
+    adopted = contact(sandbox, existing)
+    assert values(adopted, "EMAIL") == ["boss@corp.com", "bob@example.com"]  # added, theirs kept
+    assert values(adopted, "PHONE") == ["+7 (812) 555-01-02 #4048"]  # the same number: not added again
+    numbers = counts()
+    assert (numbers["adopted_phone"], numbers["adopted_email"], numbers["created"]) == (1, 0, 0)
+
+
+def test_several_matches_adopt_the_oldest_and_count_the_ambiguity(sandbox, portal, django_user_model):
+    oldest = sales_contact(portal, emails=["carol@example.com"])
+    sales_contact(portal, emails=["Carol@example.com"])
+    carol = make_user(django_user_model, "carol", email="carol@example.com")
+
+    run_worker_once()
+
+    carol.refresh_from_db()
+    assert carol.bitrix_contact_id == oldest
+    numbers = counts()
+    assert (numbers["adopted_email"], numbers["ambiguous"]) == (1, 1)
+
+
+def test_no_match_creates_a_contact_and_counts_it(sandbox, portal, django_user_model):
+    sales_contact(portal, emails=["someone@else.com"], phones=["+1 999"])
+    dave = make_user(django_user_model, "dave", email="dave@example.com", phone="+1 555 0199")
+
+    run_worker_once()
+
+    dave.refresh_from_db()
+    created = contact(sandbox, dave.bitrix_contact_id)
+    assert created["ORIGIN_ID"] == f"user-{dave.pk}" and created["ORIGINATOR_ID"] == "bitrixsync"
+    assert counts()["created"] == 1
+
+
+@pytest.mark.parametrize(("setting", "adopted"), [(("email",), False), ((), False), (("phone",), True)])
+def test_the_setting_narrows_or_turns_off_the_lookup(sandbox, portal, django_user_model, settings, setting, adopted):
+    existing = sales_contact(portal, phones=["+1 555 0123"])
+    erin = make_user(django_user_model, "erin", email="erin@example.com", phone="+15550123")
+    settings.BITRIX_CONTACT_MATCH = setting
+
+    run_worker_once()
+
+    erin.refresh_from_db()
+    assert (erin.bitrix_contact_id == existing) is adopted
+    assert sandbox.stats()["contacts"] == (1 if adopted else 2)
+    if not setting:
+        assert "crm.duplicate.findbycomm" not in sandbox.stats()["commands_by_method"]
+
+
+def test_a_contact_of_another_user_is_never_taken(sandbox, portal, django_user_model):
+    """Two users sharing a phone: the second one gets its own contact."""
+    shared = "+1 555 0777"
+    first = make_user(django_user_model, "first", email="first@example.com", phone=shared)
+    run_worker_once()
+    first.refresh_from_db()
+    second = make_user(django_user_model, "second", email="second@example.com", phone=shared)
+
+    run_worker_once()
+
+    second.refresh_from_db()
+    assert second.bitrix_contact_id not in (None, first.bitrix_contact_id)
+
+
+def test_two_new_users_matching_one_contact_do_not_share_it(sandbox, portal, django_user_model):
+    existing = sales_contact(portal, phones=["+1 555 0888"])
+    users = [make_user(django_user_model, n, email=f"{n}@example.com", phone="+15550888") for n in ("gina", "hal")]
+
+    run_worker_once()
+
+    ids = [User.objects.get(pk=u.pk).bitrix_contact_id for u in users]
+    assert ids[0] == existing and ids[1] not in (None, existing)
+
+
+def test_later_updates_of_an_adopted_contact_add_and_never_delete(sandbox, portal, django_user_model):
+    existing = sales_contact(portal, emails=["ivy@example.com", "ivy@work.com"])
+    ivy = make_user(django_user_model, "ivy", email="ivy@example.com")
+    run_worker_once()
+
+    User.objects.get(pk=ivy.pk).save()  # nothing changed: the update sends no e-mail at all
+    ivy = User.objects.get(pk=ivy.pk)
+    ivy.email, ivy.phone, ivy.first_name = "ivy@new.com", "", "Ivy"
+    ivy.save()
+    run_worker_once()
+
+    adopted = contact(sandbox, existing)
+    assert values(adopted, "EMAIL") == ["ivy@example.com", "ivy@work.com", "ivy@new.com"]
+    assert sandbox.stats()["contacts"] == 1
+
+
+def test_lookups_for_a_chunk_are_grouped(sandbox, portal, django_user_model):
+    """30 new users with an order each: 2 findbycomm commands per 20 users, not one request per user."""
+    sales_contact(portal, emails=["u7@example.com"])
+    users = [make_user(django_user_model, f"u{i}", email=f"u{i}@example.com", phone=f"+1555{i:04d}") for i in range(30)]
+    for user in users:
+        Order.objects.create(owner=user, service_id="welding", quantity=1)
+    before = sandbox.stats()
+
+    run_worker_once(batch_size=100)
+
+    stats = sandbox.stats()
+    findbycomm = stats["commands_by_method"]["crm.duplicate.findbycomm"]
+    # ceil(30/20) e-mail + ceil(30/20) phone, and the worker's check at start that it may call findbycomm.
+    assert findbycomm == 4 + 1, stats["commands_by_method"]
+    assert stats["by_method"]["batch"] - before["by_method"].get("batch", 0) <= 5, stats["by_method"]
+    assert stats["contacts"] == 30  # 29 created + the adopted one
+    assert User.objects.get(pk=users[7].pk).bitrix_contact_id == 1
+
+
+def test_a_refused_lookup_pauses_with_the_setting_and_the_fix(sandbox, portal, django_user_model, caplog):
+    sandbox.set_faults(denied_methods=["crm.duplicate.findbycomm"])
+    make_user(django_user_model, "jo", email="jo@example.com")
+    caplog.set_level(logging.ERROR)
+
+    code = run_worker_once()
+
+    assert code == 2  # paused: a configuration error
+    assert sandbox.stats()["contacts"] == 0  # never created without having looked
+    line = next(r.getMessage() for r in caplog.records if "BITRIX_CONTACT_MATCH" in r.getMessage())
+    assert "crm.duplicate.findbycomm" in line and "BITRIX_CONTACT_MATCH=off" in line
+
+
+@pytest.mark.parametrize("setting", [("email", "phone"), ()])
+def test_the_worker_says_at_start_when_the_webhook_may_not_look_up(sandbox, settings, caplog, setting):
+    """Issue 20, item 5: one line naming the setting and the fix; nothing asked when matching is off."""
+    settings.BITRIX_CONTACT_MATCH = setting
+    sandbox.set_faults(denied_methods=["crm.duplicate.findbycomm"])
+    caplog.set_level(logging.ERROR)
+
+    run_worker_once()
+
+    lines = [r.getMessage() for r in caplog.records if "crm.duplicate.findbycomm" in r.getMessage()]
+    if setting:
+        assert lines == [
+            "[WORKER] BITRIX_CONTACT_MATCH=email,phone: the webhook may not call crm.duplicate.findbycomm "
+            "(insufficient_scope); give the webhook's user the CRM scope and read access to contacts, "
+            "or set BITRIX_CONTACT_MATCH=off"
+        ]
+    else:
+        assert lines == []
+        assert "crm.duplicate.findbycomm" not in sandbox.stats()["by_method"]

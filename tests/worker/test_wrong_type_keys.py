@@ -1,0 +1,82 @@
+"""Issue 19 item 6: a stream key of the wrong type stops only its own stream, and is named as such.
+
+``SET bitrix:webhooks x`` used to make every XREADGROUP (one call over both
+streams) raise WRONGTYPE: operations stopped syncing too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from crmbridge.inbound.events import InboundEvent
+from crmbridge.redis_io import streams
+from crmbridge.worker.runner import Worker
+from orders.models import Order
+from tests.conftest import wait_for
+from tests.worker.helpers import fast_config
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def synced(orders: list[Order]) -> bool:
+    return not Order.objects.filter(pk__in=[o.pk for o in orders], bitrix_deal_id__isnull=True).exists()
+
+
+def unacknowledged(redis_client, stream: str) -> int:
+    (group,) = [g for g in redis_client.xinfo_groups(stream) if g["name"] == streams.GROUP]
+    return group["pending"] + (group["lag"] or 0)
+
+
+@pytest.fixture
+def running_worker():
+    worker = Worker(fast_config())
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    yield worker
+    worker.shutdown = True
+    thread.join(10)
+
+
+def test_a_string_at_the_webhooks_key_never_holds_operations_back(sandbox, alice, redis_client, caplog):
+    redis_client.set(streams.webhooks_stream(), "x")
+    orders = [Order.objects.create(owner=alice, service_id="welding", quantity=i + 1) for i in range(3)]
+
+    with caplog.at_level(logging.INFO, logger="crmbridge.worker"):
+        assert Worker(fast_config(), once=True).run() == 0
+
+    assert synced(orders)
+    assert redis_client.get(streams.webhooks_stream()) == "x"  # the operator's key is left alone
+    named = [r.getMessage() for r in caplog.records if "bitrix:webhooks" in r.getMessage()]
+    assert any("is a string, not a stream" in line and "redis-cli" in line for line in named), named
+    assert not [r for r in caplog.records if r.exc_info], "no traceback: the loop was never broken"
+
+
+def test_a_key_broken_under_a_running_worker_and_fixed_again(sandbox, alice, redis_client, running_worker, caplog):
+    caplog.set_level(logging.INFO, logger="crmbridge.worker")
+    wait_for(lambda: running_worker.iteration > 2, 10, "worker started")
+    redis_client.delete(streams.webhooks_stream())
+    redis_client.set(streams.webhooks_stream(), "x")
+
+    orders = [Order.objects.create(owner=alice, service_id="welding", quantity=i + 1) for i in range(3)]
+    wait_for(lambda: synced(orders), 20, "operations synced while webhooks is a string")
+    assert not [r for r in caplog.records if "unexpected error in the loop" in r.getMessage()]
+
+    redis_client.delete(streams.webhooks_stream())  # the operator moves the key away
+    wait_for(lambda: "consuming it again" in caplog.text, 20, "recovery logged")
+    event = redis_client.xadd(
+        streams.webhooks_stream(), InboundEvent("ONCRMDEALUPDATE", 999, ts=datetime.now(UTC)).to_fields()
+    )
+    wait_for(lambda: unacknowledged(redis_client, streams.webhooks_stream()) == 0, 20, f"event {event} consumed")
+
+
+def test_a_string_at_the_operations_key_never_holds_webhooks_back(sandbox, redis_client, running_worker):
+    wait_for(lambda: running_worker.iteration > 2, 10, "worker started")
+    redis_client.delete(streams.operations_stream())
+    redis_client.set(streams.operations_stream(), "x")
+    redis_client.xadd(streams.webhooks_stream(), InboundEvent("ONCRMDEALUPDATE", 999, ts=datetime.now(UTC)).to_fields())
+
+    wait_for(lambda: unacknowledged(redis_client, streams.webhooks_stream()) == 0, 20, "event consumed")
