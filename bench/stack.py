@@ -1,8 +1,9 @@
 """A private, throw-away copy of the whole system for benchmarks and chaos runs.
 
 Each ``BenchStack`` has its own redis-server on a free port, its own SQLite
-file (copied from a migrated template), and its own Bitrix sandbox process.
-Nothing here touches a server it did not start.
+file (copied from a migrated template) or a database URL the caller made for
+it (``database_url``: migrated here, e.g. a temporary PostgreSQL database), and
+its own Bitrix sandbox process. Nothing here touches a server it did not start.
 """
 
 from __future__ import annotations
@@ -47,19 +48,26 @@ def _migrated_template() -> Path:
 
 
 class BenchStack:
-    def __init__(self, *, rate: float | None, burst: int | None, appendonly: bool = False) -> None:
+    def __init__(
+        self, *, rate: float | None, burst: int | None, appendonly: bool = False, database_url: str | None = None
+    ) -> None:
         self.rate, self.burst = rate, burst
         self.dir = Path(tempfile.mkdtemp(prefix="bitrixsync-bench-"))
         self.redis = PrivateRedis(appendonly=appendonly)
         self.db_path = self.dir / "db.sqlite3"
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
+        self.migrate = database_url is not None
         self.sandbox_port = free_port()
         self.sandbox: subprocess.Popen | None = None
         self.processes: list[subprocess.Popen] = []
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> BenchStack:
-        shutil.copy(_migrated_template(), self.db_path)
         self.start_redis()
+        if self.migrate:
+            manage("migrate", "--noinput", "-v", "0", env=self.env(BITRIX_ENABLED="false"))
+        else:
+            shutil.copy(_migrated_template(), self.db_path)
         self.sandbox = self.spawn(
             "bitrix_sandbox", "--port", str(self.sandbox_port), "--code", SANDBOX_CODE, *self._limit_args(),
             log="sandbox.log",
@@ -105,7 +113,7 @@ class BenchStack:
         return {
             **os.environ,
             **BENCH_ENV,
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis.url,
             "BITRIX_WEBHOOK_URL": self.webhook_url,
             "BITRIX_RATE_LIMIT_PER_SECOND": str(rate),
