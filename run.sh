@@ -13,6 +13,9 @@ NAME=run.sh
 
 ensure_venv
 install_requirements requirements.txt
+# First start: a development .env (DEBUG=true, a generated SECRET_KEY), so that
+# `python manage.py ...` in a second terminal runs too (devtools/dev_env.py).
+"$VENV/bin/python" -m devtools.dev_env
 # Development: DEBUG on unless set (without SECRET_KEY, DEBUG=false refuses to start).
 export DEBUG=${DEBUG:-true}
 # --skip-checks: a check that looks for Redis must not stop us before run_stack

@@ -49,13 +49,47 @@ ensure_chromium() {
     echo "test.sh: WARNING: no Chromium: the browser tests will be SKIPPED (apt-get install chromium)." >&2
 }
 
-postgres_answers() {
-    "$VENV/bin/python" - "$PG_URL" <<'PY' >/dev/null 2>&1
+# Alert rule tests (tests/deploy/test_alerts.py) run promtool, from Debian's prometheus package;
+# without it they skip, except on CI. kubectl (renders deploy/k8s with kustomize) is optional:
+# without it only the base manifests are validated (tests/deploy/test_k8s.py says so).
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    say "promtool is missing: installing Debian's prometheus package for the alert rule tests"
+    apt_install --no-install-recommends prometheus && command -v promtool >/dev/null 2>&1 && return 0
+    if [ "$IN_CI" = true ]; then
+        fail "promtool could not be installed and CI=true: the alert rule tests must run (apt-get install prometheus)"
+    fi
+    echo "test.sh: WARNING: no promtool: the alert rule tests will be SKIPPED (apt-get install prometheus)." >&2
+}
+
+# pytest-django drops the test database at the end; a failed drop is only a warning, and the
+# database stayed (issue 19 item 13, tests/db_sessions.py). Fail instead of leaving it.
+test_database_left() {
+    "$VENV/bin/python" - "$PG_URL" <<'PY'
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-psycopg.connect(sys.argv[1], connect_timeout=3).close()
+url = urlsplit(sys.argv[1])
+name = "test_" + url.path.lstrip("/")
+with psycopg.connect(urlunsplit(url._replace(path="/postgres")), connect_timeout=3) as conn:
+    left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+if left:
+    print(f"test.sh: the PostgreSQL pass left the database {name} behind", file=sys.stderr)
+sys.exit(1 if left else 0)
+PY
+}
+
+# Asks the server's maintenance database: the one in PG_URL need not exist (Django creates test_<name>).
+postgres_answers() {
+    "$VENV/bin/python" - "$PG_URL" <<'PY' >/dev/null 2>&1
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+psycopg.connect(urlunsplit(urlsplit(sys.argv[1])._replace(path="/postgres")), connect_timeout=3).close()
 PY
 }
 
@@ -79,6 +113,7 @@ ensure_venv
 install_requirements requirements-dev.txt
 ensure_redis_server
 ensure_chromium
+ensure_promtool
 
 say "ruff check"
 "$VENV/bin/ruff" check . || fail "ruff check found problems"
@@ -90,6 +125,7 @@ run_pytest SQLite "$@"
 
 if postgres_answers; then
     DATABASE_URL=$PG_URL ONLY_SLOW_SELECTED_OK=true run_pytest "PostgreSQL ($PG_URL), without the slow process tests" -m "not slow" "$@"
+    test_database_left || fail "the test database was not dropped (a session still connected to it?)"
     PG_RESULT="passed"
 elif [ "$IN_CI" = true ]; then
     fail "PostgreSQL does not answer at $PG_URL and CI=true: the PostgreSQL pass is required"

@@ -89,12 +89,14 @@ class Outcome:
         return bool(self.problems or self.findings.broken)
 
 
-def start_web(stack: BenchStack) -> tuple[subprocess.Popen, str]:
+def start_web(stack: BenchStack, *, workers: int = 3, **env: str) -> tuple[subprocess.Popen, str]:
+    """gunicorn with ``workers`` sync worker processes (the Dockerfile runs 3) on a free port; ``env`` overrides."""
     port = free_port()
     log = open(stack.dir / "web.log", "ab")  # noqa: SIM115 - lives as long as the process
     command = [sys.executable, "-m", "gunicorn", "bitrixsync.wsgi:application", "--bind", f"127.0.0.1:{port}",
-               "--workers", "3", "--timeout", "60"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=stack.env(LOG_LEVEL="INFO"), stdout=log, stderr=subprocess.STDOUT)
+               "--workers", str(workers), "--timeout", "60"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=stack.env(**{"LOG_LEVEL": "INFO", **env}), stdout=log,
+                               stderr=subprocess.STDOUT)  # fmt: skip
     stack.processes.append(process)
     wait_for_port(port, timeout=30)
     return process, f"http://127.0.0.1:{port}"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import redis
 import requests
 
@@ -37,13 +38,25 @@ CONTACT_FIELDS = ("NAME", "LAST_NAME", "EMAIL", "PHONE")
 # -- draining -----------------------------------------------------------------------------------
 
 
-def backlog(db_path: Path, client: redis.Redis) -> dict[str, int]:
+BACKLOG_SQL = {
+    "outbox": "SELECT COUNT(*) FROM crmbridge_outboxentry",
+    "orders without deal": "SELECT COUNT(*) FROM orders_order WHERE bitrix_deal_id IS NULL",
+    "users without contact": "SELECT COUNT(*) FROM accounts_user WHERE bitrix_contact_id IS NULL",
+}
+
+
+def count_rows(database: Path | str, queries: dict[str, str]) -> dict[str, int]:
+    """``SELECT COUNT(*)`` answers by name, from a SQLite file or a ``postgres://`` URL."""
+    if str(database).startswith("postgres"):
+        with psycopg.connect(str(database)) as db:
+            return {name: db.execute(sql).fetchone()[0] for name, sql in queries.items()}
+    with sqlite3.connect(database, timeout=30) as db:
+        return {name: db.execute(sql).fetchone()[0] for name, sql in queries.items()}
+
+
+def backlog(database: Path | str, client: redis.Redis) -> dict[str, int]:
     """What is still to do: outbox rows, pending and unread stream entries, records without an ID."""
-    with sqlite3.connect(db_path, timeout=30) as db:
-        outbox = db.execute("SELECT COUNT(*) FROM crmbridge_outboxentry").fetchone()[0]
-        orders = db.execute("SELECT COUNT(*) FROM orders_order WHERE bitrix_deal_id IS NULL").fetchone()[0]
-        users = db.execute("SELECT COUNT(*) FROM accounts_user WHERE bitrix_contact_id IS NULL").fetchone()[0]
-    left = {"outbox": outbox, "orders without deal": orders, "users without contact": users}
+    left = count_rows(database, BACKLOG_SQL)
     for stream in STREAMS:
         pending, lag = _stream_backlog(client, stream)
         left[f"{stream} pending"], left[f"{stream} unread"] = pending, lag
@@ -65,15 +78,15 @@ def _stream_backlog(client: redis.Redis, stream: str) -> tuple[int, int]:
     return pending, lag
 
 
-def wait_drained(db_path: Path, client: redis.Redis, *, timeout: float) -> tuple[float, dict[str, int]]:
+def wait_drained(database: Path | str, client: redis.Redis, *, timeout: float) -> tuple[float, dict[str, int]]:
     """Seconds until nothing is left twice in a row (or ``timeout``), and what was left last."""
     started = time.monotonic()
     clean_polls = 0
     left: dict[str, int] = {}
     while time.monotonic() - started < timeout:
         try:
-            left = backlog(db_path, client)
-        except (redis.RedisError, sqlite3.Error) as exc:
+            left = backlog(database, client)
+        except (redis.RedisError, sqlite3.Error, psycopg.Error) as exc:
             left = {f"unreadable ({type(exc).__name__})": 1}
         clean_polls = clean_polls + 1 if not any(left.values()) else 0
         if clean_polls >= 2:

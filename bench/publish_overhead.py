@@ -260,14 +260,14 @@ def check_published(client: redis.Redis, env: dict, expected: int) -> None:
 
 
 @contextmanager
-def temporary_database(workdir: Path, postgres_url: str | None):
+def temporary_database(workdir: Path, postgres_url: str | None, *, prefix: str = "bitrixsync_bench"):
     """A database URL: a SQLite file in ``workdir``, or a new database on ``postgres_url``, dropped after."""
     if not postgres_url:
         yield f"sqlite:///{workdir / 'bench.sqlite3'}", "temporary SQLite file"
         return
     import psycopg
 
-    name = f"bitrixsync_bench_{os.getpid()}"
+    name = f"{prefix}_{os.getpid()}"
     parts = urlsplit(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -1,8 +1,9 @@
 """A private, throw-away copy of the whole system for benchmarks and chaos runs.
 
 Each ``BenchStack`` has its own redis-server on a free port, its own SQLite
-file (copied from a migrated template), and its own Bitrix sandbox process.
-Nothing here touches a server it did not start.
+file (copied from a migrated template) or a database URL the caller made for
+it (``database_url``: migrated here, e.g. a temporary PostgreSQL database), and
+its own Bitrix sandbox process. Nothing here touches a server it did not start.
 """
 
 from __future__ import annotations
@@ -31,30 +32,42 @@ def manage(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, check=True, **kwargs)
 
 
-def _migrated_template(workdir: Path) -> Path:
-    """Migrate once per benchmark run; every stack starts from a copy."""
+def _migrated_template() -> Path:
+    """Migrate once per benchmark run; every stack starts from a copy.
+
+    In a directory of this run's own: a template shared by path in /tmp was migrated
+    by whichever checkout ran last (another branch's migrations: a NOT NULL column
+    this code never sets, and every POST /orders answered 500).
+    """
     global _TEMPLATE
     if _TEMPLATE is None:
-        _TEMPLATE = workdir / "template.sqlite3"
+        _TEMPLATE = Path(tempfile.mkdtemp(prefix="bitrixsync-bench-template-")) / "template.sqlite3"
         env = {**os.environ, **BENCH_ENV, "DATABASE_URL": f"sqlite:///{_TEMPLATE}", "BITRIX_ENABLED": "false"}
         manage("migrate", "--noinput", "-v", "0", env=env)
     return _TEMPLATE
 
 
 class BenchStack:
-    def __init__(self, *, rate: float | None, burst: int | None, appendonly: bool = False) -> None:
+    def __init__(
+        self, *, rate: float | None, burst: int | None, appendonly: bool = False, database_url: str | None = None
+    ) -> None:
         self.rate, self.burst = rate, burst
         self.dir = Path(tempfile.mkdtemp(prefix="bitrixsync-bench-"))
         self.redis = PrivateRedis(appendonly=appendonly)
         self.db_path = self.dir / "db.sqlite3"
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
+        self.migrate = database_url is not None
         self.sandbox_port = free_port()
         self.sandbox: subprocess.Popen | None = None
         self.processes: list[subprocess.Popen] = []
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> BenchStack:
-        shutil.copy(_migrated_template(Path(tempfile.gettempdir())), self.db_path)
-        self.redis.start()
+        self.start_redis()
+        if self.migrate:
+            manage("migrate", "--noinput", "-v", "0", env=self.env(BITRIX_ENABLED="false"))
+        else:
+            shutil.copy(_migrated_template(), self.db_path)
         self.sandbox = self.spawn(
             "bitrix_sandbox", "--port", str(self.sandbox_port), "--code", SANDBOX_CODE, *self._limit_args(),
             log="sandbox.log",
@@ -71,8 +84,14 @@ class BenchStack:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        self.redis.cleanup()
+        self.stop_redis()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start_redis(self) -> None:
+        self.redis.start()
+
+    def stop_redis(self) -> None:
+        self.redis.cleanup()
 
     def _limit_args(self) -> list[str]:
         if self.rate is None:
@@ -94,7 +113,7 @@ class BenchStack:
         return {
             **os.environ,
             **BENCH_ENV,
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis.url,
             "BITRIX_WEBHOOK_URL": self.webhook_url,
             "BITRIX_RATE_LIMIT_PER_SECOND": str(rate),

@@ -8,9 +8,13 @@ Each scenario gets a fresh private stack (redis-server, SQLite, sandbox
 process), seeds N users with one order each (2N operations: N contacts and N
 deals) and starts the workers, then waits until every ID is written back.
 
-The ceiling of a limited run: R = ceil(2N / 50) requests; a leaky bucket of
-size B draining at r/s accepts them in T = max(0, (R - B) / r) seconds, so at
-most 2N / T operations per second are possible.
+Since issue 20 a new deal carries its product rows (``crm.deal.productrows.set``
+in the same batch as its ``add``): the 2N operations are 3N commands. The
+ceiling of a limited run: R = ceil(3N / 50) requests (with one request per
+operation: R = 2N, the rows riding with their deal); a leaky bucket of size B
+draining at r/s accepts them in T = max(0, (R - B) / r) seconds, so at most
+2N / T operations per second are possible. (The worker's start-up check of
+the portal is one more request, not counted in R.)
 """
 
 from __future__ import annotations
@@ -52,8 +56,13 @@ class Row:
         return f"{self.ops_per_second / self.ceiling:.1%}" if self.ceiling else "-"
 
 
+COMMANDS_PER_PAIR = 3  # a contact, a deal, the deal's product rows
+
+
 def ceiling(ops: int, rate: float, burst: int, per_request: int = 50) -> float | None:
-    requests_needed = math.ceil(ops / per_request)
+    """``ops`` records (half contacts, half deals) at the portal's limit; see the module docstring."""
+    commands = ops // 2 * COMMANDS_PER_PAIR
+    requests_needed = ops if per_request == 1 else math.ceil(commands / per_request)
     seconds = max(0.0, (requests_needed - burst) / rate)
     return ops / seconds if seconds else None
 

@@ -119,6 +119,32 @@ def redis_url(*, host: str, port: int, password: str, url_name: str = "REDIS_URL
     return raw
 
 
+_SENTINELS_FORM = "host:port[,host:port...], e.g. sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+
+
+def redis_sentinels(name: str, *, master_name: str, master_variable: str) -> list[tuple[str, int]]:
+    """``REDIS_SENTINELS`` as ``[(host, port), ...]``; empty when unset (one Redis at ``REDIS_URL``).
+
+    Set together with the master's name or not at all: one without the other is
+    a configuration error, never a silent fall-back to ``REDIS_URL``.
+    """
+    raw = _raw(name) or ""
+    addresses = [_sentinel_address(name, item.strip()) for item in raw.split(",") if item.strip()]
+    if addresses and not master_name:
+        raise ImproperlyConfigured(f"{name} is set but {master_variable} is not: expected the master's name too")
+    if master_name and not addresses:
+        raise ImproperlyConfigured(f"{master_variable} is set but {name} is not: expected {_SENTINELS_FORM}")
+    return addresses
+
+
+def _sentinel_address(name: str, item: str) -> tuple[str, int]:
+    host, sep, port = item.rpartition(":")
+    host = host.strip("[]")  # [::1]:26379
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ImproperlyConfigured(f"{name} has an invalid address {item!r}: expected {_SENTINELS_FORM}")
+    return host, int(port)
+
+
 def env_subset(name: str, default: str, allowed: tuple[str, ...], *, none: str = "off") -> tuple[str, ...]:
     """``"email,phone"`` -> ``("email", "phone")`` in the order of ``allowed``; ``none`` -> ``()``.
 

@@ -19,10 +19,12 @@ from bitrixsync.env_config import (
     env_list,
     env_str,
     env_subset,
+    redis_sentinels,
     redis_url,
 )
 from bitrixsync.production import env_rate, proxy_ssl_header, secret_key
 from bitrixsync.stack_env import apply_stack_env
+from crmbridge.bitrix.portal_settings import field_map, id_map, stage_maps_from_environment
 from crmbridge.bitrix.webhook_url import validate_webhook_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -212,6 +214,14 @@ REDIS_PORT = env_int("REDIS_PORT", 6379, minimum=1, maximum=65535)
 REDIS_PASSWORD = env_str("REDIS_PASSWORD", "")
 REDIS_URL = redis_url(host=REDIS_HOST, port=REDIS_PORT, password=REDIS_PASSWORD)
 REDIS_STREAM_PREFIX = env_str("REDIS_STREAM_PREFIX", "bitrix:")
+# Redis Sentinel: when REDIS_SENTINELS ("host:port,...") and REDIS_SENTINEL_MASTER are set,
+# every client asks the sentinels where the master is (REDIS_URL then gives only the
+# password, database number and TLS; see crmbridge/redis_io/connection.py).
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINELS = redis_sentinels(
+    "REDIS_SENTINELS", master_name=REDIS_SENTINEL_MASTER, master_variable="REDIS_SENTINEL_MASTER"
+)
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")  # the sentinels' own (requirepass), if any
 # Seconds a publish may wait for Redis before the operation is left in the
 # outbox for the relay (the API request must stay fast when Redis is down).
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.05)
@@ -237,6 +247,15 @@ BITRIX_STAGE_MAP = env_str(
     "BITRIX_STAGE_MAP",
     "new=NEW,confirmed=PREPARATION,in_production=EXECUTING,shipped=FINAL_INVOICE,done=WON,cancelled=LOSE",
 )
+# Mapping to the portal (issue 20; README "Mapping to your portal"): service -> pipeline,
+# a stage map per pipeline, service -> catalogue product, attributes -> custom fields.
+BITRIX_DEAL_CATEGORY_MAP = id_map("BITRIX_DEAL_CATEGORY_MAP", env_str("BITRIX_DEAL_CATEGORY_MAP", ""), minimum=0)
+BITRIX_DEAL_CATEGORY_DEFAULT = env_int("BITRIX_DEAL_CATEGORY_DEFAULT", 0, minimum=0)
+# BITRIX_STAGE_MAP_<N>: pipeline N's map (default: BITRIX_STAGE_MAP with the C<N>: prefix).
+BITRIX_STAGE_MAPS = stage_maps_from_environment(os.environ)
+BITRIX_PRODUCT_MAP = id_map("BITRIX_PRODUCT_MAP", env_str("BITRIX_PRODUCT_MAP", ""), minimum=1)
+BITRIX_DEAL_FIELDS = field_map("BITRIX_DEAL_FIELDS", env_str("BITRIX_DEAL_FIELDS", ""))
+BITRIX_CONTACT_FIELDS = field_map("BITRIX_CONTACT_FIELDS", env_str("BITRIX_CONTACT_FIELDS", ""))
 # Token the portal sends as auth[application_token] with outbound events.
 BITRIX_INBOUND_TOKEN = env_str("BITRIX_INBOUND_TOKEN", "")
 # Token for GET /metrics (staff sessions also work); empty = staff only.

@@ -48,6 +48,7 @@ from django.urls import NoReverseMatch, reverse
 
 from bitrixsync.env_config import env_int, env_str
 from bitrixsync.stack_env import live_stack_pid, remove_stack_env, stack_env_path, write_stack_env
+from crmbridge.redis_io.connection import get_redis, sentinel_configured
 from devtools.heartbeat_watch import HeartbeatWatch
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
@@ -188,6 +189,9 @@ class DevStack:
     # --- Redis -----------------------------------------------------------------
 
     def ensure_redis(self) -> None:
+        if sentinel_configured():  # never started here: the sentinels must name a master that answers
+            self.notes["Redis"] = f"{sentinel_answers()} (Sentinel, already running)"
+            return
         url = settings.REDIS_URL
         shown = describe_url(url)
         if redis_answers(url):
@@ -380,6 +384,8 @@ class DevStack:
         env = self.child_env
         shared = {
             "REDIS_URL": settings.REDIS_URL,
+            "REDIS_SENTINELS": ",".join(f"{host}:{port}" for host, port in settings.REDIS_SENTINELS),
+            "REDIS_SENTINEL_MASTER": settings.REDIS_SENTINEL_MASTER,
             # The stack's DEBUG (on unless set): without it and without SECRET_KEY, a command refuses to start.
             "DEBUG": env.get("DEBUG", ""),
             "BITRIX_WEBHOOK_URL": env.get("BITRIX_WEBHOOK_URL", ""),
@@ -430,6 +436,19 @@ class DevStack:
 
 
 # --- small helpers ---------------------------------------------------------------------
+
+
+def sentinel_answers() -> str:
+    """Ping the master through the project's factory; describe it, or raise ``StackError``."""
+    where = f"master {settings.REDIS_SENTINEL_MASTER!r} via REDIS_SENTINELS"
+    try:
+        get_redis(socket_timeout=1, connect_timeout=1, retries=False, name="bitrixsync-run-stack").ping()
+    except redis.exceptions.AuthenticationError:
+        return where  # something answers; a wrong password is for the app to report
+    except (redis.exceptions.RedisError, OSError) as exc:
+        reason = type(exc).__name__
+        raise StackError(f"no Redis {where} answers ({reason}); start the sentinels and the master") from None
+    return where
 
 
 def redis_answers(url: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import redis
 
 from crmbridge.redis_io import telemetry
+from crmbridge.redis_io.connection import get_redis, sentinel_configured
 
 HUNG_BEATS = 3
 STARTUP_GRACE_SECONDS = 30.0
@@ -62,6 +63,8 @@ class HeartbeatWatch:
         return f"no heartbeat for {silent:.0f} s ({HUNG_BEATS} beats of {self.interval:g} s)"
 
     def _redis(self) -> redis.Redis:
+        if self._client is None and sentinel_configured():  # the master is wherever the sentinels say now
+            self._client = get_redis(socket_timeout=1, connect_timeout=1, retries=False, name="bitrixsync-run-stack")
         if self._client is None:
             self._client = redis.Redis.from_url(
                 self.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True

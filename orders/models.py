@@ -39,6 +39,11 @@ class Order(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     bitrix_deal_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    # What the worker last sent (issue 20): the product rows' fingerprint (rows go again only
+    # when it changes) and the pipeline the deal is in (a change of pipeline is a move).
+    # NULL pipeline: a deal synced before pipelines were mapped, i.e. the default pipeline 0.
+    bitrix_rows_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    bitrix_category_id = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     # The fields whose change must reach Bitrix (see crmbridge.bitrix.mapping).
     BITRIX_FIELDS = ("service_id", "quantity", "material", "comment", "amount", "currency", "status", "owner_id")

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from crmbridge.redis_io.connection import reset_clients
 from devtools.sandbox.server import SandboxServer
 from devtools.testing.redis_server import PrivateRedis
+from tests.db_sessions import end_other_sessions
 
 T = TypeVar("T")
 
@@ -32,6 +33,14 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "con
         assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
         time.sleep(interval)
     return value
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, ending the sessions left on the test database before it is dropped (tests/db_sessions.py)."""
+    yield
+    with django_db_blocker.unblock():
+        end_other_sessions()
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,7 @@ def test_web_migrates_then_runs_gunicorn_after_its_dependencies(compose):
         "redis": {"condition": "service_healthy"},
         "postgres": {"condition": "service_healthy"},
     }
-    assert "8000" in healthcheck_text(web)
+    assert "8000/readyz" in healthcheck_text(web)  # ready: database, Redis, migrations (issue 21)
 
 
 def test_worker(compose):

@@ -29,6 +29,9 @@ CLEARED = (
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_PASSWORD",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_PASSWORD",
     "BITRIX_ENABLED",
     "BITRIX_WORKER_ENABLED",
     "BITRIX_WEBHOOK_URL",
@@ -60,6 +63,10 @@ def read_setting(name: str, **env: str) -> str:
         ("REDIS_URL", "http://x"),
         ("REDIS_URL", "redis://host:port/0"),
         ("REDIS_URL", "redis://host:6379/zero"),
+        ("REDIS_SENTINELS", "sentinel-1"),
+        ("REDIS_SENTINELS", "sentinel-1:26379,sentinel-2:port"),
+        ("REDIS_SENTINELS", "sentinel-1:26379"),  # without REDIS_SENTINEL_MASTER
+        ("REDIS_SENTINEL_MASTER", "mymaster"),  # without REDIS_SENTINELS
         ("DATABASE_URL", "nonsense://"),
         ("BITRIX_WORKER_BATCH_SIZE", "0"),
         ("BITRIX_WORKER_POLL_INTERVAL", "fast"),
@@ -67,6 +74,13 @@ def read_setting(name: str, **env: str) -> str:
         ("THROTTLE_REGISTER_RATE", "10/fortnight"),
         ("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto"),
         ("API_MAX_BODY_BYTES", "12"),
+        ("BITRIX_DEAL_CATEGORY_MAP", "cnc-milling=three"),
+        ("BITRIX_DEAL_CATEGORY_MAP", "cnc-milling"),
+        ("BITRIX_DEAL_CATEGORY_DEFAULT", "-1"),
+        ("BITRIX_PRODUCT_MAP", "welding=0"),
+        ("BITRIX_DEAL_FIELDS", "material=MATERIAL"),
+        ("BITRIX_CONTACT_FIELDS", "Phone Number=UF_CRM_PHONE"),
+        ("BITRIX_STAGE_MAP_3", "new"),
         ("BITRIX_CONTACT_MATCH", "emails"),
         ("BITRIX_CONTACT_MATCH", "off,email"),
     ],
@@ -161,6 +175,13 @@ def test_webhook_url_gets_its_trailing_slash():
 )
 def test_redis_url_with_tls_and_database_number_is_accepted(url):
     assert read_setting("REDIS_URL", REDIS_URL=url) == url
+
+
+def test_sentinels_are_read_as_host_port_pairs():
+    raw = " s1:26379, [::1]:26380 ,s3:1"
+    sentinels = read_setting("REDIS_SENTINELS", REDIS_SENTINELS=raw, REDIS_SENTINEL_MASTER="m")
+
+    assert sentinels == "[('s1', 26379), ('::1', 26380), ('s3', 1)]"
 
 
 def test_redis_url_is_built_from_host_port_and_password():

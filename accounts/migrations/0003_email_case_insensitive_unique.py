@@ -9,15 +9,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_phone_validator'),
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("accounts", "0002_phone_validator"),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='user',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('email'), name='accounts_user_email_ci_unique', violation_error_message='A user with this e-mail address already exists.'),
+            model_name="user",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("email"),
+                name="accounts_user_email_ci_unique",
+                violation_error_message="A user with this e-mail address already exists.",
+            ),
         ),
     ]

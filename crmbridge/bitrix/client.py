@@ -74,8 +74,11 @@ class BitrixClient:
         self.timeout = (connect_timeout, read_timeout)
         # When set, find_*_by_origin only match records this system created.
         self.originator_id = originator_id
+        # Since this client was made, for the worker's heartbeat (/metrics): requests sent,
+        # seconds spent in them, and answers in which the portal refused (an error or HTTP >= 400).
         self.calls = 0
         self.call_seconds = 0.0
+        self.rejects = 0
         self._session = requests.Session()
         self._session.headers["Accept"] = "application/json"
 
@@ -204,6 +207,7 @@ class BitrixClient:
         logger.debug("Bitrix %s -> HTTP %s in %.0f ms", method, response.status_code, elapsed * 1000)
         body = self._decode(method, response)
         if "error" in body or response.status_code >= 400:
+            self.rejects += 1
             raise self._http_error(method, response.status_code, body)
         if "result" not in body:
             raise BitrixError(

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from crmbridge import entities
+from crmbridge.bitrix import pipelines
 from orders.catalogue import SERVICES
 
 
@@ -27,13 +28,18 @@ def origin_id(entity: str, local_id: int) -> str:
     return entities.get(entity).origin_id(local_id)
 
 
-def deal_fields(order, *, contact_id: int | str | None) -> dict:
-    """The deal for ``order``. ``contact_id`` may be a ``result_ref`` to a contact added in the same batch."""
+def deal_fields(order, *, contact_id: int | str | None, category: int | None = None) -> dict:
+    """The deal for ``order``. ``contact_id`` may be a ``result_ref`` to a contact added in the same batch.
+
+    ``category``: the pipeline whose stage ids to use (default: the one its service maps to).
+    ``OPPORTUNITY`` is the order's amount, which its product rows add up to (``product_rows``).
+    """
+    category = pipelines.category_for_service(order.service_id) if category is None else category
     fields = {
         "TITLE": f"Order #{order.pk}: {SERVICES.get(order.service_id, order.service_id)} x {order.quantity}",
         "OPPORTUNITY": str(order.amount),
         "CURRENCY_ID": order.currency,
-        "STAGE_ID": stage_for_status(order.status),
+        "STAGE_ID": pipelines.stage_for(order.status, category),
         "COMMENTS": _comments(order),
         "ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID,
         "ORIGIN_ID": origin_id("deal", order.pk),
@@ -90,11 +96,8 @@ def stage_for_status(status: str) -> str:
 
 
 def status_for_stage(stage_id: str) -> str | None:
-    """The order status for a deal stage (the first status mapped to it), or ``None``."""
-    for status, stage in _stage_map(settings.BITRIX_STAGE_MAP).items():
-        if stage == stage_id:
-            return status
-    return None
+    """The order status for a deal stage of any mapped pipeline (the first status mapped to it), or ``None``."""
+    return pipelines.status_for_stage(stage_id)
 
 
 @lru_cache(maxsize=8)

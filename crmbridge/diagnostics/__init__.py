@@ -5,6 +5,7 @@
 * ``dashboard_views.py``, ``minute_chart.py``, ``stream_actions.py``  the admin dashboard
 * ``doctor.py``, ``bitrix_check.py``  ``manage.py bitrix_doctor`` and "Test connection"
 * ``metrics.py``  ``GET /metrics`` (Prometheus)
+* ``health.py``  ``GET /healthz`` and ``GET /readyz`` (probes; unauthenticated)
 * selectors: ``worker_status.py``, ``stream_status.py``, ``sync_status.py``,
   ``dead_letter_status.py``, ``config_facts.py``, ``timestamps.py``, ``redis_errors.py``
 

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from crmbridge.bitrix.webhook_url import parse_webhook_url, redact_url
 from crmbridge.redis_io import streams
 from crmbridge.redis_io.connection import describe_redis
+from crmbridge.redis_io.topology import redis_topology
 from crmbridge.worker.config import spec_worker_config
 
 
@@ -75,5 +76,25 @@ def bitrix_config() -> dict:
 
 
 def redis_config() -> dict:
-    """Where Redis is (allow-listed: never the password) and the key prefix."""
-    return {**describe_redis(), "prefix": streams.prefix()}
+    """Where Redis is (allow-listed: never a password), the key prefix and the ``topology``.
+
+    With Sentinel, ``host`` and ``port`` are the master's as the sentinels report it
+    (the first sentinel's while none answers); ``topology`` has the whole picture.
+    """
+    topology = redis_topology()
+    where = {**describe_redis(), "prefix": streams.prefix(), "topology": topology}
+    if topology["mode"] == "sentinel" and topology["master"]:
+        host, _, port = topology["master"].rpartition(":")
+        where.update(host=host, port=int(port))
+    return where
+
+
+def redis_target(where: dict) -> str:
+    """``host:port/db``, or with Sentinel ``master 'name' at host:port/db (Sentinel)``, for messages."""
+    address = f"{where['host']}:{where['port']}/{where['db']}"
+    topology = where.get("topology") or {}
+    if topology.get("mode") != "sentinel":
+        return address
+    if not topology.get("master"):
+        return f"master {topology['master_name']!r} (Sentinel: no sentinel answers)"
+    return f"master {topology['master_name']!r} at {address} (Sentinel)"

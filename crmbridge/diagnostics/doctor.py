@@ -20,15 +20,17 @@ from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.contact_match import findbycomm_problem, matching_modes
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.diagnostics.bitrix_check import check_bitrix_connection
-from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, webhook_problem
+from crmbridge.diagnostics.config_facts import redacted_webhook_url, redis_config, redis_target, webhook_problem
 from crmbridge.diagnostics.dead_letter_status import dead_letter_count, latest_dead_letter
 from crmbridge.diagnostics.key_problems import redis_cli
 from crmbridge.diagnostics.outbox_status import outbox_backlog_status
+from crmbridge.diagnostics.portal_mapping import check_portal_mapping
 from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.diagnostics.stream_status import group_info, pending_page, queue_status, redis_now_ms, stream_info
 from crmbridge.diagnostics.worker_status import read_heartbeats, task_status
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.key_types import WrongType, wrong_type_keys
+from crmbridge.redis_io.topology import redis_topology
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 
@@ -145,6 +147,15 @@ def check_webhook_url() -> Finding:
 
 def redis_down_fix(where: dict) -> str:
     tls = " --tls" if where.get("tls") else ""
+    topology = where.get("topology") or {}
+    if topology.get("mode") == "sentinel":
+        first = (topology.get("sentinels") or [{"address": "?:?"}])[0]["address"].rsplit(":", 1)
+        return (
+            f"Check the sentinels (REDIS_SENTINELS, REDIS_SENTINEL_MASTER={topology['master_name']}, "
+            f"REDIS_SENTINEL_PASSWORD) and the master they name: redis-cli -h {first[0]} -p {first[-1]} "
+            f"SENTINEL get-master-addr-by-name {topology['master_name']}; then redis-cli{tls} -h <that host> "
+            "-p <that port> ping. Meanwhile orders are kept in the outbox and sent when Redis is back"
+        )
     return (
         f"Start Redis or point the app at it: REDIS_URL, or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD (now "
         f"{where['host']}:{where['port']}/{where['db']}); check by hand: redis-cli{tls} -h {where['host']} "
@@ -154,7 +165,7 @@ def redis_down_fix(where: dict) -> str:
 
 def check_redis(client: redis.Redis) -> Finding:
     where = redis_config()
-    target = f"{where['host']}:{where['port']}/{where['db']}"
+    target = redis_target(where)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -166,6 +177,30 @@ def check_redis(client: redis.Redis) -> Finding:
         finding.fix = redis_down_fix(where)
         return finding
     return Finding("redis.reachable", OK, f"Redis at {target} answers (prefix {where['prefix']!r})", details=where)
+
+
+def check_topology() -> Finding:
+    """Single Redis (OK: a fact), or Sentinel: the master, its replicas and the sentinels that answer."""
+    topology = redis_topology()
+    if topology["mode"] == "single":
+        return Finding("redis.topology", OK, topology["description"], details=topology)
+    answering = sum(1 for s in topology["sentinels"] if s["answers"])
+    if not answering or not topology["master"]:
+        fix = "Check REDIS_SENTINELS (host:port,...) and REDIS_SENTINEL_PASSWORD; start the sentinels"
+        cause = "no sentinel answers: no client can find the master"
+        return Finding("redis.topology", FAIL, topology["description"], cause=cause, fix=fix, details=topology)
+    problems = []
+    if answering < len(topology["sentinels"]):
+        problems.append(f"{len(topology['sentinels']) - answering} configured sentinel(s) do not answer")
+    if not any(r["state"] == "online" for r in topology["replicas"]):
+        problems.append("no replica online: losing the master loses Redis until it is back")
+    if topology["master_state"] != "online":
+        problems.append(f"the sentinels see the master as {topology['master_state']}")
+    if problems:
+        return Finding("redis.topology", WARN, topology["description"], cause="; ".join(problems), details=topology,
+                       fix="Start the missing sentinels or replicas; redis-cli -p <sentinel port> "
+                           f"SENTINEL replicas {topology['master_name']} shows what the sentinels know")  # fmt: skip
+    return Finding("redis.topology", OK, topology["description"], details=topology)
 
 
 def check_group(client: redis.Redis, stream: str, *, required: bool, worker_running: bool = False) -> Finding:
@@ -522,7 +557,7 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
     reach = check_redis(client)
     workers = _read_workers(client) if reach.status == OK else None
     findings.insert(1, check_worker_enabled(workers))
-    findings.append(reach)
+    findings += [reach, check_topology()]
     running = task_status(workers or []) == "running"
     redis_checks: list[tuple[str, Callable[[], Finding]]] = [
         (f"streams.group:{_ops()}", lambda: check_group(client, _ops(), required=True, worker_running=running)),
@@ -538,6 +573,7 @@ def run_doctor(client: redis.Redis, options: DoctorOptions) -> list[Finding]:
         findings.append(_guarded(name, run) if reach.status == OK else Finding(name, SKIP, "skipped: Redis is down"))
     findings.append(_outbox_or_database_error(options, client if reach.status == OK else None))
     findings.append(check_bitrix_api(options))
+    findings.extend(Finding(**found) for found in check_portal_mapping(enabled=options.check_bitrix))
     findings.append(check_contact_match(options))
     return _with_requeue_hint(findings)
 

@@ -29,6 +29,10 @@ Metrics (all prefixed ``bitrixsync_``):
   worker): exported when workers record ``bitrix_calls`` /
   ``bitrix_call_seconds_sum`` and ``rate_limit_waits`` /
   ``rate_limit_wait_seconds_sum`` in their heartbeat.
+* ``bitrix_rejects_total{worker}``: portal answers that refused a request (an
+  error or HTTP >= 400) since each worker started, from ``bitrix_rejects`` in
+  its heartbeat (workers record ``bitrix_calls``, ``bitrix_call_seconds_sum``
+  and ``bitrix_rejects`` once they have a portal client).
 * ``contacts_total{outcome}``: users' contacts adopted by e-mail (``adopted_email``),
   by phone (``adopted_phone``), adoptions with several candidates (``ambiguous``)
   and contacts created (``created``); counters kept in Redis by every worker and
@@ -143,6 +147,14 @@ class SyncCollector:
                 if count is not None and total is not None:
                     family.add_metric([worker["name"]], count_value=float(count), sum_value=float(total))
             yield family
+        rejects = CounterMetricFamily(
+            PREFIX + "bitrix_rejects", "Portal answers refusing a request since the worker started", labels=["worker"]
+        )
+        for worker in workers:
+            count = worker["extra"].get("bitrix_rejects")
+            if count is not None:
+                rejects.add_metric([worker["name"]], float(count))
+        yield rejects
 
     def _window_families(self):
         totals: dict[tuple[str, str, str], int] = defaultdict(int)

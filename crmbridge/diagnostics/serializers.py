@@ -91,6 +91,29 @@ class QueuesSerializer(serializers.Serializer):
     webhooks = QueueSerializer()
 
 
+class RedisNodeSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    state = serializers.CharField()
+
+
+class SentinelNodeSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    answers = serializers.BooleanField()
+
+
+class RedisTopologySerializer(serializers.Serializer):
+    """``mode`` "single" (one Redis) or "sentinel" (``REDIS_SENTINELS``); addresses only, never a password."""
+
+    mode = serializers.ChoiceField(choices=["single", "sentinel"])
+    description = serializers.CharField()
+    master_name = serializers.CharField(allow_null=True)
+    master = serializers.CharField(allow_null=True)
+    master_state = serializers.CharField(allow_null=True)
+    replicas = RedisNodeSerializer(many=True)
+    sentinels = SentinelNodeSerializer(many=True)
+    sentinels_seen = serializers.IntegerField()
+
+
 class RedisConfigSerializer(serializers.Serializer):
     host = serializers.CharField(allow_null=True)
     port = serializers.IntegerField()
@@ -98,6 +121,7 @@ class RedisConfigSerializer(serializers.Serializer):
     tls = serializers.BooleanField()
     password_set = serializers.BooleanField()
     prefix = serializers.CharField()
+    topology = RedisTopologySerializer()
 
 
 class ContactsSerializer(serializers.Serializer):

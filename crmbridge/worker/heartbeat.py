@@ -40,6 +40,8 @@ class Heartbeat:
     pause_reason: str = ""
     counters: Counters = field(default_factory=Counters)
     started_at: float = field(default_factory=time.time)
+    # More fields for each beat (the portal client's counters, exported by /metrics).
+    extra_fields: Callable[[], dict] | None = None
     _last: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -63,6 +65,7 @@ class Heartbeat:
                 "dead_lettered": self.counters.dead_lettered,
                 "current": f"{held} message(s) held for retry" if held else "",
                 "config": self.config,
+                **(self.extra_fields() if self.extra_fields else {}),
             },
             ttl_seconds=self.interval * 3,
         )

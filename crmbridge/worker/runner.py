@@ -48,6 +48,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
+from crmbridge.bitrix.portal_check import check_portal, pause_error
 from crmbridge.inbound.processor import InboundBatch
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
@@ -87,6 +88,7 @@ class Worker:
         self.consumer = StreamConsumer(self.redis, name=self.name, stream_names=streams.consumed_streams())
         self.schedule = RetrySchedule()
         self.heartbeat = Heartbeat(self.redis, self.name, self.config.as_dict(), self.config.heartbeat_seconds)
+        self.heartbeat.extra_fields = self._portal_counters
         collaborators = {"client": self.redis, "consumer": self.consumer, "schedule": self.schedule}
         self.chores = Chores(**collaborators, heartbeat=self.heartbeat, config=self.config)
         pacer = RecordPacer(self.config.record_interval_seconds, self.config.record_interval_max_seconds)
@@ -102,6 +104,7 @@ class Worker:
         self._redis_failures = 0
         self._bitrix = bitrix
         self._sync: SyncBatch | None = None
+        self._portal_checked = False  # the mapping settings were found in the portal (portal_check)
         self._processors: dict[str, Callable[[list[StreamMessage]], ChunkOutcome]] = {}
         self._previous_handlers: dict[int, object] = {}
         self._portal_check: threading.Thread | None = None
@@ -116,6 +119,17 @@ class Worker:
             self._stopping.set()
         else:
             self._stopping.clear()
+
+    def _portal_counters(self) -> dict:
+        """The portal client's counters for the heartbeat (``bitrixsync_bitrix_*`` in /metrics)."""
+        client = self._bitrix
+        if client is None:
+            return {}
+        return {
+            "bitrix_calls": client.calls,
+            "bitrix_call_seconds_sum": f"{client.call_seconds:.6f}",
+            "bitrix_rejects": client.rejects,
+        }
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> int:
@@ -338,7 +352,8 @@ class Worker:
             self._resume()
 
     # -- pause on configuration errors ------------------------------------------
-    def _sync_batch(self) -> SyncBatch | None:
+    def _sync_batch(self, *, check_mapping: bool = True) -> SyncBatch | None:
+        """The chunk processor; ``None`` while it cannot run (not configured, or the mapping check failed)."""
         if self._sync is None:
             try:
                 self._bitrix = self._bitrix or BitrixClient.from_settings()
@@ -358,7 +373,36 @@ class Worker:
                 streams.operations_stream(): self._sync.process,
                 streams.webhooks_stream(): InboundBatch(self._bitrix, locks, consumer=self.name).process,
             }
-        return self._sync
+        return self._sync if not check_mapping or self._check_mapping(self._sync) else None
+
+    def _check_mapping(self, sync: SyncBatch) -> bool:
+        """Before the first chunk (and on each probe until it passes): do the mapped pipelines and
+        stages exist? If not, pause as on an expired webhook: every deal would fail otherwise.
+
+        A portal that does not answer or refuses the webhook is no verdict: sync goes on
+        (retries or the webhook pause handle it), and the check runs again before the next chunk.
+        """
+        if self._portal_checked:
+            return True
+        try:
+            report = check_portal(sync.client, catalog=sync.custom_fields)
+        except ImproperlyConfigured as exc:  # a stage map that does not parse
+            self._pause(BitrixError("NOT_CONFIGURED", str(exc), kind=ErrorKind.CONFIG))
+            return False
+        except BitrixError as exc:
+            # No verdict on the mapping. A refused webhook (CONFIG) pauses the sync through the
+            # chunk's own commands as before, after its invalid messages are dead-lettered.
+            logger.warning("[WORKER] Could not check the portal mapping (%s); will check again", exc)
+            return True
+        for problem in report.problems:
+            if not problem.pauses:
+                logger.warning("[WORKER] Portal mapping: %s", problem.text)
+        error = pause_error(report)
+        if error is not None:
+            self._pause(error)
+            return False
+        self._portal_checked = True
+        return True
 
     def _pause(self, error: BitrixError) -> None:
         if not self.paused_reason:
@@ -395,8 +439,10 @@ class Worker:
         return True
 
     def _probe(self) -> None:
-        """``profile``: a configuration error keeps the pause; any other answer resumes (retries handle the rest)."""
-        sync = self._sync_batch()
+        """``profile``: a configuration error keeps the pause; then the mapping check (a missing
+        pipeline or stage keeps it too); any other answer resumes (retries handle the rest).
+        One request per probe while the webhook is refused."""
+        sync = self._sync_batch(check_mapping=False)
         if sync is None:
             return
         try:
@@ -405,7 +451,8 @@ class Worker:
             if exc.kind is ErrorKind.CONFIG:
                 self._pause(exc)
                 return
-        self._resume()
+        if self._check_mapping(sync):
+            self._resume()
 
     # -- Redis trouble -------------------------------------------------------------
     def _redis_down(self, exc: Exception) -> None:

@@ -15,7 +15,8 @@ The path of a chunk:
    customers (``contact_adoption``, one grouped lookup for the chunk);
 6. send the writes in ``batch`` requests of up to 50 commands; a deal whose
    contact is new rides in the same request and references it with
-   ``$result[...]``;
+   ``$result[...]``; a deal's move to another pipeline and its product rows ride
+   with it (``deal_commands``);
 7. map every command's result or error back to its messages: write the IDs
    back, then let the runner acknowledge, retry or dead-letter.
 """
@@ -33,9 +34,10 @@ from crmbridge.bitrix import mapping
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.commands import result_ref
 from crmbridge.bitrix.contact_match import adopted_contact_fields, is_ours
+from crmbridge.bitrix.custom_fields import UserFieldCatalog
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.publishing.messages import InvalidMessage, Operation
-from crmbridge.worker import write_back
+from crmbridge.worker import deal_commands, write_back
 from crmbridge.worker.contact_adoption import adopt_existing, count_outcomes
 from crmbridge.worker.dead_letters import DeadLetter
 from crmbridge.worker.outcome import ChunkOutcome
@@ -60,6 +62,16 @@ class RecordTask:
     existing: dict | None = None  # current contact, for multifield replacement
     error: BitrixError | None = None
     new_id: int | None = None  # what ``add`` answered, until it is written back
+    plan: deal_commands.DealPlan | None = None  # a deal's pipeline and rows (None: not planned yet)
+    extra_keys: tuple[str, ...] = ()  # a deal's move and rows commands in the batch sent
+    failed_extras: tuple[str, ...] = ()  # those of them that failed
+
+    @property
+    def weight(self) -> int:
+        """Commands this task puts in a batch (a deal whose plan failed counts its most)."""
+        if self.entity != "deal":
+            return 1
+        return self.plan.command_count if self.plan is not None else 3
 
     @property
     def key(self) -> Key:
@@ -93,6 +105,7 @@ class SyncBatch:
         self.consumer = consumer
         # 50 is Bitrix's limit; 1 reproduces the original one-request-per-operation design (benchmarks).
         self.max_commands = max(1, min(max_commands, MAX_COMMANDS))
+        self.custom_fields = UserFieldCatalog(client)
 
     # -- entry point -------------------------------------------------------
     def process(self, messages: list[StreamMessage]) -> ChunkOutcome:
@@ -167,8 +180,19 @@ class SyncBatch:
         except BitrixError as exc:
             self._fail_all(list(tasks.values()), exc, outcome)
             return
-        for batch in self._pack(tasks, outcome):
+        for task in tasks.values():
+            if task.entity == "deal":
+                task.plan = self._plan(task)
+        for batch in self._pack(tasks):
             self._send(batch, outcome)
+
+    @staticmethod
+    def _plan(task: RecordTask) -> deal_commands.DealPlan | None:
+        """``None`` when the order cannot be mapped: ``_command`` plans again and reports why."""
+        try:
+            return deal_commands.plan_deal(task.record, creating=task.creating)
+        except Exception:  # reported by _command, which runs the same code
+            return None
 
     def _look_up(self, tasks: list[RecordTask]) -> None:
         commands: dict[str, tuple[str, dict]] = {}
@@ -220,26 +244,38 @@ class SyncBatch:
             )  # fmt: skip
 
     # -- 6: pack into batches ---------------------------------------------------
-    def _pack(self, tasks: dict[Key, RecordTask], outcome: ChunkOutcome) -> list[list[RecordTask]]:
-        """Units (a new contact with the deals that reference it) packed into <= 50 commands."""
-        units: list[list[RecordTask]] = []
+    def _pack(self, tasks: dict[Key, RecordTask]) -> list[list[RecordTask]]:
+        """Tasks in batches of <= ``max_commands`` commands, each new contact before its deals.
+
+        A deal with its move and rows is indivisible (its rows must ride with its ``add``).
+        Batches are filled to the brim, first fit: a task goes in the first batch with room
+        for it, but a deal never before the batch of its new contact. A deal after its
+        contact's batch uses the contact's ID written back meanwhile (``_contact_for``).
+        So a chunk of 50 new customers with an order each (150 commands: contact, deal,
+        rows) is 3 requests of 50, not 3 of 48-49 and a 4th with the rest.
+        """
+        ordered: list[RecordTask] = []
         for task in [t for t in tasks.values() if t.entity == "contact"]:
             deals = [
                 t for t in tasks.values()
                 if t.entity == "deal" and t.record.owner_id == task.local_id and task.creating
             ]  # fmt: skip
-            units.append([task, *deals])
-        placed = {id(t) for unit in units for t in unit}
-        units.extend([t] for t in tasks.values() if id(t) not in placed)
-        batches: list[list[RecordTask]] = [[]]
-        for unit in units:
-            if len(unit) > self.max_commands:  # a user with very many new orders: the rest next round
-                for task in unit[self.max_commands :]:
-                    outcome.deferred.extend(task.messages)
-                unit = unit[: self.max_commands]
-            if len(batches[-1]) + len(unit) > self.max_commands:
+            ordered += [task, *deals]
+        placed = {id(t) for t in ordered}
+        ordered += [t for t in tasks.values() if id(t) not in placed]
+        batches: list[list[RecordTask]] = []
+        contact_batch: dict[int, int] = {}  # user id -> the batch of the contact created in this chunk
+        for task in ordered:  # first fit, never before the batch of the deal's new contact
+            earliest = contact_batch.get(task.record.owner_id, 0) if task.entity == "deal" else 0
+            index = next(
+                (i for i in range(earliest, len(batches)) if _weight(batches[i]) + task.weight <= self.max_commands),
+                len(batches),
+            )
+            if index == len(batches):
                 batches.append([])
-            batches[-1].extend(unit)
+            batches[index].append(task)
+            if task.entity == "contact" and task.creating:
+                contact_batch[task.local_id] = index
         return [b for b in batches if b]
 
     # -- 6-7: send and map --------------------------------------------------
@@ -249,7 +285,11 @@ class SyncBatch:
         for task in ready:
             command = self._command(task, commands, outcome)
             if command is not None:
+                before, after = self._around(task, command)
+                commands.update(before)
                 commands[task.command_key] = command
+                commands.update(after)
+                task.extra_keys = (*before, *after)
         sent = [t for t in ready if t.command_key in commands]
         if not sent:
             return
@@ -259,12 +299,14 @@ class SyncBatch:
         except BitrixError as exc:
             self._batch_failed(sent, exc, outcome)
             return
-        succeeded: list[tuple[RecordTask, bool]] = []  # (task, complete)
+        succeeded: list[tuple[RecordTask, BitrixError | None]] = []  # (task, what keeps it from being complete)
         failed_contacts: set[int] = set()
         for task in sent:  # contacts come first: their new IDs serve the deals after them
             referenced = task.entity == "deal" and self._references_failed(task, commands, failed_contacts)
             if task.command_key in result.results and self._take_result(task, result.results[task.command_key]):
-                succeeded.append((task, not referenced))
+                unlinked = BitrixError("CONTACT_FAILED", "deal saved without its contact; will be linked on retry")
+                extra = _extra_error(task, result, commands)
+                succeeded.append((task, unlinked if referenced else extra))
                 continue
             error = result.errors.get(task.command_key) or BitrixError(
                 "BAD_RESULT", f"no usable result: {result.results.get(task.command_key)!r:.80}"
@@ -305,9 +347,18 @@ class SyncBatch:
             if task.entity == "contact":
                 fields = self._contact_fields(task)
             else:
-                fields = mapping.deal_fields(task.record, contact_id=self._contact_for(task, commands))
+                # Planned before packing; a plan that failed then fails here again, as a mapping error.
+                task.plan = task.plan or deal_commands.plan_deal(task.record, creating=task.creating)
+                contact_id = self._contact_for(task, commands)
+                fields = mapping.deal_fields(task.record, contact_id=contact_id, category=task.plan.category)
+                if task.creating:
+                    fields["CATEGORY_ID"] = task.plan.category
+            fields.update(self.custom_fields.values(task.entity, task.record))
         except ContactMissing as exc:
             self._failed(task, BitrixError("CONTACT_MISSING", str(exc), kind=ErrorKind.RETRY), outcome)
+            return None
+        except BitrixError as exc:  # reading the custom fields' descriptions failed: as that error says
+            self._failed(task, exc, outcome)
             return None
         except Exception as exc:  # a record our mapping cannot express: never stop the loop
             logger.exception("[WORKER] Error processing operation message: cannot map %s", task.describe())
@@ -318,6 +369,13 @@ class SyncBatch:
         if task.creating:
             return (entity.method("add"), {"fields": fields, "params": params})
         return (entity.method("update"), {"id": task.bitrix_id, "fields": fields, "params": params})
+
+    def _around(self, task: RecordTask, command: tuple[str, dict]) -> tuple[dict, dict]:
+        """A deal's move and rows commands (``deal_commands``); none for a contact."""
+        if task.entity != "deal" or task.plan is None:
+            return {}, {}
+        stage = command[1]["fields"]["STAGE_ID"]
+        return deal_commands.around(task.local_id, task.plan, deal_id=task.bitrix_id, stage=stage)
 
     @staticmethod
     def _contact_fields(task: RecordTask) -> dict:
@@ -353,19 +411,24 @@ class SyncBatch:
         logger.info("Created Bitrix %s %s for %s", task.entity, task.new_id, task.describe())
         return True
 
-    def _write_back(self, succeeded: list[tuple[RecordTask, bool]], outcome: ChunkOutcome) -> None:
-        """One transaction for the whole batch: new IDs, sync state, create markers cleared.
+    def _write_back(self, succeeded: list[tuple[RecordTask, BitrixError | None]], outcome: ChunkOutcome) -> None:
+        """One transaction for the whole batch: new IDs, sync state, deal state, create markers cleared.
 
-        ``complete=False`` marks a deal that Bitrix saved without its contact
-        (the contact failed in the same batch): its ID is kept, and it is retried
-        so that the next attempt links the contact.
+        An error next to a task marks a record Bitrix saved incompletely: a deal
+        saved without its contact (the contact failed in the same batch), or whose
+        move or rows failed. Its ID is kept, and it is retried (or paused on,
+        or dead-lettered, by the error's kind) so that the next attempt completes it.
         """
         if not succeeded:
             return
         created = [(t.entity, t.local_id, t.new_id) for t, _ in succeeded if t.new_id is not None]
-        write_back.record_success(created=created, synced=[(t.entity, t.local_id) for t, ok in succeeded if ok])
+        write_back.record_success(
+            created=created,
+            synced=[(t.entity, t.local_id) for t, error in succeeded if error is None],
+            deal_state=[_deal_state(t) for t, _ in succeeded if t.entity == "deal" and t.plan],
+        )
         count_outcomes({"created": sum(1 for entity, _, _ in created if entity == "contact")})
-        for task, complete in succeeded:
+        for task, error in succeeded:
             if task.new_id is not None:
                 if task.entity == "contact":
                     self._new_contacts[task.local_id] = task.new_id
@@ -374,11 +437,10 @@ class SyncBatch:
                 logger.info("Updated %s with Bitrix %s ID %s", task.describe(), task.entity, task.bitrix_id)
             else:
                 logger.info("Updated Bitrix %s %s for %s", task.entity, task.bitrix_id, task.describe())
-            if complete:
+            if error is None:
                 outcome.done.extend(task.messages)
             else:
-                error = BitrixError("CONTACT_FAILED", "deal saved without its contact; will be linked on retry")
-                outcome.retry.extend((message, error) for message in task.messages)
+                self._failed(task, error, outcome)
 
     def _failed(self, task: RecordTask, error: BitrixError, outcome: ChunkOutcome) -> None:
         verb = "create" if task.creating else "update"
@@ -408,3 +470,25 @@ class SyncBatch:
 
     def _letter(self, message: StreamMessage, reason: str, code: str, description: str) -> DeadLetter:
         return DeadLetter.of(message, reason=reason, consumer=self.consumer, error_code=code, description=description)
+
+
+def _weight(tasks: list[RecordTask]) -> int:
+    return sum(task.weight for task in tasks)
+
+
+def _extra_error(task: RecordTask, result, commands: dict) -> BitrixError | None:
+    """The first failure among a deal's move and rows commands (``None``: all went through)."""
+    task.failed_extras = tuple(k for k in task.extra_keys if k in result.errors or not result.results.get(k))
+    if not task.failed_extras:
+        return None
+    key = task.failed_extras[0]
+    answer = result.results.get(key)
+    return result.errors.get(key) or BitrixError("BAD_RESULT", f"{commands[key][0]} answered {answer!r:.80}")
+
+
+def _deal_state(task: RecordTask) -> tuple[int, str | None, int | None]:
+    """``(order id, rows fingerprint, pipeline)`` now true in the portal; ``None`` keeps the stored value."""
+    plan = task.plan
+    placed = task.new_id is not None or deal_commands.move_key(task.local_id) not in task.failed_extras
+    rows_set = deal_commands.rows_key(task.local_id) not in task.failed_extras
+    return (task.local_id, plan.rows_hash if rows_set else None, plan.category if placed else None)

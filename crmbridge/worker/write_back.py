@@ -61,13 +61,19 @@ def write_bitrix_id(entity: str, local_id: int, bitrix_id: int) -> None:
         SyncRecord.objects.filter(entity=entity, local_id=local_id).update(create_started_at=None)
 
 
-def record_success(*, created: list[tuple[str, int, int]], synced: list[tuple[str, int]]) -> None:
+def record_success(
+    *,
+    created: list[tuple[str, int, int]],
+    synced: list[tuple[str, int]],
+    deal_state: list[tuple[int, str | None, int | None]] = (),
+) -> None:
     """After a batch: the new IDs and the synced state, in ONE transaction.
 
     One commit per batch instead of one per record: on SQLite each commit is a
     disk sync, and per-record commits capped the worker at ~150 operations/s.
     A created record that is not in ``synced`` (a deal saved without its
-    contact) keeps its ID and stays ``waiting``.
+    contact) keeps its ID and stays ``waiting``. ``deal_state``: ``(order id,
+    rows fingerprint, pipeline)`` as the portal now has them (``None``: unchanged).
     """
     now = timezone.now()
     done = set(synced)
@@ -79,6 +85,7 @@ def record_success(*, created: list[tuple[str, int, int]], synced: list[tuple[st
         for entity in entities.ENTITIES.values():
             ids = [(bitrix_id, i) for e, i, bitrix_id in created if e == entity.name]
             _set_ids(entity.model(), entity.bitrix_id_field, ids)
+        _set_deal_state(deal_state)
         SyncRecord.objects.bulk_create(
             records,
             update_conflicts=True,
@@ -101,6 +108,22 @@ def _set_ids(model, field: str, rows: list[tuple[int, int]]) -> None:
     pk = connection.ops.quote_name(model._meta.pk.column)
     with connection.cursor() as cursor:
         cursor.executemany(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s", rows)
+
+
+def _set_deal_state(rows: list[tuple[int, str | None, int | None]]) -> None:
+    """What the portal's deals now show: rows fingerprint and pipeline, for many orders in one ``executemany``."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(Order._meta.db_table)
+    rows_hash = connection.ops.quote_name(Order._meta.get_field("bitrix_rows_hash").column)
+    category = connection.ops.quote_name(Order._meta.get_field("bitrix_category_id").column)
+    pk = connection.ops.quote_name(Order._meta.pk.column)
+    sql = (
+        f"UPDATE {table} SET {rows_hash} = COALESCE(%s, {rows_hash}), {category} = COALESCE(%s, {category}) "
+        f"WHERE {pk} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(digest, category_id, order_id) for order_id, digest, category_id in rows])
 
 
 def mark_error(entity: str, local_id: int, error: str, *, final: bool) -> None:

@@ -21,6 +21,7 @@ are the REST calls under ``/rest/``.
 ``GET|POST /_sandbox/faults``            read / change faults (JSON, see ``faults.Faults``)
 ``POST /_sandbox/limit``                 ``{"rate": 2, "burst": 50}``; ``{"rate": null}`` lifts it
 ``POST /_sandbox/reset``                 forget records, counters and faults
+``GET|POST /_sandbox/setup``             pipelines, stages, custom fields (see ``portal_setup``)
 ``GET|POST /_sandbox/events``            ``{"handler_url", "application_token", "echo_own_changes"}``
 ``POST /_sandbox/deals/<id>/stage``      ``{"stage_id": "WON"}``: a manager moves the deal
 ``POST /_sandbox/deals/<id>/delete``     a manager deletes the deal
@@ -98,6 +99,8 @@ def _dispatch(portal: Portal, verb: str, path: str, data: dict) -> Any:
         return {"ok": True}
     if path == "/_sandbox/events":
         return portal.set_events(**data)
+    if path == "/_sandbox/setup":
+        return portal.setup.configure(data)
     match = _DEAL_ACTION.match(path)
     if match is None:
         raise LookupError(f"no such control endpoint: POST {path}")
@@ -111,6 +114,8 @@ def _read(portal: Portal, path: str) -> Any:
         return asdict(portal.faults.snapshot())
     if path == "/_sandbox/events":
         return portal.events.settings()
+    if path == "/_sandbox/setup":
+        return portal.setup.snapshot()
     entity = path.removeprefix("/_sandbox/records/")
     if entity in ENTITIES:
         return portal.records(entity)

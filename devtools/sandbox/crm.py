@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from devtools.sandbox.errors import RestError
@@ -33,6 +33,8 @@ class EntitySpec:
     read_only: frozenset[str]
     not_found: str
     defaults: dict[str, str]
+    # Taken by ``add``, ignored by ``update`` (facts: "CATEGORY_ID is immutable in crm.deal.update").
+    immutable: frozenset[str] = frozenset()
 
 
 _COMMON = {
@@ -57,12 +59,21 @@ DEAL = EntitySpec(
         "CATEGORY_ID": "crm_category",
         "CURRENCY_ID": "crm_currency",
         "OPPORTUNITY": "double",
+        "IS_MANUAL_OPPORTUNITY": "char",
         "CONTACT_ID": "crm_contact",
         **_COMMON,
     },
     read_only=_READ_ONLY,
     not_found="Not found",
-    defaults={"TYPE_ID": "SALE", "STAGE_ID": "NEW", "CATEGORY_ID": "0", "CURRENCY_ID": "RUB", "OPPORTUNITY": "0.00"},
+    defaults={
+        "TYPE_ID": "SALE",
+        "STAGE_ID": "NEW",
+        "CATEGORY_ID": "0",
+        "CURRENCY_ID": "RUB",
+        "OPPORTUNITY": "0.00",
+        "IS_MANUAL_OPPORTUNITY": "N",
+    },
+    immutable=frozenset({"CATEGORY_ID"}),
 )
 CONTACT = EntitySpec(
     name="contact",
@@ -95,7 +106,7 @@ def field_descriptions(spec: EntitySpec) -> dict[str, dict]:
             "type": kind,
             "isRequired": False,
             "isReadOnly": name in spec.read_only,
-            "isImmutable": False,
+            "isImmutable": name in spec.immutable,
             "isMultiple": kind == "crm_multifield",
             "isDynamic": False,
             "title": name.replace("_", " ").title(),
@@ -118,16 +129,29 @@ def new_record(spec: EntitySpec, record_id: int, *, user_id: str) -> dict:
 
 
 def apply_fields(
-    spec: EntitySpec, record: dict, fields: Any, *, creating: bool, new_id: Callable[[], int], user_id: str
+    spec: EntitySpec,
+    record: dict,
+    fields: Any,
+    *,
+    creating: bool,
+    new_id: Callable[[], int],
+    user_id: str,
+    userfields: dict[str, dict] | None = None,
 ) -> dict:
-    """``record`` with ``fields`` applied (a new dict); raises ``RestError`` 400 ``ERROR_CORE`` on bad input."""
+    """``record`` with ``fields`` applied (a new dict); raises ``RestError`` 400 ``ERROR_CORE`` on bad input.
+
+    ``userfields``: the entity's custom fields (``UF_CRM_...`` -> description), stored as sent.
+    """
     if not isinstance(fields, dict):
         raise RestError(400, "", "Parameter 'fields' must be array.")
     updated = dict(record)
     for name, value in fields.items():
+        if userfields and name in userfields:
+            updated[name] = _userfield_value(userfields[name], value)
+            continue
         kind = spec.fields.get(name)
-        if kind is None or name in spec.read_only:
-            continue  # like the portal: unknown and read-only fields are ignored
+        if kind is None or name in spec.read_only or (name in spec.immutable and not creating):
+            continue  # like the portal: unknown, read-only and (on update) immutable fields are ignored
         if kind == "crm_multifield":
             current = [] if creating else updated[name]
             updated[name] = merge_multifield(name, current, value, new_id=new_id)
@@ -142,6 +166,15 @@ def apply_fields(
     return updated
 
 
+def _userfield_value(description: dict, value: Any) -> str | list[str] | None:
+    """A multiple field keeps a list (an array from JSON or ``[0]``, ``[1]``... from a query string)."""
+    if description.get("MULTIPLE") == "Y":
+        return [str(v) for v in _values(value) if v not in (None, "")]
+    if isinstance(value, dict | list):
+        return None
+    return None if value is None or value == "" else str(value)
+
+
 def _coerce(kind: str, value: Any) -> str | None:
     if isinstance(value, dict | list):
         value = None
@@ -154,7 +187,8 @@ def _coerce(kind: str, value: Any) -> str | None:
             return "0.00"  # the portal turns garbage into zero
     if kind in ("user", "crm_contact", "crm_category", "integer"):
         text = str(value).strip()
-        return text if text.isdigit() and int(text) > 0 else None
+        lowest = 0 if kind == "crm_category" else 1  # pipeline 0 is the default one
+        return text if text.isdigit() and int(text) >= lowest else None
     if isinstance(value, bool):
         return "Y" if value else "N"
     return str(value)
@@ -197,6 +231,11 @@ def _value_type(name: str, given: Any, default: str) -> str:
     return text if text in allowed else default
 
 
+def as_list(value: Any) -> list:
+    """A PHP array from JSON (list) or from a query string (dict ``{"0": ...}``) as a list."""
+    return _values(value)
+
+
 def _values(value: Any) -> list:
     """A PHP array from JSON (list) or from a query string (dict ``{"0": ...}``) as a list."""
     if isinstance(value, dict):
@@ -206,6 +245,12 @@ def _values(value: Any) -> list:
     return [] if value is None or value == "" else [value]
 
 
+def rows_total(rows: list[dict]) -> str:
+    """``OPPORTUNITY`` from product rows: the sum of price x quantity, to the cent."""
+    total = sum((Decimal(row["_PRICE_TEXT"]) * Decimal(str(row["QUANTITY"])) for row in rows), Decimal(0))
+    return str(total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 # -- reading ---------------------------------------------------------------------
 def as_answer(record: dict) -> dict:
     """A copy for an answer; empty multifields are left out, as the portal does."""
@@ -213,7 +258,7 @@ def as_answer(record: dict) -> dict:
     for name, value in record.items():
         if isinstance(value, list):
             if value:
-                answer[name] = [dict(entry) for entry in value]
+                answer[name] = [dict(entry) if isinstance(entry, dict) else entry for entry in value]
         else:
             answer[name] = value
     return answer

@@ -11,6 +11,7 @@ from devtools.sandbox import crm
 from devtools.sandbox.duplicates import find_by_communication
 from devtools.sandbox.errors import RestError
 from devtools.sandbox.events import EventSender
+from devtools.sandbox.portal_setup import PortalSetup
 from devtools.sandbox.store import RecordStore
 
 
@@ -32,9 +33,10 @@ _DEAL_EVENTS = {"add": "ONCRMDEALADD", "update": "ONCRMDEALUPDATE", "delete": "O
 
 
 class CrmMethods:
-    def __init__(self, store: RecordStore, events: EventSender) -> None:
+    def __init__(self, store: RecordStore, events: EventSender, setup: PortalSetup | None = None) -> None:
         self.store = store
         self.events = events
+        self.setup = setup or PortalSetup()
 
     def table(self) -> dict[str, Method]:
         """Method name (lower case) -> handler."""
@@ -100,9 +102,27 @@ class CrmMethods:
             return self.store.next_id("multifield")
 
         fields = params.get("fields")
-        return crm.apply_fields(
-            spec, record, fields, creating=creating, new_id=new_multifield_id, user_id=caller.user_id
-        )
+        userfields = {f["FIELD_NAME"]: f for f in self.setup.userfields.get(spec.name, [])}
+        updated = crm.apply_fields(
+            spec, record, fields, creating=creating, new_id=new_multifield_id, user_id=caller.user_id,
+            userfields=userfields,
+        )  # fmt: skip
+        if spec is crm.DEAL:
+            self._deal_rules(updated, fields if isinstance(fields, dict) else {}, creating=creating)
+        return updated
+
+    def _deal_rules(self, deal: dict, fields: dict, *, creating: bool) -> None:
+        """A new deal in pipeline N starts at its first stage; a deal with rows (and IS_MANUAL_OPPORTUNITY N)
+        has the rows' sum as OPPORTUNITY (facts document, "CRM depth")."""
+        category = int(deal.get("CATEGORY_ID") or 0)
+        if creating and category and "STAGE_ID" not in fields:
+            deal["STAGE_ID"] = (self.setup.stage_ids(category) or [deal["STAGE_ID"]])[0]
+        rows = self.store.rows(int(deal["ID"]))
+        if rows and deal.get("IS_MANUAL_OPPORTUNITY") != "Y":
+            deal["OPPORTUNITY"] = crm.rows_total(rows)
+
+    def notify_deal_update(self, deal_id: int, caller: Caller) -> None:
+        self._notify(crm.DEAL, "update", deal_id, caller)
 
     def _notify(self, spec: crm.EntitySpec, change: str, record_id: int, caller: Caller) -> None:
         if spec is crm.DEAL:

@@ -17,10 +17,12 @@ from typing import Any
 from crmbridge.bitrix.commands import decode_command, resolve_reference
 from crmbridge.bitrix.rate_limit import LeakyBucket
 from devtools.sandbox import crm
+from devtools.sandbox.deal_depth import DealDepthMethods
 from devtools.sandbox.errors import RestError
 from devtools.sandbox.events import EventSender
 from devtools.sandbox.faults import AUTH_ERRORS, FaultInjector, Faults
 from devtools.sandbox.methods import Caller, CrmMethods, Outcome
+from devtools.sandbox.portal_setup import PortalSetup
 from devtools.sandbox.stats import SandboxStats
 from devtools.sandbox.store import RecordStore
 
@@ -53,6 +55,7 @@ class Portal:
         db_path: str | None,
         base_url: Callable[[], str],
         events: dict,
+        setup: dict | None = None,
     ) -> None:
         self.integration_user = user_id
         self._webhooks = {user_id: code}
@@ -64,8 +67,10 @@ class Portal:
         self.bucket: LeakyBucket | None = None
         self.set_limit(rate, burst)
         self.events = EventSender(base_url=base_url, on_result=self._count_event, **events)
-        self.crm = CrmMethods(self.store, self.events)
+        self.setup = PortalSetup(setup)
+        self.crm = CrmMethods(self.store, self.events, self.setup)
         self.methods = self.crm.table()
+        self.methods.update(DealDepthMethods(self.store, self.setup, self.crm.notify_deal_update).table())
 
     def set_limit(self, rate: float | None, burst: int | None) -> None:
         """The leaky bucket: ``rate`` requests/s drained, ``burst`` deep; ``rate=None`` lifts the limit."""

@@ -37,11 +37,13 @@ class SandboxServer:
         handler_url: str | None = None,
         application_token: str = "",
         echo_own_changes: bool = False,
+        setup: dict | None = None,
     ) -> None:
         """``rate=None``: no limit (``burst`` defaults to 50 when a rate is set).
 
         ``manager_code`` enables a second webhook, ``/rest/2/<manager_code>/``, whose
-        changes count as someone else's (they fire outbound events).
+        changes count as someone else's (they fire outbound events). ``setup``: pipelines,
+        stages and custom fields (``portal_setup.PortalSetup``).
         """
         self.host = host
         self.user_id = user_id
@@ -65,6 +67,7 @@ class SandboxServer:
             db_path=db_path,
             base_url=lambda: self.base_url,
             events=events,
+            setup=setup,
         )
 
     def __repr__(self) -> str:
@@ -138,6 +141,10 @@ class SandboxServer:
 
     def reset(self) -> None:
         self.portal.reset()
+
+    def configure(self, setup: dict) -> dict:
+        """Add pipelines, stages, custom fields (see ``portal_setup``); the whole setup."""
+        return self.portal.setup.configure(setup)
 
     def move_deal_stage(self, deal_id: int, stage_id: str) -> dict:
         return self.portal.move_deal_stage(deal_id, stage_id)

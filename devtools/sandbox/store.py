@@ -15,11 +15,12 @@ from collections import defaultdict
 
 from devtools.sandbox.crm import ENTITIES
 
-COUNTERS = (*ENTITIES, "multifield")
+COUNTERS = (*ENTITIES, "multifield", "productrow")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (entity TEXT, id INTEGER, data TEXT, PRIMARY KEY (entity, id));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
+CREATE TABLE IF NOT EXISTS product_rows (deal_id INTEGER PRIMARY KEY, data TEXT);
 """
 
 
@@ -30,6 +31,7 @@ class RecordStore:
         self._records: dict[str, dict[int, dict]] = {name: {} for name in ENTITIES}
         self._origins: dict[str, dict[str, set[int]]] = {name: defaultdict(set) for name in ENTITIES}
         self._next = dict.fromkeys(COUNTERS, 1)
+        self._rows: dict[int, list[dict]] = {}  # deal id -> its product rows
         self._db = self._open(db_path) if db_path else None
 
     # -- identity ----------------------------------------------------------------
@@ -61,10 +63,25 @@ class RecordStore:
         with self.lock:
             record = self._records[entity].pop(record_id, None)
             self._unindex(entity, record)
+            if entity == "deal":
+                self._rows.pop(record_id, None)
             if record is not None and self._db is not None:
                 self._db.execute("DELETE FROM records WHERE entity = ? AND id = ?", (entity, record_id))
+                self._db.execute("DELETE FROM product_rows WHERE deal_id = ?", (record_id,))
                 self._db.commit()
             return record is not None
+
+    # -- product rows of deals -------------------------------------------------------------
+    def rows(self, deal_id: int) -> list[dict]:
+        return list(self._rows.get(deal_id, ()))
+
+    def set_rows(self, deal_id: int, rows: list[dict]) -> None:
+        """Replace the deal's rows (``crm.deal.productrows.set``)."""
+        with self.lock:
+            self._rows[deal_id] = list(rows)
+            if self._db is not None:
+                self._db.execute("INSERT OR REPLACE INTO product_rows VALUES (?, ?)", (deal_id, json.dumps(rows)))
+                self._persist_counters()
 
     def all(self, entity: str) -> list[dict]:
         with self.lock:
@@ -88,8 +105,10 @@ class RecordStore:
                 self._records[entity].clear()
                 self._origins[entity].clear()
             self._next = dict.fromkeys(COUNTERS, 1)
+            self._rows.clear()
             if self._db is not None:
                 self._db.execute("DELETE FROM records")
+                self._db.execute("DELETE FROM product_rows")
                 self._persist_counters()
 
     # -- internals ---------------------------------------------------------------------
@@ -111,6 +130,8 @@ class RecordStore:
             self._records[entity][int(record["ID"])] = record
             if record.get("ORIGIN_ID"):
                 self._origins[entity][record["ORIGIN_ID"]].add(int(record["ID"]))
+        for deal_id, data in db.execute("SELECT deal_id, data FROM product_rows"):
+            self._rows[int(deal_id)] = json.loads(data)
         for name, value in db.execute("SELECT name, value FROM counters"):
             self._next[name] = value
         return db

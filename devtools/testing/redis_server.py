@@ -17,12 +17,13 @@ from devtools.testing.ports import free_port, wait_for_port
 
 
 class PrivateRedis:
-    def __init__(self, *, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(self, *, appendonly: bool = False, port: int | None = None, extra: list[str] | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.appendonly = appendonly
+        self.extra = extra or []  # more redis-server arguments, e.g. ["--replicaof", "127.0.0.1", "6379"]
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="bitrixsync-redis-"))
         self.process: subprocess.Popen | None = None
@@ -41,6 +42,7 @@ class PrivateRedis:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
             "--logfile", str(self.dir / "redis.log"),
+            *self.extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)

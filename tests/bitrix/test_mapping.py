@@ -131,3 +131,22 @@ def test_stage_map_errors_name_the_setting(settings):
     settings.BITRIX_STAGE_MAP = "new=NEW,confirmed"
     with pytest.raises(ImproperlyConfigured, match="BITRIX_STAGE_MAP"):
         mapping.stage_for_status("new")
+
+
+def test_pipeline_stages_get_their_prefix_or_their_own_map(settings):
+    """Issue 20 item 3: pipeline N uses C<N>: stage ids (facts document, "Pipelines")."""
+    from crmbridge.bitrix import pipelines
+
+    settings.BITRIX_STAGE_MAP = "new=NEW,done=WON"
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"welding": 5, "cnc-milling": 3}
+    settings.BITRIX_STAGE_MAPS = {3: "new=C3:INTAKE,done=WON"}
+    assert pipelines.category_for_service("welding") == 5
+    assert pipelines.category_for_service("3d-printing") == 0
+    assert pipelines.stage_for("new", 5) == "C5:NEW"
+    assert pipelines.stage_for("new", 3) == "C3:INTAKE" and pipelines.stage_for("done", 3) == "C3:WON"
+    assert pipelines.stage_for("new", 0) == "NEW"
+    assert [pipelines.status_for_stage(s) for s in ("C5:WON", "C3:INTAKE", "NEW", "C7:NEW")] == [
+        "done", "new", "new", None
+    ]  # fmt: skip
+    with pytest.raises(ImproperlyConfigured, match="BITRIX_STAGE_MAP_3 has no stage for order status 'shipped'"):
+        pipelines.stage_for("shipped", 3)

@@ -233,3 +233,12 @@ def test_no_secret_in_any_answer(admin_client_api, redis_client, secret_webhook,
     text = admin_client_api.get(url).content.decode()
 
     assert secret_webhook not in text
+
+
+def test_without_sentinel_the_topology_says_single_redis(admin_client_api, private_redis):
+    topology = admin_client_api.get(SYNC_URL).json()["data"]["redis"]["topology"]
+
+    assert topology["mode"] == "single"
+    assert topology["description"].startswith("single Redis")
+    assert topology["master"] == f"127.0.0.1:{private_redis.port}"
+    assert (topology["replicas"], topology["sentinels"], topology["sentinels_seen"]) == ([], [], 0)

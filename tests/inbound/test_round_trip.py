@@ -238,3 +238,17 @@ def test_pull_deals_reapplies_the_current_stage_of_every_linked_deal(sandbox, al
     assert (status_of(first), status_of(second)) == ("done", "in_production")
     # The pull resets the ordering state to its own time (issue 13): a later portal event is not hidden.
     assert SyncRecord.objects.get(entity="deal", local_id=first.pk).remote_changed_at is None
+
+
+def test_a_stage_of_a_mapped_pipeline_maps_back_to_the_order_status(sandbox, alice, webhook_entries, settings):
+    """Issue 20 item 3: a deal in pipeline 3 reports C3:... stages; they map back like the default ones."""
+    sandbox.configure({"categories": {"3": "Manufacturing"}})
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 3}
+    order = linked_order(alice)
+    assert deal_in(sandbox, order.bitrix_deal_id)["CATEGORY_ID"] == "3"
+
+    move_stage(sandbox, order.bitrix_deal_id, "C3:EXECUTING")
+    wait_for_entries(webhook_entries, 1)
+    assert run_worker_once() == 0
+
+    assert status_of(order) == "in_production"

@@ -16,7 +16,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from crmbridge.diagnostics.config_facts import redis_config
+from crmbridge.diagnostics.config_facts import redis_config, redis_target
 from crmbridge.diagnostics.doctor import (
     FAIL,
     OK,
@@ -67,8 +67,8 @@ class Command(BaseCommand):
 
     def _print(self, findings, code: int) -> None:
         where = redis_config()
-        self.stdout.write(f"Bitrix sync doctor: Redis {where['host']}:{where['port']}/{where['db']}, "
-                          f"prefix {where['prefix']!r}")  # fmt: skip
+        self.stdout.write(f"Bitrix sync doctor: Redis {redis_target(where)}, prefix {where['prefix']!r}")
+        self.stdout.write(f"Topology: {where['topology']['description']}")
         styles = {OK: self.style.SUCCESS, WARN: self.style.WARNING, FAIL: self.style.ERROR, SKIP: self.style.NOTICE}
         for finding in findings:
             self.stdout.write(

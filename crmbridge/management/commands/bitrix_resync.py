@@ -5,6 +5,12 @@ Examples::
     manage.py bitrix_resync                       # every order and user
     manage.py bitrix_resync --orders --missing-only
     manage.py bitrix_resync --users --since 2025-01-01 --dry-run
+    manage.py bitrix_resync --orders --outdated --dry-run   # deals whose rows or pipeline changed
+
+Deals already synced are brought up to date by the worker when it syncs them
+(product rows, pipeline, custom fields: ``crmbridge.publishing.deal_backfill``);
+the command prints what that changes, per deal, before it queues (or instead of
+queueing, with ``--dry-run``).
 
 Safe to run again: the worker syncs each record's current state, so a
 duplicate message only repeats an update.
@@ -29,8 +35,9 @@ from crmbridge import entities as registry
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.contact_match import matching_modes
 from crmbridge.bitrix.errors import BitrixError
+from crmbridge.publishing import deal_backfill
 from crmbridge.publishing.outbox import waiting_entries
-from crmbridge.publishing.resync import resync, resync_plan, selection
+from crmbridge.publishing.resync import queue_resync_for, resync, resync_plan, selection
 from crmbridge.worker.contact_adoption import backfill
 
 
@@ -44,7 +51,12 @@ class Command(BaseCommand):
         parser.add_argument("--missing-only", action="store_true", help="only records without a Bitrix ID")
         parser.add_argument("--since", type=parse_date, help="only records changed since YYYY-MM-DD (users: joined)")
         parser.add_argument("--chunk-size", type=int, default=500, help="records per transaction (default 500)")
-        parser.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+        parser.add_argument("--dry-run", action="store_true", help="count and show what would change, queue nothing")
+        parser.add_argument(
+            "--outdated",
+            action="store_true",
+            help="orders: only those without a deal or whose deal's rows, pipeline or custom fields would change",
+        )
 
     def handle(self, *args, **options):
         if options["chunk_size"] < 1:
@@ -54,6 +66,9 @@ class Command(BaseCommand):
         if "contact" in entities and matching_modes():
             self.match_existing_customers(since=options["since"], dry_run=options["dry_run"])
         plan = resync_plan(**selection)
+        outdated = self.deal_changes(selection) if "deal" in entities and not options["missing_only"] else None
+        if options["outdated"] and outdated is not None:
+            plan["deal"]["update"] = len(outdated)
         for entity, ops in plan.items():
             label = registry.get(entity).plural_label
             self.stdout.write(f"{label}: {ops['create']} to create, {ops['update']} to update")
@@ -62,8 +77,36 @@ class Command(BaseCommand):
             self.stdout.write(f"Dry run: {total} operation(s) would be queued; nothing was.")
             return
         with tqdm(total=total, unit="record", desc="Queuing", file=sys.stderr, disable=None) as bar:
-            queued = resync(**selection, chunk_size=options["chunk_size"], on_progress=bar.update)
+            if options["outdated"] and outdated is not None:
+                queued = self.queue_outdated(selection, outdated, options["chunk_size"], bar.update)
+            else:
+                queued = resync(**selection, chunk_size=options["chunk_size"], on_progress=bar.update)
         self.report(queued)
+
+    def deal_changes(self, options: dict) -> list[int]:
+        """Print what syncing the already-synced deals changes; the orders whose deal would change."""
+        orders = selection("deal", since=options["since"])
+        count = orders.filter(bitrix_deal_id__isnull=False).count()
+        with tqdm(total=count, unit="deal", desc="Checking deals", file=sys.stderr, disable=None) as bar:
+            changes = deal_backfill.synced_deal_changes(orders)
+            summary, changed = deal_backfill.summarize(_counted(changes, bar.update))
+        for line in summary.lines():
+            self.stdout.write(line)
+        return changed
+
+    @staticmethod
+    def queue_outdated(options: dict, outdated: list[int], chunk_size: int, progress) -> int:
+        """Orders without a deal, then those whose deal would change (contacts as usual)."""
+        others = [e for e in options["entities"] if e != "deal"]
+        missing = {**options, "entities": ["deal"], "missing_only": True}
+        queued = resync(**missing, chunk_size=chunk_size, on_progress=progress)
+        for start in range(0, len(outdated), chunk_size):
+            chunk = outdated[start : start + chunk_size]
+            queued += queue_resync_for("deal", chunk, src="resync")
+            progress(len(chunk))
+        if others:
+            queued += resync(**{**options, "entities": others}, chunk_size=chunk_size, on_progress=progress)
+        return queued
 
     def match_existing_customers(self, *, since: date | None, dry_run: bool) -> None:
         """Users without a contact: adopt the portal's existing customer where there is one (see the docstring)."""
@@ -115,6 +158,12 @@ class Command(BaseCommand):
                 f"{left} operation(s) are still in the outbox (Redis unreachable?); the worker's relay or "
                 "`manage.py bitrix_relay_outbox` publishes them."
             )
+
+
+def _counted(items, progress):
+    for item in items:
+        progress(1)
+        yield item
 
 
 def parse_date(value: str) -> date:

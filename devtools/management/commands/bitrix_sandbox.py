@@ -11,6 +11,7 @@ They refuse cross-site requests (a foreign Host or Origin, see
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 
@@ -54,7 +55,15 @@ class Command(BaseCommand):
             help="auth[application_token] sent with events (default BITRIX_INBOUND_TOKEN)",
         )
 
+        parser.add_argument(
+            "--setup", default=None, help="JSON file: pipelines, stages, custom fields (see portal_setup.py)"
+        )
+
     def handle(self, *args, **options) -> None:
+        setup = None
+        if options["setup"]:
+            with open(options["setup"], encoding="utf-8") as handle:
+                setup = json.load(handle)
         server = SandboxServer(
             options["host"],
             options["port"],
@@ -66,6 +75,7 @@ class Command(BaseCommand):
             manager_code=options["manager_code"],
             handler_url=options["event_handler_url"],
             application_token=options["application_token"],
+            setup=setup,
         ).start()
         limit = "no limit" if options["no_limit"] else f"{options['rate']:g}/s, burst {options['burst']}"
         self.stdout.write(f"Bitrix24 sandbox listening on {server.base_url} ({limit})")
