@@ -87,6 +87,25 @@ class Stack:
             self.process.send_signal(sig)
         return self.process.wait(timeout=60)
 
+    def stop_for_good(self) -> None:
+        """Ctrl-C (the stack stops its children), then SIGKILL; then any child still alive.
+
+        A SIGKILLed stack cannot stop its children, which run in process groups of their own:
+        they were left running after the suite (a worker beating into a deleted Redis for hours).
+        """
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+        for pid in re.findall(r"started \w+ \(pid (\d+)\)", self.output()):
+            try:
+                os.killpg(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def api(self, method: str, path: str, body: dict | None = None, token: str = "") -> dict:
         response = self.request(method, path, body, token)
         assert response.status < 400, (response.status, response.body[:500])
@@ -129,9 +148,8 @@ def stack_factory(tmp_path):
         return stacks[-1].start()
 
     yield make
-    for stack in stacks:  # never leave a stack running, whatever the test did
-        if stack.process and stack.process.poll() is None:
-            stack.stop(signal.SIGKILL)
+    for stack in stacks:  # never leave a stack or its children running, whatever the test did
+        stack.stop_for_good()
 
 
 def test_stack_serves_the_manual_test_and_stops_everything_on_ctrl_c(stack_factory):
