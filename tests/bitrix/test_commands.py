@@ -93,3 +93,28 @@ def test_resolve_reference_like_bitrix():
     assert resolve_reference("$result[c][ID]", results) == "5"
     assert resolve_reference("for $result[c][NAME] and $result[c]", results) == "for Ann and Array"
     assert resolve_reference("$result[missing][ID]", results) == {"c": {"ID": "5", "NAME": "Ann"}, "d": 7}
+
+
+@pytest.mark.parametrize(
+    ("query", "params"),
+    [("[0]=x&a=1", {"[0]": "x", "a": "1"}),  # no name before the bracket
+     ("a[b=1", {"a[b": "1"}),  # no closing bracket: a plain name
+     ("a]=1", {"a]": "1"}),
+     ("a[b[c]=1", {"a[b[c]": "1"}),  # a bracket inside a segment: a plain name
+     ("a[b]c]=1", {"a[b]c]": "1"}),
+     ("x[y]=1", {"x": {"y": "1"}})],
+)  # fmt: skip
+def test_malformed_php_keys_are_plain_names(query, params):
+    """Found by mutation testing: the edges of ``_split_key`` were not pinned."""
+    assert parse_php_query(query) == params
+
+
+def test_resolve_reference_follows_list_indexes_and_prints_scalars_like_php():
+    """Found by mutation testing: list steps, the end of a list, booleans and null in a text."""
+    results = {"result": {"l": [{"ID": 3}, "b"], "t": True, "f": False, "n": None, "i": 0}}
+
+    assert resolve_reference("$result[l][0][ID]", results) == 3
+    assert resolve_reference("$result[l][1]", results) == "b"
+    assert resolve_reference("$result[l][2]", results) == [{"ID": 3}, "b"]  # past the end: stops there
+    # A reference ends at white space, as in Bitrix.
+    assert resolve_reference("a $result[t] $result[f] $result[n] $result[i] z", results) == "a 1   0 z"

@@ -59,3 +59,33 @@ def test_a_clean_record_is_let_through_unchanged():
     record = record_of(lambda logger: logger.warning("Worker %s started", "w-1"))
 
     assert (record.msg, record.args) == ("Worker %s started", ("w-1",))
+
+
+def test_parsing_keeps_the_parts_and_remembers_the_code_for_redaction():
+    """Found by mutation testing: the parts and the remembered code were not checked."""
+    from crmbridge.bitrix.webhook_url import parse_webhook_url, redact
+
+    hook = parse_webhook_url("https://parts.bitrix24.ru/rest/12/parts-c0de-9/")
+
+    assert (hook.portal, hook.user_id, hook.code) == ("https://parts.bitrix24.ru", "12", "parts-c0de-9")
+    assert redact("code parts-c0de-9 then parts-c0de-9 again") == "code **** then **** again"
+    assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_a_bad_port_names_the_setting():
+    with pytest.raises(ImproperlyConfigured) as bad:
+        validate_webhook_url("https://example.bitrix24.ru:99999/rest/1/s3cr3t-c0de/", name="BITRIX_X")
+
+    assert str(bad.value).startswith("BITRIX_X must look like https://")
+
+
+@pytest.mark.parametrize(("secret", "remembered"), [("abcd", True), ("abc", False), ("", False)])
+def test_secrets_of_four_characters_or_more_are_remembered(secret, remembered):
+    from crmbridge.bitrix.webhook_url import _KNOWN_SECRETS, remember_secret
+
+    before = set(_KNOWN_SECRETS)
+    try:
+        remember_secret(secret)
+        assert (secret in _KNOWN_SECRETS) is remembered
+    finally:
+        _KNOWN_SECRETS.intersection_update(before)
