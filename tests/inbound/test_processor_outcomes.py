@@ -127,5 +127,6 @@ def test_a_deal_deleted_in_bitrix_unlinks_its_order_only_and_says_when(sandbox, 
     assert sync.last_error == f"deal {order.bitrix_deal_id} deleted in Bitrix at {WHEN.isoformat()}; unlinked, " \
                               "not re-created"  # fmt: skip
     assert sync.last_error_at is not None and sync.remote_changed_at == WHEN
-    assert f"[WEBHOOK] deal {order.bitrix_deal_id} (order {order.pk}) was deleted in Bitrix; order {order.pk} " \
-           "unlinked and NOT re-created (its next change or `bitrix_resync` creates a new one)" in said(caplog)  # fmt: skip
+    task = f"deal {order.bitrix_deal_id} (order {order.pk})"
+    assert f"[WEBHOOK] {task} was deleted in Bitrix; order {order.pk} unlinked and NOT re-created " \
+           "(its next change or `bitrix_resync` creates a new one)" in said(caplog)  # fmt: skip
