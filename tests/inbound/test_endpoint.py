@@ -92,7 +92,7 @@ def test_an_unhandled_event_is_acknowledged_and_not_queued(client, webhook_entri
     assert response.status_code == 200
     assert response.json() == {"status": "ignored"}
     assert webhook_entries() == []
-    assert "[WEBHOOK] Ignored event ONCRMLEADUPDATE" in caplog.text
+    assert "[WEBHOOK] Ignored event ONCRMLEADUPDATE (not handled)" in [r.getMessage() for r in caplog.records]
 
 
 def test_a_wrong_token_is_refused_even_for_an_unhandled_event(client):
@@ -180,3 +180,28 @@ def test_redis_down_is_503_and_logs_that_the_event_is_lost(client, settings, cap
         "resend events). An order's status may now be stale; once Redis is back, run `python manage.py "
         "bitrix_pull_deals` to re-apply the current stage of every linked deal."
     ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [({"event": ""}, "event is required"),
+     ({"event": "ON" + "X" * 63}, "event must be an event name such as ONCRMDEALUPDATE"),  # 65 characters
+     ({"auth[domain]": "evil example"}, "auth[domain] must be a host name, at most 255 chars"),
+     ({"auth[domain]": "x" * 256}, "auth[domain] must be a host name, at most 255 chars")],
+)  # fmt: skip
+def test_a_refusal_says_what_the_field_must_be(client, webhook_entries, changes, detail):
+    """Found by mutation testing: the details and the limits' edges were not pinned."""
+    response = post(client, {**event_form(), **changes})
+
+    assert (response.status_code, response.json()["detail"]) == (400, detail)
+    assert webhook_entries() == []
+
+
+def test_names_and_domains_at_their_limits_are_accepted(client, webhook_entries):
+    long_name = "ON_" + "X" * 61  # 64 characters, with an underscore: a valid name, not one we handle
+    assert post(client, event_form(long_name)).json() == {"status": "ignored"}
+
+    assert post(client, event_form(**{"auth[domain]": "d" * 255})).status_code == 200
+    assert post(client, event_form(**{"auth[domain]": None})).status_code == 200
+
+    assert [entry["domain"] for entry in webhook_entries()] == ["d" * 255, ""]
