@@ -7,6 +7,7 @@ against the stack, and the worker writes the Bitrix deal ID back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -101,10 +102,8 @@ class Stack:
                 self.process.kill()
                 self.process.wait(timeout=20)
         for pid in re.findall(r"started \w+ \(pid (\d+)\)", self.output()):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def api(self, method: str, path: str, body: dict | None = None, token: str = "") -> dict:
         response = self.request(method, path, body, token)

@@ -13,6 +13,7 @@ import importlib
 
 import pytest
 from django.apps import apps
+from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 
 pytestmark = pytest.mark.django_db
@@ -125,6 +126,16 @@ def test_the_migration_renames_usernames_that_are_not_the_accounts_own_email(imp
     assert own.username == "Own@Example.com"  # its own address: kept
     alice.refresh_from_db()
     assert alice.username == "alice"
+
+
+def test_the_migration_keeps_an_email_shaped_username_that_is_nobodys_email(django_user_model):
+    """Found in review: an account without an e-mail signs in only by such a username; renaming it locked it out."""
+    django_user_model.objects.create_user(username="bob@corp.example", email="", password="Bob-pass-12345")
+    migration = importlib.import_module("accounts.migrations.0005_email_shaped_usernames")
+
+    migration.rename_email_shaped_usernames(apps, None)
+
+    assert authenticate(None, username="bob@corp.example", password="Bob-pass-12345") is not None
 
 
 # --- item 2: one failure budget per account -----------------------------------------------------
