@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from crmbridge import entities
-from crmbridge.bitrix import pipelines
+from crmbridge.bitrix import pipelines, portal_settings
 from orders.catalogue import SERVICES
 
 
@@ -102,12 +102,4 @@ def status_for_stage(stage_id: str) -> str | None:
 
 @lru_cache(maxsize=8)
 def _stage_map(raw: str) -> dict[str, str]:
-    stages: dict[str, str] = {}
-    for pair in raw.split(","):
-        if not pair.strip():
-            continue
-        status, sep, stage = (part.strip() for part in pair.partition("="))
-        if not sep or not status or not stage:
-            raise ImproperlyConfigured(f"BITRIX_STAGE_MAP must be status=STAGE pairs separated by commas, got {pair!r}")
-        stages[status] = stage
-    return stages
+    return dict(portal_settings.pairs("BITRIX_STAGE_MAP", raw, form="status=STAGE"))

@@ -22,7 +22,7 @@ _ATTRIBUTE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _USERFIELD = re.compile(r"^UF_CRM_[A-Z0-9_]+$")
 
 
-def pairs(name: str, raw: str) -> list[tuple[str, str]]:
+def pairs(name: str, raw: str, *, form: str = "key=value") -> list[tuple[str, str]]:
     """``"a=1, b=2"`` -> ``[("a", "1"), ("b", "2")]``; an empty value is no pairs."""
     found = []
     for pair in raw.split(","):
@@ -30,7 +30,7 @@ def pairs(name: str, raw: str) -> list[tuple[str, str]]:
             continue
         key, sep, value = (part.strip() for part in pair.partition("="))
         if not sep or not key or not value:
-            raise ImproperlyConfigured(f"{name} must be key=value pairs separated by commas, got {pair.strip()!r}")
+            raise ImproperlyConfigured(f"{name} must be {form} pairs separated by commas, got {pair.strip()!r}")
         found.append((key, value))
     return found
 
