@@ -267,6 +267,8 @@ BITRIX_PORTAL_URL = env_str("BITRIX_PORTAL_URL", "")
 BITRIX_WORKER = {
     "max_retries": env_int("BITRIX_WORKER_MAX_RETRIES", 5, minimum=0),
     "batch_size": env_int("BITRIX_WORKER_BATCH_SIZE", 10, minimum=1, maximum=1000),
+    # Under a backlog a read is topped up to this many messages (crmbridge.worker.config).
+    "max_chunk": env_int("BITRIX_WORKER_MAX_CHUNK", 1000, minimum=1, maximum=10000),
     "poll_interval": env_float("BITRIX_WORKER_POLL_INTERVAL", 1.0, minimum=0.01),
     # Entries idle this long in a dead consumer's pending list are taken over.
     "claim_idle_seconds": env_float("BITRIX_WORKER_CLAIM_IDLE", 60.0, minimum=1.0),

@@ -38,11 +38,15 @@ class WorkerConfig:
     # stays hot, up to the maximum (crmbridge.worker.record_pacing). 0: no wait.
     record_interval_seconds: float = 1.0
     record_interval_max_seconds: float = 10.0
-    # The most messages one chunk takes: enough to fill whole 50-command batches. A new
-    # customer's contact, deal and product rows are 3 commands for 2 messages, so 100
-    # messages make three full batches (50 made one full and one half-empty: a request
-    # of the portal's budget half wasted); updates are 1 or 2 commands a message.
-    max_chunk: int = 100
+    # The most messages one chunk takes under a backlog. A chunk's new contacts are looked up
+    # together (``contact_adoption``): one request of up to 50 findbycomm commands serves 500
+    # new customers (25 e-mail + 25 phone groups of 20), whose contacts, deals and product rows
+    # are 1,500 write commands in 30 full requests. So the lookup costs 1 request in 31; with
+    # 100 messages it cost 1 in 4 and the worker reached 74% of the portal's ceiling at 20/s
+    # (bench/RESULTS.md). A long chunk is safe: its records' locks are renewed before every
+    # request, a live worker's entries are never taken over, and a shutdown stops between
+    # requests (what is not sent stays pending for another worker).
+    max_chunk: int = 1000
     # Commands per Bitrix request: 50 (batch) normally; 1 = the original design, for benchmarks.
     commands_per_request: int = 50
 

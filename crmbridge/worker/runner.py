@@ -367,7 +367,11 @@ class Worker:
                 dead_owners=lambda: telemetry.dead_workers(self.redis) - {self.name},
             )
             self._sync = SyncBatch(
-                self._bitrix, locks, consumer=self.name, max_commands=self.config.commands_per_request
+                self._bitrix,
+                locks,
+                consumer=self.name,
+                max_commands=self.config.commands_per_request,
+                stopping=lambda: self.shutdown,
             )
             self._processors = {
                 streams.operations_stream(): self._sync.process,

@@ -24,6 +24,7 @@ The path of a chunk:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,11 +99,20 @@ class SyncBatch:
     """Syncs one chunk. Stateless between chunks; the runner owns retries."""
 
     def __init__(
-        self, client: BitrixClient, locks: RecordLocks, *, consumer: str, max_commands: int = MAX_COMMANDS
+        self,
+        client: BitrixClient,
+        locks: RecordLocks,
+        *,
+        consumer: str,
+        max_commands: int = MAX_COMMANDS,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.client = client
         self.locks = locks
         self.consumer = consumer
+        # Asked between requests: a chunk of 1,000 messages is 30-odd requests, more than a
+        # shutdown should wait for at a slow plan. What is not sent stays pending (deferred).
+        self.stopping = stopping
         # 50 is Bitrix's limit; 1 reproduces the original one-request-per-operation design (benchmarks).
         self.max_commands = max(1, min(max_commands, MAX_COMMANDS))
         self.custom_fields = UserFieldCatalog(client)
@@ -183,8 +193,19 @@ class SyncBatch:
         for task in tasks.values():
             if task.entity == "deal":
                 task.plan = self._plan(task)
-        for batch in self._pack(tasks):
+        batches = self._pack(tasks)
+        for index, batch in enumerate(batches):
+            if index and self.stopping():
+                self._leave_for_another_worker(batches[index:], outcome)
+                return
             self._send(batch, outcome)
+
+    @staticmethod
+    def _leave_for_another_worker(batches: list[list[RecordTask]], outcome: ChunkOutcome) -> None:
+        left = [task for batch in batches for task in batch]
+        for task in left:
+            outcome.deferred.extend(task.messages)
+        logger.info("[WORKER] Stopping: %s record(s) of the chunk not sent; left pending for another worker", len(left))
 
     @staticmethod
     def _plan(task: RecordTask) -> deal_commands.DealPlan | None:
@@ -254,26 +275,33 @@ class SyncBatch:
         So a chunk of 50 new customers with an order each (150 commands: contact, deal,
         rows) is 3 requests of 50, not 3 of 48-49 and a 4th with the rest.
         """
+        deals_of: dict[int, list[RecordTask]] = {}  # a new contact's deals follow it
+        for task in tasks.values():
+            if task.entity == "deal":
+                deals_of.setdefault(task.record.owner_id, []).append(task)
         ordered: list[RecordTask] = []
         for task in [t for t in tasks.values() if t.entity == "contact"]:
-            deals = [
-                t for t in tasks.values()
-                if t.entity == "deal" and t.record.owner_id == task.local_id and task.creating
-            ]  # fmt: skip
-            ordered += [task, *deals]
+            ordered += [task, *(deals_of.get(task.local_id, []) if task.creating else [])]
         placed = {id(t) for t in ordered}
         ordered += [t for t in tasks.values() if id(t) not in placed]
         batches: list[list[RecordTask]] = []
+        loads: list[int] = []  # commands in each batch, kept as tasks go in (chunks reach 1,000 messages)
+        open_from = 0  # batches before this one are full
         contact_batch: dict[int, int] = {}  # user id -> the batch of the contact created in this chunk
         for task in ordered:  # first fit, never before the batch of the deal's new contact
+            weight = task.weight
             earliest = contact_batch.get(task.record.owner_id, 0) if task.entity == "deal" else 0
             index = next(
-                (i for i in range(earliest, len(batches)) if _weight(batches[i]) + task.weight <= self.max_commands),
+                (i for i in range(max(earliest, open_from), len(batches)) if loads[i] + weight <= self.max_commands),
                 len(batches),
             )
             if index == len(batches):
                 batches.append([])
+                loads.append(0)
             batches[index].append(task)
+            loads[index] += weight
+            while open_from < len(loads) and loads[open_from] >= self.max_commands:
+                open_from += 1
             if task.entity == "contact" and task.creating:
                 contact_batch[task.local_id] = index
         return [b for b in batches if b]
@@ -470,10 +498,6 @@ class SyncBatch:
 
     def _letter(self, message: StreamMessage, reason: str, code: str, description: str) -> DeadLetter:
         return DeadLetter.of(message, reason=reason, consumer=self.consumer, error_code=code, description=description)
-
-
-def _weight(tasks: list[RecordTask]) -> int:
-    return sum(task.weight for task in tasks)
 
 
 def _extra_error(task: RecordTask, result, commands: dict) -> BitrixError | None:

@@ -6,6 +6,7 @@ worker's own writes never queue a new operation (no feedback loop).
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -26,9 +27,12 @@ def owners_without_contact(order_ids: list[int]) -> set[int]:
     """Users owning these orders who have no Bitrix contact yet."""
     if not order_ids:
         return set()
-    return set(
-        Order.objects.filter(pk__in=order_ids, owner__bitrix_contact_id__isnull=True).values_list("owner_id", flat=True)
-    )
+    # Two lookups by primary key, not one join: SQLite's planner (no statistics) walked the
+    # index of users without a contact -- every user of a new shop -- for each chunk, which
+    # was a third of the worker's CPU in the 20/s throughput benchmark.
+    owner_ids = set(Order.objects.filter(pk__in=order_ids).order_by().values_list("owner_id", flat=True))
+    users = get_user_model().objects.filter(pk__in=owner_ids, bitrix_contact_id__isnull=True)
+    return set(users.order_by().values_list("pk", flat=True))
 
 
 def create_markers(entity: str, local_ids: list[int]) -> set[int]:

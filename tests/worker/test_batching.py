@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
+from django.contrib.auth.hashers import make_password
 
 from accounts.models import User
 from crmbridge.publishing.publisher import queue_contact_update, queue_deal_update
-from crmbridge.redis_io import telemetry
+from crmbridge.redis_io import streams, telemetry
+from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker.runner import Worker
 from orders.models import Order
 from tests.conftest import wait_for
-from tests.worker.helpers import run_worker_once, start_worker_process
+from tests.worker.helpers import fast_config, run_worker_once, start_worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,6 +58,79 @@ def test_large_backlog_fills_batches_of_fifty(sandbox, django_user_model):
     assert (commands["crm.contact.add"], commands["crm.deal.add"], commands["crm.deal.productrows.set"]) == (60, 60, 60)
     assert stats["by_method"]["batch"] <= 6 + lookups, stats["by_method"]
     assert sandbox.stats()["deals"] == 60 and sandbox.stats()["contacts"] == 60
+
+
+def _new_customers(count: int) -> list[Order]:
+    """``count`` users with an e-mail, a phone and one order each, queued (signals publish them)."""
+    password = make_password("x-Pass-123")  # hashed once: create_user would hash 500 times
+    orders = []
+    for i in range(count):
+        user = User.objects.create(
+            username=f"n{i}", email=f"n{i}@example.com", phone=f"+7 900 {i:07d}", password=password
+        )
+        orders.append(Order.objects.create(owner=user, service_id="welding", quantity=1 + i % 3))
+    return orders
+
+
+def test_a_backlog_of_500_new_customers_costs_one_lookup_request_and_thirty_full_ones(sandbox):
+    """The chunk size that pays for the lookup (``WorkerConfig.max_chunk``, issue 20 item 9).
+
+    500 new customers with an order are 1,000 messages, one chunk: their e-mails and phones are
+    looked up in ONE request (25 + 25 findbycomm commands of 20 values), and their 1,500 writes
+    go in 30 requests of exactly 50. With chunks of 100 messages it was 10 lookup requests.
+    """
+    _new_customers(500)
+
+    run_worker_once(batch_size=10)
+
+    stats = sandbox.stats()
+    commands = stats["commands_by_method"]
+    assert (commands["crm.contact.add"], commands["crm.deal.add"], commands["crm.deal.productrows.set"]) == (
+        500, 500, 500,
+    )  # fmt: skip
+    # + 1 findbycomm: the start-up check that the webhook may look up contacts (outside batch).
+    assert commands["crm.duplicate.findbycomm"] == 50 + 1, commands
+    # 30 writes, 1 lookup, 1 start-up check of the pipelines and stages.
+    assert stats["by_method"] == {"batch": 32, "crm.duplicate.findbycomm": 1}, stats["by_method"]
+    assert stats["deals"] == 500 and not stats["duplicates"]["deal"] and not stats["duplicates"]["contact"]
+
+
+def test_a_shutdown_between_requests_leaves_the_rest_of_the_chunk_pending(sandbox, redis_client, caplog):
+    """A chunk of 1,000 messages is 30-odd requests: SIGTERM must not wait for all of them.
+
+    The worker stops after the request in flight; what it did not send stays in its
+    pending list (no ack, no dead letter) and the next worker syncs it, without duplicates.
+    """
+    orders = _new_customers(60)  # 180 write commands: 4 requests
+    sandbox.set_faults(latency_ms=300)  # every request takes a while: time to ask for the stop
+    worker = Worker(fast_config(batch_size=10), once=True)
+
+    def stop_after_the_lookup() -> None:  # start-up check (1 batch), the chunk's lookup (1 batch)
+        wait_for(lambda: sandbox.stats()["by_method"].get("batch", 0) >= 2, timeout=30, interval=0.01)
+        worker.shutdown = True
+
+    watcher = threading.Thread(target=stop_after_the_lookup, daemon=True)
+    watcher.start()
+    worker.run()
+    watcher.join(5)
+
+    stats = sandbox.stats()
+    assert stats["by_method"]["batch"] == 3, stats["by_method"]  # the first write request, no more
+    sent = stats["contacts"]
+    assert 0 < sent < 60 and stats["deals"] < 60
+    pending = redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"]
+    synced = Order.objects.filter(bitrix_deal_id__isnull=False).count()
+    assert pending == 120 - sent - synced > 0  # acknowledged: exactly what the first request completed
+    assert "left pending for another worker" in caplog.text
+    assert get_redis().xlen(streams.dead_letter_stream()) == 0
+
+    sandbox.set_faults(latency_ms=0)
+    run_worker_once()
+    ids = [o.pk for o in orders]
+    assert Order.objects.filter(pk__in=ids, bitrix_deal_id__isnull=False).count() == 60
+    stats = sandbox.stats()
+    assert stats["deals"] == 60 and stats["contacts"] == 60
+    assert not stats["duplicates"]["deal"] and not stats["duplicates"]["contact"]
 
 
 @pytest.mark.slow  # a separate process: run once, on SQLite (see test.sh)
