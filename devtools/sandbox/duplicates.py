@@ -48,11 +48,7 @@ def find_by_communication(store: RecordStore, params: dict) -> dict | list:
 def _matches(store: RecordStore, entity_type: str, kind: str, values: set[str]) -> list[int]:
     if entity_type != "CONTACT":
         return []
-    return [
-        int(record["ID"])
-        for record in store.all("contact")
-        if any(normal(kind, entry.get("VALUE")) in values for entry in record.get(kind) or [])
-    ]
+    return store.contacts_with(kind, values)
 
 
 def _values(raw: Any) -> list:

@@ -3,7 +3,10 @@
 Reads are always served from memory. With ``db_path`` every write also goes
 to a SQLite file (with the ID counters), so a restarted sandbox has the same
 records and never reuses an ID. An index by ``ORIGIN_ID`` serves the lookups
-the sync makes and the duplicate counts.
+the sync makes and the duplicate counts; an index of contacts by normalised
+e-mail and phone serves ``crm.duplicate.findbycomm`` (a scan of every contact
+per command made the sandbox, not the worker, the bottleneck of the benchmarks
+once tens of thousands of contacts existed).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import sqlite3
 import threading
 from collections import defaultdict
 
+from crmbridge.bitrix.communications import normal
 from devtools.sandbox.crm import ENTITIES
 
 COUNTERS = (*ENTITIES, "multifield", "productrow")
+COMMUNICATIONS = ("EMAIL", "PHONE")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (entity TEXT, id INTEGER, data TEXT, PRIMARY KEY (entity, id));
@@ -32,6 +37,7 @@ class RecordStore:
         self._origins: dict[str, dict[str, set[int]]] = {name: defaultdict(set) for name in ENTITIES}
         self._next = dict.fromkeys(COUNTERS, 1)
         self._rows: dict[int, list[dict]] = {}  # deal id -> its product rows
+        self._comms: dict[tuple[str, str], set[int]] = defaultdict(set)  # (kind, normal value) -> contact ids
         self._db = self._open(db_path) if db_path else None
 
     # -- identity ----------------------------------------------------------------
@@ -51,8 +57,7 @@ class RecordStore:
             record_id = int(record["ID"])
             self._unindex(entity, self._records[entity].get(record_id))
             self._records[entity][record_id] = record
-            if record.get("ORIGIN_ID"):
-                self._origins[entity][record["ORIGIN_ID"]].add(record_id)
+            self._index(entity, record)
             if self._db is not None:
                 self._db.execute(
                     "INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (entity, record_id, json.dumps(record))
@@ -91,6 +96,14 @@ class RecordStore:
         with self.lock:
             return [self._records[entity][key] for key in sorted(self._origins[entity].get(origin, ()))]
 
+    def contacts_with(self, kind: str, values: set[str]) -> list[int]:
+        """IDs of the contacts holding any of ``values`` (normalised, see ``communications.normal``)."""
+        with self.lock:
+            found: set[int] = set()
+            for value in values:
+                found |= self._comms.get((kind, value), set())
+            return sorted(found)
+
     def count(self, entity: str) -> int:
         return len(self._records[entity])
 
@@ -104,6 +117,7 @@ class RecordStore:
             for entity in ENTITIES:
                 self._records[entity].clear()
                 self._origins[entity].clear()
+            self._comms.clear()
             self._next = dict.fromkeys(COUNTERS, 1)
             self._rows.clear()
             if self._db is not None:
@@ -112,13 +126,29 @@ class RecordStore:
                 self._persist_counters()
 
     # -- internals ---------------------------------------------------------------------
+    def _index(self, entity: str, record: dict) -> None:
+        record_id = int(record["ID"])
+        if record.get("ORIGIN_ID"):
+            self._origins[entity][record["ORIGIN_ID"]].add(record_id)
+        for key in _communications(entity, record):
+            self._comms[key].add(record_id)
+
     def _unindex(self, entity: str, record: dict | None) -> None:
-        origin = record.get("ORIGIN_ID") if record else None
+        if record is None:
+            return
+        record_id = int(record["ID"])
+        origin = record.get("ORIGIN_ID")
         if origin:
             ids = self._origins[entity][origin]
-            ids.discard(int(record["ID"]))
+            ids.discard(record_id)
             if not ids:
                 del self._origins[entity][origin]
+        for key in _communications(entity, record):
+            ids = self._comms.get(key)
+            if ids is not None:
+                ids.discard(record_id)
+                if not ids:
+                    del self._comms[key]
 
     def _open(self, path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False)  # used under self.lock only
@@ -128,8 +158,7 @@ class RecordStore:
         for entity, data in db.execute("SELECT entity, data FROM records"):
             record = json.loads(data)
             self._records[entity][int(record["ID"])] = record
-            if record.get("ORIGIN_ID"):
-                self._origins[entity][record["ORIGIN_ID"]].add(int(record["ID"]))
+            self._index(entity, record)
         for deal_id, data in db.execute("SELECT deal_id, data FROM product_rows"):
             self._rows[int(deal_id)] = json.loads(data)
         for name, value in db.execute("SELECT name, value FROM counters"):
@@ -139,3 +168,16 @@ class RecordStore:
     def _persist_counters(self) -> None:
         self._db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?)", self._next.items())
         self._db.commit()
+
+
+def _communications(entity: str, record: dict) -> set[tuple[str, str]]:
+    """A contact's ``(kind, normalised value)`` pairs: what ``findbycomm`` matches on."""
+    if entity != "contact":
+        return set()
+    pairs = set()
+    for kind in COMMUNICATIONS:
+        for entry in record.get(kind) or []:
+            value = normal(kind, entry.get("VALUE")) if isinstance(entry, dict) else ""
+            if value:
+                pairs.add((kind, value))
+    return pairs

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError
 
 
@@ -113,6 +114,42 @@ def test_multifield_items_without_id_are_added_with_id_overwritten_or_deleted(sa
     assert [(e["ID"], e["VALUE"]) for e in after["EMAIL"]][:1] == [(a["ID"], "a2@example.com")]
     assert [e["VALUE"] for e in after["EMAIL"]] == ["a2@example.com", "c@example.com"]
     assert [(p["ID"], p["VALUE"]) for p in after["PHONE"]] == [(p2["ID"], "+200")]
+
+
+def test_findbycomm_follows_changed_and_deleted_communications(sandbox, client):
+    """The sandbox's index of e-mails and phones (``RecordStore.contacts_with``) follows every write:
+    a replaced e-mail is found by its new value only, a deleted phone no more, a deleted contact never."""
+    kept = contact(client, emails=["old@example.com"], phones=["+7 900 000-00-01"])
+    gone = contact(client, emails=["gone@example.com"])
+    before = client.get("contact", kept)
+
+    client.update("contact", kept, {"EMAIL": [{"ID": before["EMAIL"][0]["ID"], "VALUE": "new@example.com"}]})
+    client.update("contact", kept, {"PHONE": [{"ID": before["PHONE"][0]["ID"], "DELETE": "Y"}]})
+    assert requests.post(sandbox.webhook_url + "crm.contact.delete", json={"id": gone}).json()["result"] is True
+
+    def found(kind: str, value: str):
+        return find(sandbox, type=kind, values=[value], entity_type="CONTACT").json()["result"]
+
+    assert found("EMAIL", "NEW@example.com") == {"CONTACT": [kept]}
+    assert found("EMAIL", "old@example.com") == []
+    assert found("PHONE", "79000000001") == []
+    assert found("EMAIL", "gone@example.com") == []
+
+
+def test_findbycomm_finds_the_contacts_of_a_restarted_sandbox(tmp_path):
+    """With a database file, a restarted sandbox answers lookups for the contacts it had."""
+    from devtools.sandbox.server import SandboxServer
+
+    first = SandboxServer(port=0, db_path=str(tmp_path / "sandbox.sqlite3")).start()
+    try:
+        contact_id = BitrixClient(first.webhook_url, read_timeout=5).add("contact", {"EMAIL": [{"VALUE": "k@x.com"}]})
+    finally:
+        first.stop()
+    second = SandboxServer(port=0, db_path=str(tmp_path / "sandbox.sqlite3")).start()
+    try:
+        assert find(second, type="EMAIL", values=["k@x.com"]).json()["result"] == {"CONTACT": [contact_id]}
+    finally:
+        second.stop()
 
 
 def test_batch_references_are_resolved_after_the_query_is_decoded(sandbox, client):
