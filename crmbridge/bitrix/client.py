@@ -49,6 +49,8 @@ OVERLOAD_PENALTY_SECONDS = 30.0
 # A 429 without ``operating_reset_at``: assume the method is blocked this long.
 DEFAULT_OPERATION_BLOCK_SECONDS = 60.0
 _BATCH_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+# ``list_all`` reads at most this many pages (50 items each).
+MAX_LIST_PAGES = 100
 
 
 @dataclass
@@ -57,6 +59,8 @@ class BatchResult:
 
     results: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, BitrixError] = field(default_factory=dict)
+    # A list command with more pages: its key -> the ``start`` of the next page (``result_next``).
+    next: dict[str, int] = field(default_factory=dict)
 
 
 class BitrixClient:
@@ -112,6 +116,24 @@ class BitrixClient:
         self._refuse_if_blocked(method)
         return self._request(method, params or {})["result"]
 
+    def list_all(self, method: str, params: dict | None = None, *, start: int = 0) -> list:
+        """Every page of a ``*.list`` method from ``start`` on (pages of 50, ``next`` until the last).
+
+        At most ``MAX_LIST_PAGES`` requests: a portal answering ``next`` forever
+        (or a ``next`` that does not move on) cannot hold the caller.
+        """
+        items: list = []
+        for _ in range(MAX_LIST_PAGES):
+            self._refuse_if_blocked(method)
+            body = self._request(method, {**(params or {}), "start": start})
+            page = body["result"]
+            items += page if isinstance(page, list) else []
+            following = _page_start(body.get("next"))
+            if following is None or following <= start:
+                break
+            start = following
+        return items
+
     def batch(self, commands: dict[str, tuple[str, dict]], *, halt: bool = False) -> BatchResult:
         """Up to 50 commands in one request (one request for the portal's limit).
 
@@ -164,6 +186,9 @@ class BitrixClient:
         results = _as_map(body.get("result"))
         times = _as_map(body.get("result_time"))
         outcome = BatchResult(results={key: value for key, value in results.items() if key in commands})
+        for key, value in _as_map(body.get("result_next")).items():
+            if key in commands and _page_start(value) is not None:
+                outcome.next[key] = _page_start(value)
         for key, error in _as_map(body.get("result_error")).items():
             if key in commands:
                 outcome.errors[key] = self._command_error(commands[key][0], error, times.get(key))
@@ -324,3 +349,14 @@ def _resolve_refs(params: Any, results: dict[str, Any]) -> Any:
     if isinstance(params, list | tuple):
         return [_resolve_refs(value, results) for value in params]
     return params
+
+
+def _page_start(value: Any) -> int | None:
+    """A ``next`` as the portal sends it (a number, sometimes as text); ``None`` for anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        start = int(value)
+    except (TypeError, ValueError):
+        return None
+    return start if start > 0 else None

@@ -14,7 +14,7 @@ on the field's ``USER_TYPE_ID`` (facts document, "Custom fields"):
 
 A field the portal does not have is left out (the doctor and the worker's start-up
 check report it). The field descriptions come from ``crm.<entity>.userfield.list``
-(its first page: up to 50 custom fields per entity), read once per process and
+(every page: a mature portal has more than the 50 of one page), read once per process and
 again when a list value is missing -- at most once a minute, so an order whose value
 has no item does not cost a request every time.
 """
@@ -65,21 +65,21 @@ class UserFieldCatalog:
         self._read_at: dict[str, float] = {}
 
     def prime(self, entity: str, listing: Any) -> None:
-        """Take a ``crm.<entity>.userfield.list`` answer read elsewhere (the start-up check's batch)."""
+        """Take a whole ``crm.<entity>.userfield.list`` read elsewhere (the start-up check's batch)."""
         items = listing if isinstance(listing, list) else []
         self._fields[entity] = {str(f.get("FIELD_NAME")): f for f in items if isinstance(f, dict)}
         self._read_at[entity] = time.monotonic()
 
     def fields(self, entity: str) -> dict[str, dict]:
         if entity not in self._fields:
-            self.prime(entity, self.client.call(list_method(entity), {}))
+            self.prime(entity, self.client.list_all(list_method(entity)))
         return self._fields[entity]
 
     def refresh(self, entity: str) -> bool:
         """Read the list again unless it was read within ``REFRESH_SECONDS``; whether it was read."""
         if time.monotonic() - self._read_at.get(entity, float("-inf")) < REFRESH_SECONDS:
             return False
-        self.prime(entity, self.client.call(list_method(entity), {}))
+        self.prime(entity, self.client.list_all(list_method(entity)))
         return True
 
     def values(self, entity: str, record) -> dict[str, Any]:

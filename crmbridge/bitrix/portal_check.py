@@ -64,8 +64,11 @@ def check_portal(client: BitrixClient, *, catalog=None, local_values: bool = Fal
     for category in categories:
         report.problems += _pipeline_problems(category, report.categories, result.results.get(f"stages{category}"))
     for entity in custom_fields.SETTINGS:
-        if f"fields_{entity}" in result.results:
-            listing = result.results[f"fields_{entity}"]
+        key = f"fields_{entity}"
+        if key in result.results:
+            listing = result.results[key]
+            if key in result.next and isinstance(listing, list):  # more than one page of fields
+                listing = listing + client.list_all(custom_fields.list_method(entity), start=result.next[key])
             if catalog is not None:
                 catalog.prime(entity, listing)
             report.problems += _field_problems(entity, listing, local_values=local_values)

@@ -8,7 +8,8 @@ The facts: ``/work/shared/docs/bitrix24-rest-facts.md``, section "CRM depth".
 * ``crm.item.update`` (``entityTypeId`` 2) is the one way to move a deal to another
   pipeline (``crm.deal.update`` ignores ``CATEGORY_ID``: see ``crm.apply_fields``).
 * ``crm.category.list``, ``crm.status.list``, ``crm.deal.userfield.list`` and
-  ``crm.contact.userfield.list`` read ``PortalSetup``.
+  ``crm.contact.userfield.list`` read ``PortalSetup``; the userfield lists page by 50
+  like every ``*.list`` (``start``, ``total``, ``next``).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class DealDepthMethods:
             "crm.item.update": self.item_update,
             "crm.category.list": self.category_list,
             "crm.status.list": self.status_list,
-            "crm.deal.userfield.list": lambda params, caller: _outcome(self.setup.userfields["deal"]),
-            "crm.contact.userfield.list": lambda params, caller: _outcome(self.setup.userfields["contact"]),
+            "crm.deal.userfield.list": lambda params, caller: _page(self.setup.userfields["deal"], params),
+            "crm.contact.userfield.list": lambda params, caller: _page(self.setup.userfields["contact"], params),
         }
 
     # -- product rows --------------------------------------------------------------------
@@ -139,6 +140,13 @@ class DealDepthMethods:
 
 def _outcome(result: Any) -> Outcome:
     return Outcome(result)
+
+
+def _page(items: list, params: dict) -> Outcome:
+    """A ``*.list`` page: 50 items from ``start``, ``total``, and ``next`` only when more exist (facts, "Answers")."""
+    start = max(_int(params.get("start"), 0), 0)
+    following = start + crm.PAGE_SIZE
+    return Outcome(list(items[start:following]), len(items), following if following < len(items) else None)
 
 
 def _deal_id(params: dict) -> int:

@@ -11,6 +11,7 @@ import datetime
 import json
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,7 +29,7 @@ class Portal:
 
     def __init__(self) -> None:
         self.status = 200
-        self.body: bytes = b'{"result": true}'
+        self.body: bytes | Callable[[], bytes] = b'{"result": true}'
         self.content_type: str | None = "application/json"
         self.delay = 0.0
         self.redirect = False
@@ -56,12 +57,13 @@ def portal():
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            body = state.body() if callable(state.body) else state.body  # a callable: a new answer each time
             self.send_response(state.status)
             if state.content_type is not None:
                 self.send_header("Content-Type", state.content_type)
-            self.send_header("Content-Length", str(len(state.body)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(state.body)
+            self.wfile.write(body)
 
         def log_message(self, *args) -> None:
             pass
@@ -218,3 +220,32 @@ def test_find_by_origin_asks_for_the_oldest_id_of_ours_and_skips_odd_items(porta
         "order": {"ID": "ASC"},
         "start": -1,
     }
+
+
+def test_list_all_stops_at_a_next_that_does_not_move_on_and_after_the_page_limit(portal, monkeypatch):
+    """``list_all`` follows ``next``; a portal (or proxy) answering the same ``next`` again, or ``next``
+    forever, costs a bounded number of requests, never a loop."""
+    from crmbridge.bitrix import client as client_module
+
+    client = BitrixClient(portal.url, read_timeout=5)
+    portal.body = b'{"result": [{"ID": "1"}], "total": 3, "next": 0}'
+    assert client.list_all("crm.deal.userfield.list") == [{"ID": "1"}]  # next 0: not "more"
+    assert len(portal.requests) == 1
+
+    portal.body = b'{"result": [{"ID": "1"}], "total": 999, "next": "50"}'  # as text, and never advancing
+    assert len(client.list_all("crm.deal.userfield.list", {"filter": {"X": 1}})) == 2
+    starts = [json.loads(r["raw"])["start"] for r in portal.requests[1:]]
+    assert starts == [0, 50]
+    assert json.loads(portal.requests[-1]["raw"])["filter"] == {"X": 1}
+
+    monkeypatch.setattr(client_module, "MAX_LIST_PAGES", 3)
+    portal.requests.clear()
+    answers = iter(range(50, 10_000, 50))
+
+    def advancing() -> bytes:
+        return json.dumps({"result": [{}], "next": next(answers)}).encode()
+
+    portal.body = advancing
+    items = client.list_all("crm.deal.userfield.list")
+    assert len(portal.requests) == 3 and len(items) == 3
+    assert [json.loads(r["raw"])["start"] for r in portal.requests] == [0, 50, 100]

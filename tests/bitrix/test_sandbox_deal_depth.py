@@ -133,6 +133,38 @@ def test_userfield_lists_and_values(client):
     assert client.get("contact", contact_id)["UF_CRM_PHONE_NOTE"] == "evenings"
 
 
+def test_userfield_lists_page_by_fifty_and_list_all_reads_every_page(sandbox, client):
+    """Facts, "Answers" and "Request parameters": ``*.list`` pages of 50 (``start``), ``total``, and ``next``
+    only when more items exist; ``BitrixClient.list_all`` follows ``next`` to the last page."""
+    many = [{"FIELD_NAME": f"UF_CRM_F{i:03d}", "USER_TYPE_ID": "string"} for i in range(120)]
+    sandbox.configure({"userfields": {"deal": many}})
+    url = sandbox.webhook_url + "crm.deal.userfield.list"
+
+    first = requests.post(url, json={}).json()
+    last = requests.post(url, json={"start": 100}).json()
+
+    assert (len(first["result"]), first["total"], first["next"]) == (50, 120, 50)
+    assert (len(last["result"]), last["total"], "next" in last) == (20, 120, False)
+    assert [f["FIELD_NAME"] for f in client.list_all("crm.deal.userfield.list")] == [f["FIELD_NAME"] for f in many]
+    in_batch = client.batch({"f": ("crm.deal.userfield.list", {})})
+    assert in_batch.next == {"f": 50} and len(in_batch.results["f"]) == 50
+
+
+def test_the_field_catalogue_reads_every_page_and_again_on_a_missing_item(sandbox, client):
+    """``UserFieldCatalog``: all pages of the list; a list value without an item reads them again."""
+    from crmbridge.bitrix.custom_fields import UserFieldCatalog
+
+    many = [{"FIELD_NAME": f"UF_CRM_F{i:03d}", "USER_TYPE_ID": "string"} for i in range(70)]
+    sandbox.configure({"userfields": {"deal": many}})
+    catalog = UserFieldCatalog(client)
+
+    assert len(catalog.fields("deal")) == 70 and "UF_CRM_F069" in catalog.fields("deal")
+    sandbox.configure({"userfields": {"deal": [*many, {"FIELD_NAME": "UF_CRM_NEW", "USER_TYPE_ID": "string"}]}})
+    assert "UF_CRM_NEW" not in catalog.fields("deal")  # cached
+    catalog._read_at["deal"] -= 3600  # the minute between re-reads has passed
+    assert catalog.refresh("deal") and "UF_CRM_NEW" in catalog.fields("deal")
+
+
 def test_setup_through_the_control_endpoint(sandbox, client):
     """The sandbox's pipelines and fields can be changed at run time (``POST /_sandbox/setup``)."""
     url = f"{sandbox.base_url}/_sandbox/setup"

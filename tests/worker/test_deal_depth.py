@@ -204,6 +204,36 @@ def test_custom_fields_enumeration_by_display_name_multiple_and_date(sandbox, al
     assert contact["UF_CRM_PHONE"] == "+79990001122"
 
 
+def test_custom_fields_past_the_first_page_of_the_portals_list(sandbox, alice, settings):
+    """A mature portal has more than 50 custom fields: ``crm.deal.userfield.list`` pages by 50
+    (facts, "Request parameters"). Fields on the second and third page are written, and
+    neither the start-up check nor the doctor calls them missing."""
+    from crmbridge.bitrix.client import BitrixClient
+    from crmbridge.bitrix.portal_check import check_portal
+
+    others = [{"FIELD_NAME": f"UF_CRM_OTHER{i:03d}", "USER_TYPE_ID": "string"} for i in range(60)]
+    late = [
+        {"FIELD_NAME": "UF_CRM_MATERIAL", "USER_TYPE_ID": "string"},
+        *[{"FIELD_NAME": f"UF_CRM_MORE{i:03d}", "USER_TYPE_ID": "string"} for i in range(45)],
+        {"FIELD_NAME": "UF_CRM_SERVICE", "USER_TYPE_ID": "enumeration", "LIST": [{"VALUE": "CNC milling"}]},
+    ]  # UF_CRM_MATERIAL is field 61 (page 2), UF_CRM_SERVICE field 107 (page 3)
+    sandbox.configure({"userfields": {"deal": others + late}})
+    settings.BITRIX_DEAL_FIELDS = {"material": "UF_CRM_MATERIAL", "service": "UF_CRM_SERVICE"}
+    order = Order.objects.create(owner=alice, service_id="cnc-milling", quantity=1, material="Brass")
+
+    run_worker_once()
+
+    deal = deal_of(sandbox, order)
+    service = sandbox.portal.setup.userfields["deal"][-1]["LIST"][0]["ID"]
+    assert (deal["UF_CRM_MATERIAL"], deal["UF_CRM_SERVICE"]) == ("Brass", str(service))
+    client = BitrixClient(sandbox.webhook_url)
+    try:
+        report = check_portal(client, local_values=True)
+    finally:
+        client.close()
+    assert not [p.text for p in report.problems if "does not exist" in p.text]
+
+
 # -- item 5: checked before use -----------------------------------------------------------------
 def test_a_missing_pipeline_pauses_the_worker_instead_of_dead_lettering(sandbox, alice, settings, redis_client):
     settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 9}
