@@ -197,3 +197,33 @@ def test_a_command_sent_alone_that_fails_reports_its_own_error(client):
 
     assert outcome.results == {}
     assert (outcome.errors["alone"].description, outcome.errors["alone"].kind) == ("Not found", ErrorKind.PERMANENT)
+
+
+def test_a_command_sent_alone_resolves_references_inside_its_lists(client):
+    """Found by mutation testing: a reference inside a list (a multifield's item) of a command sent alone
+    is resolved like one at the top, and the list keeps its other items."""
+    outcome = client.batch(
+        {
+            "c": ("crm.contact.add", {"fields": {"NAME": "Ann", "EMAIL": [{"VALUE": "ann@example.com"}]}}),
+            "g": ("crm.contact.get", {"id": result_ref("c")}),
+            "twin": (
+                "crm.contact.add",
+                {
+                    "fields": {
+                        "NAME": "Ann's twin, see $result[c]",  # sent alone: Bitrix would rewrite this text
+                        "EMAIL": [
+                            {"VALUE": result_ref("g", "EMAIL", "0", "VALUE"), "VALUE_TYPE": "HOME"},
+                            {"VALUE": "twin@example.com", "VALUE_TYPE": "WORK"},
+                        ],
+                    }
+                },
+            ),
+        }
+    )
+
+    twin = client.get("contact", outcome.results["twin"])
+    assert twin["NAME"] == "Ann's twin, see $result[c]"
+    assert [(e["VALUE"], e["VALUE_TYPE"]) for e in twin["EMAIL"]] == [
+        ("ann@example.com", "HOME"),
+        ("twin@example.com", "WORK"),
+    ]

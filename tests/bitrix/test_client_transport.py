@@ -249,3 +249,23 @@ def test_list_all_stops_at_a_next_that_does_not_move_on_and_after_the_page_limit
     items = client.list_all("crm.deal.userfield.list")
     assert len(portal.requests) == 3 and len(items) == 3
     assert [json.loads(r["raw"])["start"] for r in portal.requests] == [0, 50, 100]
+
+
+def test_the_record_helpers_name_the_method_and_the_record_as_the_portal_spells_them(portal):
+    """``crm.<entity>.add/update/get`` with lower-case ``id`` / ``fields``: the sandbox, like the portal, reads
+    method and top-level names in any case, so only the wire shows them."""
+    client = BitrixClient(portal.url, read_timeout=5)
+
+    portal.body = b'{"result": 41}'
+    assert client.add("deal", {"TITLE": "t"}) == 41
+    portal.body = b'{"result": true}'
+    assert client.update("deal", 41, {"TITLE": "u"}) is True
+    portal.body = b'{"result": {"ID": "7"}}'
+    assert client.get("contact", 7) == {"ID": "7"}
+
+    sent = [(r["path"].rsplit("/", 1)[1], json.loads(r["raw"])) for r in portal.requests]
+    assert sent == [
+        ("crm.deal.add", {"fields": {"TITLE": "t"}, "params": {"REGISTER_SONET_EVENT": "N"}}),
+        ("crm.deal.update", {"id": 41, "fields": {"TITLE": "u"}}),
+        ("crm.contact.get", {"id": 7}),
+    ]

@@ -150,3 +150,17 @@ def test_pipeline_stages_get_their_prefix_or_their_own_map(settings):
     ]  # fmt: skip
     with pytest.raises(ImproperlyConfigured, match="BITRIX_STAGE_MAP_3 has no stage for order status 'shipped'"):
         pipelines.stage_for("shipped", 3)
+
+
+def test_stages_of_the_default_pipeline_map_back_even_when_no_deal_goes_there_any_more(settings):
+    """Found by mutation testing: pipeline 0 is always read back (deals made before the default pipeline
+    changed stay there); a pipeline nothing maps to is not."""
+    from crmbridge.bitrix import pipelines
+
+    settings.BITRIX_STAGE_MAP = "new=NEW,done=WON"
+    settings.BITRIX_DEAL_CATEGORY_DEFAULT = 3
+    settings.BITRIX_DEAL_CATEGORY_MAP = {}
+    settings.BITRIX_STAGE_MAPS = {}
+
+    stages = ("WON", "C3:WON", "C1:WON", "C1:NEW")
+    assert [pipelines.status_for_stage(s) for s in stages] == ["done", "done", None, None]

@@ -85,3 +85,38 @@ def test_a_shared_method_block_lives_in_redis_exactly_until_its_end(redis_client
     assert not redis_client.exists(f"{KEY}:method:crm.deal.get")
     assert other_process.method_blocked_until("crm.deal.get") is None
     redis_client.delete(f"{KEY}:method:crm.deal.update")
+
+
+def test_a_request_without_a_method_name_is_held_by_the_bucket_alone():
+    """Found by mutation testing: ``acquire()`` with no method never looks at method blocks."""
+    limiter = InProcessRateLimiter(rate=10, burst=20)
+    limiter.block_method("", time.time() + 60)
+
+    assert limiter._try_acquire("") == 0.0
+
+
+class StandInClock:
+    """``time`` for ``rate_limit``: a wall clock that moves only when told."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_method_block_ends_at_its_moment_and_is_then_forgotten(monkeypatch):
+    """Found by mutation testing: at ``until`` itself the method is free (the portal's ``operating_reset_at``),
+    and the ended block leaves the map (it does not grow with every method ever blocked)."""
+    from crmbridge.bitrix import rate_limit
+
+    clock = StandInClock(1000.0)
+    monkeypatch.setattr(rate_limit, "time", clock)
+    limiter = InProcessRateLimiter(rate=10, burst=20)
+    limiter.block_method("crm.deal.update", 1010.0)
+
+    clock.now = 1009.999
+    assert limiter.method_blocked_until("crm.deal.update") == 1010.0
+    clock.now = 1010.0
+    assert limiter.method_blocked_until("crm.deal.update") is None
+    assert limiter._method_blocks == {}

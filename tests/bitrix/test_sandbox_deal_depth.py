@@ -180,3 +180,35 @@ def test_command_counts_by_method(sandbox, client):
     client.batch({"a": ("crm.deal.add", {"fields": {}}), "b": ("crm.category.list", {"entityTypeId": 2})})
     commands = sandbox.stats()["commands_by_method"]
     assert (commands["crm.deal.add"], commands["crm.category.list"]) == (1, 1)
+
+
+class StandInClock:
+    """``time`` for ``custom_fields``: a monotonic clock that moves only when told."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_the_field_catalogue_reads_again_at_most_once_a_minute(sandbox, client, monkeypatch):
+    """Found by mutation testing: a catalogue never read reads at once; after a read, not again before
+    ``REFRESH_SECONDS`` have passed, and again from that moment on (a stand-in clock: no waiting)."""
+    from crmbridge.bitrix import custom_fields
+
+    clock = StandInClock(1000.0)
+    monkeypatch.setattr(custom_fields, "time", clock)
+    catalog = custom_fields.UserFieldCatalog(client)
+
+    def reads() -> int:
+        return sandbox.stats()["by_method"].get("crm.deal.userfield.list", 0)
+
+    assert catalog.refresh("deal") is True and reads() == 1
+    assert "UF_CRM_MATERIAL" in catalog.fields("deal")
+    clock.now += 30.0
+    assert catalog.refresh("deal") is False
+    clock.now = 1000.0 + custom_fields.REFRESH_SECONDS - 0.001
+    assert catalog.refresh("deal") is False and reads() == 1
+    clock.now = 1000.0 + custom_fields.REFRESH_SECONDS
+    assert catalog.refresh("deal") is True and reads() == 2

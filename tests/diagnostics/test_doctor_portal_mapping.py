@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from contextlib import closing
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
+from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.errors import ErrorKind
+from crmbridge.bitrix.portal_check import check_portal, pause_error
 from crmbridge.diagnostics.doctor import FAIL, OK, WARN, DoctorOptions, run_doctor
 from crmbridge.redis_io.connection import get_redis
 from orders.models import Order
@@ -78,3 +83,53 @@ def test_the_command_prints_the_problem(healthy, settings):
         call_command("bitrix_doctor", stdout=out)
     assert "[FAIL] bitrix.mapping" in out.getvalue()
     assert "BITRIX_DEAL_CATEGORY_DEFAULT: pipeline 7 does not exist" in out.getvalue()
+
+
+def list_field_warnings(sandbox) -> list[str]:
+    """The texts of ``check_portal``'s warnings about list values without an item (what the doctor shows)."""
+    with closing(BitrixClient(sandbox.webhook_url)) as client:
+        report = check_portal(client, local_values=True)
+    return [p.text for p in report.problems if p.warning]
+
+
+@pytest.mark.parametrize(("count", "more"), [(10, ""), (11, " ...")])
+def test_values_without_an_item_are_named_up_to_ten_then_three_dots(sandbox, settings, alice, count, more):
+    """Found by mutation testing: the first ten values as stored (not as rows), ``, ``-separated, `` ...`` past ten."""
+    settings.BITRIX_DEAL_FIELDS = {"material": "UF_CRM_MATERIAL"}
+    for material in ["Steel", "", *(f"Alloy {n:02d}" for n in range(count))]:  # Steel has its item
+        Order.objects.create(owner=alice, service_id="welding", quantity=1, material=material)
+
+    (text,) = list_field_warnings(sandbox)
+
+    shown = re.escape(", ".join(["'Alloy NN'"] * 10)).replace("NN", r"\d\d")
+    pattern = f"BITRIX_DEAL_FIELDS: list field UF_CRM_MATERIAL has no item for material {shown}{re.escape(more)}; "
+    assert re.fullmatch(pattern + re.escape("add the items (else it stays unset)"), text), text
+
+
+def test_a_choice_is_matched_and_named_by_its_label(sandbox, settings):
+    """Found by mutation testing: an item may carry a choice's label ("In production" for in_production)."""
+    sandbox.configure({"userfields": {"deal": [{"FIELD_NAME": "UF_CRM_STATE", "USER_TYPE_ID": "enumeration",
+                                                "LIST": [{"VALUE": "new"}, {"VALUE": "In production"},
+                                                         {"VALUE": "DONE"}]}]}})  # fmt: skip
+    settings.BITRIX_DEAL_FIELDS = {"status": "UF_CRM_STATE"}
+
+    assert list_field_warnings(sandbox) == [
+        "BITRIX_DEAL_FIELDS: list field UF_CRM_STATE has no item for status 'Confirmed', 'Shipped', 'Cancelled'; "
+        "add the items (else it stays unset)"
+    ]
+
+
+def test_the_problems_that_pause_make_one_configuration_error(sandbox, settings):
+    """The worker's pause (a fast test: under a broken ``pause_error`` the worker tests hang until timed out)."""
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 3, "welding": 9}  # 3 lacks FINAL_INVOICE, 9 is missing
+    settings.BITRIX_DEAL_FIELDS = {"colour": "UF_CRM_COLOUR"}  # a problem that does not pause
+    with closing(BitrixClient(sandbox.webhook_url)) as client:
+        report = check_portal(client)
+        settings.BITRIX_DEAL_CATEGORY_MAP = {}
+        report_without_pipelines = check_portal(client)
+    error = pause_error(report)
+
+    assert len(report.pausing) == 2 and len(report.problems) == 3
+    assert (error.code, error.kind) == ("PORTAL_MAPPING", ErrorKind.CONFIG)
+    assert error.description == "; ".join(p.text for p in report.pausing)
+    assert pause_error(report_without_pipelines) is None  # the colour alone does not pause
