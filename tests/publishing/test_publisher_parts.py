@@ -86,3 +86,21 @@ def test_connecting_the_handlers_again_adds_no_second_receiver(alice, redis_clie
     order = make_order(alice)
 
     assert [e for e in published(redis_client) if e[0] == "deal"] == [("deal", "create", order.pk, "signal")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_row_is_claimed_by_its_publisher_and_keeps_its_source(redis_client):
+    """Until its transaction commits and it is sent, a row written by ``queue_operation`` is this
+    publisher's (the relay leaves it alone), and the message says where it came from (``src``)."""
+    from django.db import transaction
+
+    from crmbridge.publishing.publisher import publisher_name, queue_operation
+    from crmbridge.redis_io import streams
+
+    with transaction.atomic():
+        queue_operation("deal", "update", 41, src="resync")
+        row = OutboxEntry.objects.get()
+        assert row.claimed_by == publisher_name() and row.claimed_until is not None
+
+    ((_id, fields),) = redis_client.xrange(streams.operations_stream())
+    assert (fields["id"], fields["src"]) == ("41", "resync")
