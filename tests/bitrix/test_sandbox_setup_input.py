@@ -14,6 +14,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
+from devtools.sandbox.portal_setup import SetupError
+
 SETUP_PATH = "/_sandbox/setup"
 FIELD = {"FIELD_NAME": "UF_CRM_MATERIAL", "USER_TYPE_ID": "enumeration", "LIST": [{"VALUE": "Steel"}]}
 
@@ -74,6 +76,7 @@ def test_a_body_that_is_not_a_json_object_is_a_400(sandbox, body, words):
         ({"userfields": {"deal": [{**FIELD, "LIST": {"VALUE": "Steel"}}]}}, ["LIST", "list"]),
         ({"userfields": {"deal": [{**FIELD, "LIST": ["Steel"]}]}}, ["LIST[0]", "object"]),
         ({"userfields": {"deal": [{**FIELD, "LIST": [{"VALUE": 5}]}]}}, ["LIST[0]", "VALUE", "string"]),
+        ({"userfields": {"deal": [{**FIELD, "LIST": [{"VALUE": "Steel", "ID": "x1"}]}]}}, ["LIST[0].ID", "whole"]),
         ({"category": {"3": "Wholesale"}}, ["unknown", "'category'", "categories"]),
     ],
 )
@@ -94,15 +97,22 @@ def test_a_refused_setup_changes_nothing(sandbox):
 
 
 def test_a_good_setup_still_applies_and_int_ids_from_python_are_fine(sandbox):
-    answer = post(sandbox, SETUP_PATH, {"categories": {"7": "Seven"}, "stages": {"7": ["NEW", "WON"]},
-                                        "userfields": {"deal": [{**FIELD, "MULTIPLE": "y"}]}})  # fmt: skip
+    items = [{"VALUE": "Steel"}, {"ID": 77, "SORT": "5"}]  # an item without VALUE: "" as before
+    fields = {"deal": [{**FIELD, "MULTIPLE": "y", "LIST": items}]}
+    answer = post(
+        sandbox, SETUP_PATH, {"categories": {"7": "Seven"}, "stages": {"7": ["NEW", "WON"]}, "userfields": fields}
+    )
 
     assert answer.status_code == 200, answer.text
     setup = answer.json()
     assert setup["categories"]["7"] == "Seven" and setup["stages"]["7"] == ["NEW", "WON"]
     (field,) = setup["userfields"]["deal"]
-    assert (field["MULTIPLE"], [item["VALUE"] for item in field["LIST"]]) == ("Y", ["Steel"])
+    assert field["MULTIPLE"] == "Y"
+    assert [(item["ID"], item["VALUE"], item["SORT"]) for item in field["LIST"]][1] == ("77", "", "5")
     assert sandbox.configure({"categories": {9: "From Python"}})["categories"]["9"] == "From Python"
+    for wrong in (-1, True):
+        with pytest.raises(SetupError, match="pipeline id"):
+            sandbox.configure({"categories": {wrong: "Not a pipeline"}})
 
 
 @pytest.mark.parametrize(
