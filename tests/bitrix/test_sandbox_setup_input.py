@@ -49,6 +49,15 @@ def test_a_body_that_is_not_a_json_object_is_a_400(sandbox, body, words):
     assert_400(post(sandbox, SETUP_PATH, body), *words)
 
 
+def test_a_rest_call_with_a_body_nested_too_deeply_is_a_400_too(sandbox):
+    nested = b'{"a": ' * 50_000 + b"1" + b"}" * 50_000
+
+    response = requests.post(sandbox.webhook_url + "profile", data=nested, timeout=10,
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+
+    assert_400(response, "RecursionError")
+
+
 @pytest.mark.parametrize(
     ("setup", "words"),
     [
