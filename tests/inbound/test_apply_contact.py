@@ -74,3 +74,28 @@ def test_an_invalid_phone_is_kept_out_and_logged(caplog, value):
 def test_only_an_origin_this_system_wrote_names_a_local_record(settings, entity, remote, expected):
     settings.BITRIX_ORIGINATOR_ID = "bitrixsync"
     assert local_id_from_origin(entity, remote) == expected
+
+
+def test_names_are_cut_to_the_fields_length_and_a_missing_last_name_is_empty(alice):
+    """The user's name fields hold 150 characters (SQLite would store more without complaint)."""
+    from datetime import UTC, datetime
+
+    from crmbridge.models import SyncRecord
+
+    User.objects.filter(pk=alice.pk).update(bitrix_contact_id=7, last_name="Smith")
+    changed_at = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+    apply_contact(alice.pk, 7, {"NAME": "N" * 200}, changed_at)
+
+    alice.refresh_from_db()
+    assert (alice.first_name, alice.last_name) == ("N" * 150, "")
+    # The event's time is remembered for the contact (it orders later events), not for another entity.
+    assert SyncRecord.objects.get(entity="contact", local_id=alice.pk).remote_changed_at == changed_at
+
+
+def test_a_phone_of_exactly_the_longest_length_is_taken():
+    longest = "+7 495 123 45 67" + " -" * 8
+    assert len(longest) == 32  # accounts.validators.PHONE_MAX_LENGTH
+
+    assert first_phone({"PHONE": [{"VALUE": longest}]}) == longest
+    assert first_phone({"PHONE": [{"VALUE": longest + "-"}]}) is None

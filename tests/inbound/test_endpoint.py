@@ -205,3 +205,15 @@ def test_names_and_domains_at_their_limits_are_accepted(client, webhook_entries)
     assert post(client, event_form(**{"auth[domain]": None})).status_code == 200
 
     assert [entry["domain"] for entry in webhook_entries()] == ["d" * 255, ""]
+
+
+def test_an_invalid_id_is_quoted_in_the_detail_cut_to_forty_characters(client, webhook_entries):
+    """The detail shows what was sent, but never more than 40 characters of it (it is echoed and logged)."""
+    form = event_form()
+    form["data[FIELDS][ID]"] = "x" * 39 + "YZ"
+
+    response = post(client, form)
+
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.endswith(repr("x" * 39 + "Y")) and "YZ" not in detail
