@@ -6,7 +6,8 @@ Scopes and their settings (``THROTTLE_RATES``, env ``THROTTLE_*_RATE``):
 scope               counts                                           where
 ==================  ===============================================  ==========================
 ``login``           every ``POST /auth/token`` per client address    ``accounts.views.TokenApi``
-``login_failures``  failed sign-ins per account (any address)        ``accounts.views.TokenApi``
+``login_failures``  failed sign-ins per account (any address)        ``accounts.views.TokenApi``,
+                                                                     ``/admin/login/``'s form
 ``register``        every ``POST /auth/register`` per address        ``accounts.views.RegisterApi``
 ``webhook_refused`` refused ``auth[application_token]`` per address  ``crmbridge.inbound.views``
 ``admin_login``     every ``POST /admin/login/`` per address         ``AdminLoginThrottleMiddleware``

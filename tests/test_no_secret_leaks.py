@@ -30,6 +30,7 @@ import time
 import traceback
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.db import connections
 from django.test import Client
@@ -38,11 +39,15 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError
+from crmbridge.diagnostics.redis_errors import redis_error_reason
 from crmbridge.models import OutboxEntry, SyncRecord
-from crmbridge.redis_io.connection import get_redis
+from crmbridge.redis_io.connection import get_redis, reset_clients, sentinel_client
 from crmbridge.worker.config import WorkerConfig
 from crmbridge.worker.runner import Worker
+from devtools.testing.ports import free_port
+from devtools.testing.redis_server import PrivateRedis
 from orders.models import Order
+from tests.inbound.conftest import event_form
 
 CODE = "SECRETCODE-9f8e7d"
 LOGGERS = ("", "crmbridge", "crmbridge.worker", "crmbridge.bitrix.client", "urllib3", "requests", "django")
@@ -111,9 +116,11 @@ class Seen:
     def add(self, where: str, text) -> None:
         self.texts.append((where, text if isinstance(text, str) else text.decode("utf-8", "replace")))
 
-    def answer(self, client, path: str, method: str = "get", **kwargs):
+    def answer(self, client, path: str, method: str = "get", *, unavailable: bool = False, **kwargs):
+        """The answer to a request, kept; never a 500 (a 503 where ``unavailable``: Redis away)."""
         response = getattr(client, method)(path, **kwargs)
-        assert response.status_code < 500, f"{method.upper()} {path}: {response.status_code}"
+        allowed = response.status_code < 500 or (unavailable and response.status_code == 503)
+        assert allowed, f"{method.upper()} {path}: {response.status_code}"
         body = b"".join(response.streaming_content) if response.streaming else response.content
         self.add(f"{method.upper()} {path} ({response.status_code})", body)
         return response
@@ -264,3 +271,145 @@ def test_the_webhook_code_is_never_shown(portal, admin_user, admin_client_api, r
     assert len(raw_log) > 100 and any("Traceback" in text for _, text in raw_log)
     leaks = [where for where, text in everything if CODE in text]
     assert not leaks, f"the webhook code is shown in: {leaks}"
+
+
+# -- Redis passwords while Redis is away --------------------------------------------------------------
+
+REDIS_SECRET = "REDISPASS-5c4b3a"
+SENTINEL_SECRET = "SENTINELPASS-1a2b3c"
+INBOUND_TOKEN = "inbound-token-for-the-redis-test"
+
+
+@pytest.fixture(params=["single", "sentinel"])
+def redis_away(request, settings):
+    """Redis unreachable, its passwords recognisable: in ``REDIS_URL`` (not ``REDIS_PASSWORD``) and the sentinels'.
+
+    Found in review: redis-py puts a client's connection options, password
+    included, in the text of ``MasterNotFoundError`` ("No master found for
+    'bitrixsync' : <redis.client.Redis(<...Connection(...,password=...,...)>)>
+    - ConnectionError(...)"), which every "Redis unreachable" line quotes: the
+    worker's log, the status endpoint's and the dashboard's, ``bitrix_doctor``.
+    """
+    settings.REDIS_PASSWORD = ""  # the password is given inside REDIS_URL, as compose and k8s do
+    settings.REDIS_URL = f"redis://app:{REDIS_SECRET}@127.0.0.1:{free_port()}/0"  # nothing listens
+    if request.param == "sentinel":
+        settings.REDIS_SENTINELS = [("127.0.0.1", free_port())]  # no sentinel answers
+        settings.REDIS_SENTINEL_MASTER = "bitrixsync"
+        settings.REDIS_SENTINEL_PASSWORD = SENTINEL_SECRET
+    settings.BITRIX_INBOUND_TOKEN = INBOUND_TOKEN
+    reset_clients()
+    yield request.param
+    reset_clients()
+
+
+def test_redis_clients_never_put_a_password_in_an_error(redis_away, settings):
+    """The project's clients, Redis away: no password in the error, its traceback, the clients' ``repr``."""
+    clients = [get_redis(retries=False), get_redis(socket_timeout=1.0, retries=False, name="bitrixsync-other")]
+    if redis_away == "sentinel":
+        clients.append(sentinel_client(*settings.REDIS_SENTINELS[0], timeout=1.0))  # the topology's
+    shown = []
+    for client in clients:
+        with pytest.raises(redis.ConnectionError) as caught:
+            client.ping()
+        shown += [str(caught.value), repr(caught.value), *traceback.format_exception(caught.value), repr(client),
+                  repr(client.connection_pool), redis_error_reason(caught.value)]  # fmt: skip
+    assert "connecting to 127.0.0.1:" in "\n".join(shown)  # what failed is still said
+    leaks = [text for text in shown if REDIS_SECRET in text or SENTINEL_SECRET in text]
+    assert not leaks, leaks
+
+
+def test_a_redis_error_reason_hides_every_redis_password(redis_away):
+    """The second line: an error that did carry one (another library, a later redis-py) is shown without it."""
+    error = redis.ConnectionError(f"no master: password={SENTINEL_SECRET}, url=redis://app:{REDIS_SECRET}@host/0")
+
+    reason = redis_error_reason(error)
+
+    configured = [REDIS_SECRET, SENTINEL_SECRET] if redis_away == "sentinel" else [REDIS_SECRET]
+    assert "Redis is unreachable (ConnectionError: no master" in reason
+    assert not [secret for secret in configured if secret in reason], reason
+
+
+APP_USER_SECRET = "APPUSERPASS 7d6e"  # with a space: %20 in the URL
+
+
+@pytest.fixture
+def redis_with_passwords():
+    """A redis-server of this test's own that wants a password: ``requirepass`` and an ACL user ``app``."""
+    server = PrivateRedis().start()
+    admin = server.client()
+    admin.acl_setuser("app", enabled=True, passwords=[f"+{APP_USER_SECRET}"], keys=["*"], channels=["*"],
+                      commands=["+@all"])  # fmt: skip
+    admin.config_set("requirepass", REDIS_SECRET)
+    yield server
+    reset_clients()
+    server.cleanup()
+
+
+@pytest.mark.slow  # a redis-server of its own
+@pytest.mark.parametrize(
+    ("userinfo", "works"),
+    [(f":{REDIS_SECRET}", True), (f"app:{APP_USER_SECRET.replace(' ', '%20')}", True), (":wrong-Pa55", False)],
+)
+def test_passwords_in_redis_url_still_sign_in_and_a_refusal_does_not_show_them(redis_with_passwords, settings,
+                                                                               userinfo, works):  # fmt: skip
+    """The password leaves ``REDIS_URL`` for a credential provider: Redis still gets it (the user too, decoded)."""
+    settings.REDIS_URL = f"redis://{userinfo}@127.0.0.1:{redis_with_passwords.port}/0"
+    reset_clients()
+    client = get_redis(retries=False)
+
+    if works:
+        assert client.set("key", "value") and client.get("key") == "value"
+        return
+    with pytest.raises(redis.AuthenticationError) as caught:
+        client.ping()
+    shown = "\n".join([repr(caught.value), *traceback.format_exception(caught.value), repr(client),
+                       redis_error_reason(caught.value)])  # fmt: skip
+    assert "wrong-Pa55" not in shown and REDIS_SECRET not in shown, shown
+
+
+def a_worker_meets_redis_away(raw_log) -> None:
+    """A live worker logs its "Redis connection error" line (after the client's own retries: seconds)."""
+    worker = Worker(worker_config())
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("Redis connection error" in text for _, text in raw_log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.shutdown = True
+        thread.join(60)  # the command in hand finishes its retries first
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("redis_away", ["single", pytest.param("sentinel", marks=pytest.mark.slow)], indirect=True)
+def test_redis_passwords_are_never_shown_while_redis_is_away(redis_away, admin_user, admin_client_api, raw_log,
+                                                             caplog, capfd):  # fmt: skip
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    seen = Seen()
+    staff = Client()
+    staff.force_login(admin_user)
+
+    customers_use_the_api(seen)  # sign-in limits fail open, orders wait in the outbox
+    for path in ("/readyz", "/healthz"):
+        seen.answer(Client(), path, unavailable=True)
+    seen.answer(Client(), "/bitrix/webhook", "post", data=event_form(token=INBOUND_TOKEN), unavailable=True)
+    a_worker_meets_redis_away(raw_log)
+    for path in ("/bitrix/sync/status", "/bitrix/sync/worker/status"):
+        seen.answer(admin_client_api, path, unavailable=True)
+    for path in ADMIN_PAGES:
+        seen.answer(staff, path, unavailable=True)
+    seen.answer(staff, "/metrics", unavailable=True)
+    for args in ([], ["--json"]):
+        out = io.StringIO()
+        with contextlib.suppress(SystemExit):  # exit 1: Redis does not answer
+            call_command("bitrix_doctor", "--skip-bitrix", *args, stdout=out, stderr=out)
+        seen.add(f"bitrix_doctor {args}", out.getvalue())
+
+    captured = capfd.readouterr()
+    everything = [*seen.texts, *raw_log, ("caplog", caplog.text), ("stdout", captured.out), ("stderr", captured.err)]
+    assert "Redis connection error" in caplog.text and "unreachable" in seen.joined()  # the run met Redis away
+    leaks = [(where, secret) for where, text in everything for secret in (REDIS_SECRET, SENTINEL_SECRET)
+             if secret in text]  # fmt: skip
+    assert not leaks, f"a Redis password is shown in: {leaks}"

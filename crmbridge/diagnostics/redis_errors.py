@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import redis
-from django.conf import settings
 
+from bitrixsync.error_reports import scrub
 from crmbridge.bitrix.webhook_url import redact
 from crmbridge.redis_io.key_types import is_wrong_type
 
@@ -15,9 +15,9 @@ def redis_error_reason(exc: Exception) -> str:
     Only a connection that fails is "unreachable": Redis that answers an error (``WRONGTYPE``
     on a key someone overwrote) is up, and saying otherwise sends the operator the wrong way.
     """
-    text = redact(str(exc)) or type(exc).__name__
-    if settings.REDIS_PASSWORD:
-        text = text.replace(settings.REDIS_PASSWORD, "****")
+    # Every secret the settings know (REDIS_URL's password, REDIS_SENTINEL_PASSWORD...), not only REDIS_PASSWORD:
+    # the clients never put one in an error (redis_io.connection), this is the second line.
+    text = scrub(redact(str(exc))) or type(exc).__name__
     if is_wrong_type(exc):
         return f"a Redis key holds the wrong type of value ({text}); bitrix_doctor names it"
     if isinstance(exc, redis.ResponseError):

@@ -28,17 +28,25 @@ Sentinel pool then drops its other idle connections to the old address.
 Sentinel itself kills the client connections of a master it demotes; the cases
 above are those where a connection survives that (a TCP load balancer that
 dials the same server again, an operator's ``REPLICAOF``, a DNS name moved).
+
+Passwords go to redis-py as a ``credential_provider`` (``HiddenCredentials``),
+never as ``password=``: redis-py 6.4 prints a client's connection options,
+password included, in its ``repr``, and ``MasterNotFoundError`` quotes the
+``repr`` of every sentinel it could not reach, so each "Redis unreachable" line
+of the worker, the status endpoint, the dashboard and ``bitrix_doctor`` showed
+``REDIS_SENTINEL_PASSWORD`` while the sentinels were down (found in review).
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.credentials import UsernamePasswordCredentialProvider
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
@@ -111,6 +119,31 @@ class FailoverAwareSentinelSSLConnection(_FailoverAware, _ResolveOnReconnect, Se
     pass
 
 
+class HiddenCredentials(UsernamePasswordCredentialProvider):
+    """A username and password for redis-py that its ``repr`` (and so its error messages) never shows."""
+
+    def __repr__(self) -> str:
+        return "HiddenCredentials(****)"
+
+
+def credentials(username: str | None, password: str | None) -> dict[str, Any]:
+    """Client options that authenticate as ``username``/``password``: none when there is no password."""
+    if not password:
+        return {}
+    return {"credential_provider": HiddenCredentials(username=username or None, password=password)}
+
+
+def without_credentials(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without its user and password, and the client options that carry them instead."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url, {}
+    host = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit(parts._replace(netloc=host))
+    username = unquote(parts.username) if parts.username else None
+    return bare, credentials(username, unquote(parts.password) if parts.password else None)
+
+
 def sentinel_configured() -> bool:
     return bool(settings.REDIS_SENTINELS and settings.REDIS_SENTINEL_MASTER)
 
@@ -161,20 +194,20 @@ def _new_client(*, timeout: float, connect: float, retries: bool, name: str) -> 
     scheme = urlsplit(settings.REDIS_URL).scheme
     if scheme in ("redis", "rediss"):  # a unix socket keeps redis-py's own class
         options["connection_class"] = FailoverAwareSSLConnection if scheme == "rediss" else FailoverAwareConnection
-    return redis.Redis.from_url(settings.REDIS_URL, **options)
+    url, secret = without_credentials(settings.REDIS_URL)
+    return redis.Redis.from_url(url, **options, **secret)
 
 
 def _sentinel_client(options: dict[str, Any], *, connect: float) -> redis.Redis:
     sentinel = Sentinel(settings.REDIS_SENTINELS, sentinel_kwargs=sentinel_options(connect))
-    parts = urlsplit(settings.REDIS_URL)
-    tls = parts.scheme == "rediss"
+    _, secret = without_credentials(settings.REDIS_URL)  # only its password, db and TLS count with Sentinel
+    tls = urlsplit(settings.REDIS_URL).scheme == "rediss"
     return sentinel.master_for(
         settings.REDIS_SENTINEL_MASTER,
         redis_class=redis.Redis,
         connection_class=FailoverAwareSentinelSSLConnection if tls else FailoverAwareSentinelConnection,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
         db=database_number(settings.REDIS_URL),
+        **secret,
         **options,
     )
 
@@ -188,9 +221,7 @@ def sentinel_options(timeout: float) -> dict[str, Any]:
     """
     options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "decode_responses": True,
                                "retry": Retry(NoBackoff(), 0)}  # fmt: skip
-    if settings.REDIS_SENTINEL_PASSWORD:
-        options["password"] = settings.REDIS_SENTINEL_PASSWORD
-    return options
+    return {**options, **credentials(None, settings.REDIS_SENTINEL_PASSWORD)}
 
 
 def sentinel_client(host: str, port: int, *, timeout: float) -> redis.Redis:

@@ -26,6 +26,10 @@ are the REST calls under ``/rest/``.
 ``POST /_sandbox/deals/<id>/stage``      ``{"stage_id": "WON"}``: a manager moves the deal
 ``POST /_sandbox/deals/<id>/delete``     a manager deletes the deal
 =======================================  ===============================================
+
+Bad input (a body that is not a UTF-8 JSON object, a value of the wrong type)
+is a 400 whose ``error_description`` names the part and what it should be;
+nothing is changed then.
 """
 
 from __future__ import annotations
@@ -92,13 +96,13 @@ def _dispatch(portal: Portal, verb: str, path: str, data: dict) -> Any:
     if path == "/_sandbox/faults":
         return asdict(portal.set_faults(**data))
     if path == "/_sandbox/limit":
-        portal.set_limit(data.get("rate"), data.get("burst"))
+        portal.set_limit(*_limit(data))
         return portal.limit()
     if path == "/_sandbox/reset":
         portal.reset()
         return {"ok": True}
     if path == "/_sandbox/events":
-        return portal.set_events(**data)
+        return portal.set_events(**_events(data))
     if path == "/_sandbox/setup":
         return portal.setup.configure(data)
     match = _DEAL_ACTION.match(path)
@@ -138,7 +142,36 @@ def _deal_action(portal: Portal, deal_id: int, action: str, data: dict) -> dict:
 def _json(body: bytes) -> dict:
     if not body:
         return {}
-    data = json.loads(body)
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("the body must be UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from None
+    except RecursionError:  # json's decoder recurses per level: "[[[[...]]]]"
+        raise ValueError("the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("the body must be a JSON object")
+    return data
+
+
+def _limit(data: dict) -> tuple[float | None, int | None]:
+    """``rate`` (a number, or null: no limit) and ``burst`` (a whole number, or null: the default)."""
+    rate, burst = data.get("rate"), data.get("burst")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+        raise ValueError(f"rate must be a number of requests per second, or null, got {rate!r}")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int)):
+        raise ValueError(f"burst must be a whole number, or null, got {burst!r}")
+    return rate, burst
+
+
+def _events(data: dict) -> dict:
+    """The keyword arguments of ``Portal.set_events``, type-checked (unknown keys stay a TypeError: a 400)."""
+    url = data.get("handler_url")
+    if url and not (isinstance(url, str) and urlsplit(url).scheme in ("http", "https")):  # "" or null: none
+        raise ValueError(f"handler_url must be an http(s) URL, or null, got {url!r}")
+    if not isinstance(data.get("application_token", ""), str):
+        raise ValueError("application_token must be a string")
+    if not isinstance(data.get("echo_own_changes", False), bool):
+        raise ValueError("echo_own_changes must be true or false")
     return data

@@ -145,7 +145,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                     raise RestError(400, "INVALID_REQUEST", "The JSON body must be an object")
                 return params
             return parse_php_query(text)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
             raise RestError(400, "INVALID_REQUEST", f"Cannot parse the request body: {type(exc).__name__}") from None
 
     def _write(self, reply: Reply) -> None:

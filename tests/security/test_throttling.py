@@ -130,3 +130,45 @@ def test_retry_after_counts_from_the_oldest_attempt_in_the_window(strict, anon_c
     assert_429(response)
     assert 18 <= int(response["Retry-After"]) <= 21  # 60 s window - 40 s, not a full minute
     assert redis_client.zcard(key) == 6  # a refused attempt is not counted: hammering does not extend the wait
+
+
+# --- the admin login shares the account's failure budget (found in review) ----------------------
+
+
+def admin_sign_in(client, login: str, password: str, ip: str):
+    return client.post("/admin/login/?next=/admin/", {"username": login, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_failed_admin_sign_ins_count_against_the_accounts_budget(strict, client, anon_client, admin_user):
+    """Before: /admin/login/ checked passwords outside the budget, 3 guesses per address per minute for ever."""
+    for n in range(3):
+        assert admin_sign_in(client, "admin@example.com", "wrong", ip=f"10.0.4.{n}").status_code == 200
+
+    assert_429(sign_in(anon_client, "admin@example.com", "S3cure-pass-1", ip="10.0.4.9"))  # the API's budget too
+    response = admin_sign_in(client, "admin", "S3cure-pass-1", ip="10.0.4.8")  # by its username, another address
+    assert response.status_code == 200 and "Too many failed sign-ins" in response.content.decode()
+    assert client.get("/admin/").status_code == 302  # still signed out
+
+
+def test_an_account_blocked_on_the_api_cannot_go_on_guessing_in_the_admin(strict, client, anon_client, admin_user):
+    for n in range(3):
+        assert sign_in(anon_client, "admin@example.com", ip=f"10.0.5.{n}").status_code == 400
+
+    response = admin_sign_in(client, "ADMIN@example.com", "S3cure-pass-1", ip="10.0.5.9")
+
+    assert response.status_code == 200 and "Too many failed sign-ins" in response.content.decode()
+    assert client.get("/admin/").status_code == 302  # the right password did not sign in
+
+
+def test_successful_admin_sign_ins_do_not_count_as_failures(strict, client, admin_user):
+    for n in range(5):
+        assert admin_sign_in(client, "admin", "S3cure-pass-1", ip=f"10.0.6.{n}").status_code == 302
+        client.logout()
+
+
+def test_an_admin_sign_in_by_an_account_that_is_not_staff_counts_as_a_failure(strict, client, anon_client, alice):
+    """Its right password is refused like a wrong one: forgiving it would tell the guesser the password was right."""
+    for n in range(3):
+        assert admin_sign_in(client, "alice", "S3cure-pass-1", ip=f"10.0.7.{n}").status_code == 200
+
+    assert_429(sign_in(anon_client, alice.email, "S3cure-pass-1", ip="10.0.7.9"))

@@ -15,10 +15,11 @@ import json
 import signal
 import threading
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bitrixsync.env_config import env_int, env_str
 from crmbridge.bitrix.webhook_url import redact_url
+from devtools.sandbox.portal_setup import checked_setup
 from devtools.sandbox.server import SandboxServer
 
 
@@ -60,10 +61,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        setup = None
-        if options["setup"]:
-            with open(options["setup"], encoding="utf-8") as handle:
-                setup = json.load(handle)
+        setup = read_setup(options["setup"]) if options["setup"] else None
         server = SandboxServer(
             options["host"],
             options["port"],
@@ -92,3 +90,14 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         stop.wait()
+
+
+def read_setup(path: str) -> dict:
+    """The ``--setup`` file, checked: one line naming the file and the wrong part, not a traceback."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            setup = json.load(handle)
+        checked_setup(setup)
+    except (OSError, ValueError) as exc:  # unreadable, not JSON (a ValueError), or a SetupError
+        raise CommandError(f"--setup {path}: {exc}") from None
+    return setup
