@@ -48,7 +48,7 @@ from django.conf import settings
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.credentials import UsernamePasswordCredentialProvider
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 _lock = threading.Lock()
 _clients: dict[tuple, redis.Redis] = {}
@@ -117,6 +117,60 @@ class FailoverAwareSentinelConnection(_FailoverAware, _ResolveOnReconnect, Senti
 
 class FailoverAwareSentinelSSLConnection(_FailoverAware, _ResolveOnReconnect, SentinelManagedSSLConnection):
     pass
+
+
+class SentinelsUnreachable(MasterNotFoundError):
+    """Not one sentinel answered: asking again within the same command cannot help.
+
+    A ``MasterNotFoundError`` is a ``ConnectionError``, which the client retries with
+    backoff (about 6 s): right during a failover, when the sentinels answer but have no
+    master yet, wrong when none answers at all -- then every web request that touches
+    Redis (a sign-in's rate limit, a status page) waited those seconds. This one is
+    raised at once (``FastFailRetry``); callers still catch it as ``ConnectionError``.
+    """
+
+
+class _Sentinel(Sentinel):
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        """redis-py's, but ``SentinelsUnreachable`` when every sentinel failed to answer."""
+        unreachable = 0
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                masters = sentinel.sentinel_masters()
+            except (redis.ConnectionError, redis.TimeoutError):
+                unreachable += 1
+                continue
+            state = masters.get(service_name)
+            if state and self.check_master_state(state, service_name):
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]  # ask it first next time
+                forced = self._force_master_ip
+                return (state["ip"] if forced is None else forced), state["port"]
+        if unreachable == len(self.sentinels):
+            raise SentinelsUnreachable(f"No master found for {service_name!r}: no sentinel answers")
+        raise MasterNotFoundError(f"No master found for {service_name!r}")
+
+
+class _Unretried(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class FastFailRetry(Retry):
+    """redis-py's ``Retry``, except that ``SentinelsUnreachable`` is raised at once."""
+
+    def call_with_retry(self, do: Any, fail: Any) -> Any:
+        def attempt() -> Any:
+            try:
+                return do()
+            except SentinelsUnreachable as error:
+                raise _Unretried(error) from None
+
+        try:
+            return super().call_with_retry(attempt, fail)
+        except _Unretried as wrapped:
+            fail(wrapped.error)  # what redis-py does with a failed attempt: drop the connection
+            raise wrapped.error from None
 
 
 class HiddenCredentials(UsernamePasswordCredentialProvider):
@@ -188,7 +242,9 @@ def _new_client(*, timeout: float, connect: float, retries: bool, name: str) -> 
     }
     # Given explicitly: redis-py applies its default (3 retries) to ``Redis(...)``/``from_url`` but not to
     # a pool built by ``Sentinel.master_for``, whose connections would otherwise never retry.
-    options["retry"] = Retry(ExponentialWithJitterBackoff(base=1, cap=10), 3) if retries else Retry(NoBackoff(), 0)
+    options["retry"] = (
+        FastFailRetry(ExponentialWithJitterBackoff(base=1, cap=10), 3) if retries else Retry(NoBackoff(), 0)
+    )
     if sentinel_configured():
         return _sentinel_client(options, connect=connect)
     scheme = urlsplit(settings.REDIS_URL).scheme
@@ -199,7 +255,7 @@ def _new_client(*, timeout: float, connect: float, retries: bool, name: str) -> 
 
 
 def _sentinel_client(options: dict[str, Any], *, connect: float) -> redis.Redis:
-    sentinel = Sentinel(settings.REDIS_SENTINELS, sentinel_kwargs=sentinel_options(connect))
+    sentinel = _Sentinel(settings.REDIS_SENTINELS, sentinel_kwargs=sentinel_options(connect))
     _, secret = without_credentials(settings.REDIS_URL)  # only its password, db and TLS count with Sentinel
     tls = urlsplit(settings.REDIS_URL).scheme == "rediss"
     return sentinel.master_for(

@@ -111,3 +111,67 @@ def test_a_read_blocked_when_its_server_turns_replica_is_a_connection_error(sett
 
     assert isinstance(got.get("error"), redis.ConnectionError), got
     assert all(c._sock is None for c in client.connection_pool._available_connections)
+
+
+class CountingBackoff:
+    """A backoff that sleeps 0 and counts how often the retry asked it (redis-py's backoff interface)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def reset(self) -> None:
+        pass
+
+    def compute(self, failures: int) -> float:
+        self.asked += 1
+        return 0.0
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [("unreachable", 1), ("no master yet", 4), ("connection lost", 4)],
+)
+def test_only_sentinels_that_all_fail_to_answer_skip_the_retries(error, attempts):
+    """``FastFailRetry``: a command retried 3 times with backoff, except when not one sentinel answered."""
+    from redis.sentinel import MasterNotFoundError
+
+    from crmbridge.redis_io.connection import FastFailRetry, SentinelsUnreachable
+
+    raised = {
+        "unreachable": SentinelsUnreachable("no sentinel answers"),
+        "no master yet": MasterNotFoundError("no master"),
+        "connection lost": redis.ConnectionError("lost"),
+    }[error]
+    backoff, calls, failed = CountingBackoff(), [], []
+
+    def command():
+        calls.append(1)
+        raise raised
+
+    with pytest.raises(type(raised)):
+        FastFailRetry(backoff, 3).call_with_retry(command, failed.append)
+
+    assert len(calls) == attempts and backoff.asked == attempts - 1
+    assert failed and failed[-1] is raised  # the connection is dropped as after any failed attempt
+
+
+def test_answering_sentinels_without_the_master_are_asked_again_and_silent_ones_are_not(via_sentinel, settings):
+    """Real sentinels: a master they do not know is a plain ``MasterNotFoundError`` (retried: during a
+    failover it appears a moment later); sentinels that all refuse the connection are ``SentinelsUnreachable``,
+    a ``ConnectionError`` like any "Redis away", raised without the retries' backoff."""
+    from redis.sentinel import MasterNotFoundError
+
+    from crmbridge.redis_io.connection import SentinelsUnreachable, reset_clients
+    from devtools.testing.ports import free_port
+
+    settings.REDIS_SENTINEL_MASTER = "no-such-master"
+    reset_clients()
+    with pytest.raises(MasterNotFoundError) as unknown:
+        get_redis(retries=False).ping()
+    assert not isinstance(unknown.value, SentinelsUnreachable)
+
+    settings.REDIS_SENTINELS = [("127.0.0.1", free_port()), ("127.0.0.1", free_port())]
+    reset_clients()
+    with pytest.raises(SentinelsUnreachable) as silent:
+        get_redis().ping()
+    assert isinstance(silent.value, redis.ConnectionError)
