@@ -9,7 +9,7 @@ import pytest
 import redis
 from django.core.management import call_command
 
-from crmbridge.worker.trimming import trim_acknowledged
+from crmbridge.worker.trimming import trim_acknowledged, trim_streams
 
 STREAM = "bitrix:operations"
 
@@ -112,3 +112,20 @@ def test_a_client_that_does_not_decode_works_too(private_redis, redis_client, id
     raw = redis.Redis(host="127.0.0.1", port=private_redis.port)
 
     assert trim_acknowledged(raw, STREAM, retention_seconds=0) == 4
+
+
+def test_trim_streams_without_a_retention_keeps_what_the_setting_says(settings, redis_client):
+    """Found by mutation testing: the worker's chore calls ``trim_streams`` with no retention."""
+    settings.BITRIX_STREAM_RETENTION_SECONDS = 3600
+    now_ms = int(time.time() * 1000)
+    for i in range(3):
+        redis_client.xadd(STREAM, {"n": "old"}, id=f"{now_ms - 7_200_000 + i}-0")
+    recent = [redis_client.xadd(STREAM, {"n": "new"}) for _ in range(2)]
+    redis_client.xgroup_create(STREAM, "g1", id="0")
+    redis_client.xack(STREAM, "g1", *read(redis_client, "g1", 10))
+
+    assert trim_streams(redis_client) == {"bitrix:operations": 3, "bitrix:webhooks": 0}
+    assert left(redis_client) == recent
+
+    settings.BITRIX_STREAM_RETENTION_SECONDS = 0
+    assert trim_streams(redis_client) == {"bitrix:operations": 2, "bitrix:webhooks": 0}

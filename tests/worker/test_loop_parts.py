@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 
 from crmbridge.redis_io import streams
+from crmbridge.redis_io.connection import reset_clients
 from crmbridge.worker.runner import Worker
 from crmbridge.worker.stream_consumer import StreamConsumer
+from devtools.testing.ports import free_port
 from tests.worker.helpers import fast_config
 
 
@@ -37,3 +40,26 @@ def test_chores_return_the_messages_they_take_over_without_processing_them(redis
     assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["consumers"] == [
         {"name": "alive", "pending": 1}
     ]
+
+
+@pytest.mark.django_db
+def test_redis_down_backs_off_doubling_to_the_cap_and_logs_each_wait(settings, caplog):
+    """Found by mutation testing (``_redis_down`` was reached only by the slow restart tests).
+
+    Redis at a port where nothing listens; the worker is told to stop so that each backoff
+    wait returns at once: only the waits it announces are checked, never the time taken.
+    """
+    port = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    reset_clients()
+    worker = Worker(fast_config(), name="cut-off")
+    worker.shutdown = True
+
+    with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
+        assert all(worker.step() for _ in range(9))  # each step fails on Redis, waits, tries the groups
+
+    lines = [r.getMessage() for r in caplog.records if "Redis connection error" in r.getMessage()]
+    waits = [line.rsplit(" ", 1)[1] for line in lines]
+    assert waits == ["0.5s", "1.0s", "2.0s", "4.0s", "8.0s", "16.0s", "30.0s", "30.0s", "30.0s"], lines
+    assert all(line.startswith("[WORKER] Redis connection error (") for line in lines), lines
+    assert all(f"127.0.0.1:{port}. Connection refused.)" in line for line in lines), lines  # the error itself

@@ -63,3 +63,17 @@ def test_probes_while_paused_and_stays_paused_while_the_portal_refuses(sandbox, 
     finally:
         worker.shutdown = True
         thread.join(10)
+
+
+def test_a_probe_while_the_webhook_is_refused_is_one_request(sandbox, redis_client):
+    """Found by mutation testing: the probe asks ``profile`` only; the mapping check (several requests)
+    waits until the portal answers, so a refused webhook costs one request per probe."""
+    sandbox.set_faults(auth_error="expired_token")
+    worker = Worker(fast_config(), name="prober")
+    before = dict(sandbox.stats()["by_method"])
+
+    worker._probe()
+
+    after = sandbox.stats()["by_method"]
+    assert {m: n - before.get(m, 0) for m, n in after.items() if n != before.get(m, 0)} == {"profile": 1}
+    assert "expired_token" in worker.paused_reason  # still paused

@@ -12,7 +12,7 @@ from crmbridge.diagnostics import stream_actions
 from crmbridge.publishing.messages import Operation
 from crmbridge.redis_io import streams
 from crmbridge.worker import write_back
-from crmbridge.worker.dead_letters import parse_dead_letter, requeue
+from crmbridge.worker.dead_letters import delete, parse_dead_letter, requeue
 from crmbridge.worker.runner import Worker
 from orders.models import Order
 from tests.worker.helpers import fast_config
@@ -145,3 +145,13 @@ def test_requeue_puts_each_named_letter_back_once_and_skips_what_it_cannot(redis
         {"entity": "contact", "id": "2", "requeued_from": last},
     ]
     assert [entry_id for entry_id, _ in redis_client.xrange(dead)] == [empty, listed]
+
+
+def test_delete_removes_the_named_letters_and_nothing_named_is_no_error(redis_client):
+    """Found by mutation testing: XDEL with no IDs is a Redis error, so deleting nothing must not send it."""
+    dead, ops = streams.dead_letter_stream(), streams.operations_stream()
+    kept, gone = (redis_client.xadd(dead, {"source_stream": ops, "payload": "{}"}) for _ in range(2))
+
+    assert delete(redis_client, []) == 0
+    assert delete(redis_client, iter([gone, "0-1"])) == 1  # any iterable; an unknown ID is not counted
+    assert [entry_id for entry_id, _ in redis_client.xrange(dead)] == [kept]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.diagnostics.doctor import FAIL, OK, DoctorOptions, run_doctor
-from crmbridge.models import SyncRecord
+from crmbridge.models import OutboxEntry, SyncRecord
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
 from crmbridge.worker import write_back
@@ -98,3 +98,21 @@ def test_records_with_a_live_or_dead_message_are_not_queued_again(sandbox, alice
     assert lost_records(redis_client) == []  # dead letters: an operator decides
     redis_client.delete(streams.dead_letter_stream())
     assert {key[0] for key in lost_records(redis_client)} == {"deal", "contact"} and ids
+
+
+def test_a_lost_record_linked_to_bitrix_is_queued_as_an_update_and_an_unlinked_one_as_a_create(
+    alice, redis_client, reconcile_fast
+):
+    """Found by mutation testing: the operation requeued follows the record's link to Bitrix."""
+    from crmbridge.worker.reconcile import reconcile
+
+    linked, unlinked = (Order.objects.create(owner=alice, service_id="welding", quantity=1) for _ in range(2))
+    Order.objects.filter(pk=linked.pk).update(bitrix_deal_id=4242)
+    SyncRecord.objects.update(last_queued_at=timezone.now() - timedelta(seconds=AFTER + 1))
+    OutboxEntry.objects.all().delete()
+    redis_client.flushall()  # our private server: the messages are lost
+
+    assert reconcile(redis_client) == 3
+
+    queued = {(f["entity"], int(f["id"])): f["op"] for _, f in redis_client.xrange(streams.operations_stream())}
+    assert queued == {("deal", linked.pk): "update", ("deal", unlinked.pk): "create", ("contact", alice.pk): "create"}

@@ -14,7 +14,9 @@ import pytest
 
 from crmbridge.inbound.events import InboundEvent
 from crmbridge.redis_io import streams
+from crmbridge.worker import stream_consumer
 from crmbridge.worker.runner import Worker
+from crmbridge.worker.stream_consumer import BROKEN_LOG_SECONDS, StreamConsumer
 from orders.models import Order
 from tests.conftest import wait_for
 from tests.worker.helpers import fast_config
@@ -80,3 +82,56 @@ def test_a_string_at_the_operations_key_never_holds_webhooks_back(sandbox, redis
     redis_client.xadd(streams.webhooks_stream(), InboundEvent("ONCRMDEALUPDATE", 999, ts=datetime.now(UTC)).to_fields())
 
     wait_for(lambda: unacknowledged(redis_client, streams.webhooks_stream()) == 0, 20, "event consumed")
+
+
+class StandInClock:
+    """``time`` for ``stream_consumer``: a monotonic clock that moves only when told."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def named_in_the_log(caplog, key: str) -> int:
+    return len([r for r in caplog.records if r.getMessage().startswith(f"[WORKER] Redis key {key} is a")])
+
+
+def test_find_broken_looks_at_the_streams_named_and_reports_each_key_new_once(redis_client, caplog):
+    """Found by mutation testing: ``find_broken`` checks only the candidates it is given (all streams
+    without any), and a key already set aside is not "newly found" again."""
+    operations, webhooks = streams.operations_stream(), streams.webhooks_stream()
+    redis_client.set(operations, "x")
+    redis_client.set(webhooks, "x")
+    consumer = StreamConsumer(redis_client, name="c1", stream_names=[operations, webhooks])
+
+    assert consumer.find_broken([webhooks]) is True
+    assert set(consumer.broken) == {webhooks} and consumer.streams == [operations]
+    assert consumer.find_broken([webhooks]) is False  # known already
+    assert consumer.find_broken() is True  # all streams: the operations key is new
+    assert set(consumer.broken) == {operations, webhooks} and consumer.streams == []
+    assert consumer.find_broken() is False
+
+
+def test_a_key_set_aside_is_named_again_only_after_the_log_interval(redis_client, caplog, monkeypatch):
+    """Found by mutation testing: the interval is per key, counted from that key's last line."""
+    clock = StandInClock(1000.0)
+    monkeypatch.setattr(stream_consumer, "time", clock)
+    operations, webhooks = streams.operations_stream(), streams.webhooks_stream()
+    redis_client.set(operations, "x")
+    redis_client.set(webhooks, "x")
+    consumer = StreamConsumer(redis_client, name="c1", stream_names=[operations, webhooks])
+    caplog.set_level(logging.ERROR, logger="crmbridge.worker")
+
+    consumer.find_broken([webhooks])  # named: new
+    clock.now += BROKEN_LOG_SECONDS / 2
+    consumer.find_broken()  # operations named (new); webhooks not yet
+    assert (named_in_the_log(caplog, webhooks), named_in_the_log(caplog, operations)) == (1, 1)
+
+    clock.now += BROKEN_LOG_SECONDS / 2  # webhooks' interval is up, not operations'
+    consumer.find_broken()
+    assert (named_in_the_log(caplog, webhooks), named_in_the_log(caplog, operations)) == (2, 1)
+    clock.now += BROKEN_LOG_SECONDS / 2
+    consumer.find_broken()
+    assert (named_in_the_log(caplog, webhooks), named_in_the_log(caplog, operations)) == (2, 2)
