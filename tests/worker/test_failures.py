@@ -77,6 +77,19 @@ def test_poison_and_permanent_errors_go_to_dead_letters_others_go_through(sandbo
     assert pending(redis_client) == 0
 
 
+def test_a_deleted_records_message_is_a_dead_letter_with_the_specs_error_line(sandbox, alice, redis_client, caplog):
+    """The operator's guide's line for a message that cannot be processed, naming the record."""
+    gone = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    Order.objects.filter(pk=gone.pk).delete()
+
+    run_worker_once()
+
+    letter = next(x for x in dead_letters(redis_client) if x["reason"] == "record_not_found")
+    expected = f"[WORKER] Error processing operation message: {letter['source_id']}: order {gone.pk} no longer exists"
+    assert expected in caplog.text
+    assert letter["error_description"] == f"order {gone.pk} no longer exists in the database"
+
+
 def test_retries_exhausted_go_to_dead_letters_not_dropped(sandbox, alice, redis_client):
     [order] = make_orders(alice, 1)
     sandbox.set_faults(error_500_share=1.0)
