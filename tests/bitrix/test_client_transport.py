@@ -269,3 +269,13 @@ def test_the_record_helpers_name_the_method_and_the_record_as_the_portal_spells_
         ("crm.deal.update", {"id": 41, "fields": {"TITLE": "u"}}),
         ("crm.contact.get", {"id": 7}),
     ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "start"), [(50, 50), ("100", 100), (1, 1), (0, None), (-50, None), (True, None), ("x", None), (None, None)]
+)
+def test_a_next_is_a_positive_start_in_any_spelling(sent, start):
+    """``next`` as the portal (or a proxy) may spell it; anything not a positive number ends the listing."""
+    from crmbridge.bitrix.client import _page_start
+
+    assert _page_start(sent) == start
