@@ -9,7 +9,7 @@
 # The score is printed at the end and kept in var/mutation/<module>/score.txt.
 #
 # Not part of test.sh or CI: it takes minutes per module (see bench/RESULTS.md).
-# Environment: MUTATION_CHILDREN (parallel test runs, default: three per core),
+# Environment: MUTATION_CHILDREN (parallel test runs, default: the number of cores),
 # MUTATION_FRESH=1 (throw the module's earlier results away; by default a run resumes while the
 # product code is unchanged, re-testing the survivors against the tests as they are now).
 # Survivors: `cd var/mutation/<module> && ../../../.venv/bin/mutmut results`, then
@@ -23,10 +23,10 @@ NAME=mutation.sh
 . scripts/venv.sh
 
 ALL="inbound publishing bitrix worker orders accounts"
-# Three test runs per core: the tests mostly wait (sandbox HTTP, Redis, a worker's poll), so with
-# one per core the machine sat at a load of 1 (docs/mutation.md: the worker module in 7 minutes
-# with 6 children where 2 needed 40).
-CHILDREN=${MUTATION_CHILDREN:-$(($(nproc) * 3))}
+# One test run per core. More go faster (the tests mostly wait: 6 on 2 cores ran the worker module
+# in 7 minutes where 2 needed 40) but make false kills: with 6, every one of publishing's 7
+# equivalent mutants was "killed", with 1 each survived (docs/mutation.md, "False kills").
+CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
 PRODUCT="crmbridge accounts orders bitrixsync devtools manage.py"
 
 # module -> "files to mutate (globs)|tests that cover them|tests left out"
