@@ -63,3 +63,21 @@ def test_redis_down_backs_off_doubling_to_the_cap_and_logs_each_wait(settings, c
     assert waits == ["0.5s", "1.0s", "2.0s", "4.0s", "8.0s", "16.0s", "30.0s", "30.0s", "30.0s"], lines
     assert all(line.startswith("[WORKER] Redis connection error (") for line in lines), lines
     assert all(f"127.0.0.1:{port}. Connection refused.)" in line for line in lines), lines  # the error itself
+
+
+@pytest.mark.django_db
+def test_claim_from_takes_the_idle_entries_even_behind_a_busy_one(redis_client):
+    """``claim_from`` asks XPENDING for idle entries only: with ``count`` 1 and the oldest entry
+    just touched by its owner, the idle one behind it is the one taken over."""
+    owner = StreamConsumer(redis_client, name="owner", stream_names=[streams.operations_stream()])
+    owner.ensure_groups()
+    for local_id in ("1", "2"):
+        redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": local_id})
+    first, second = owner.read_new(count=10, block_ms=None)
+    time.sleep(0.3)
+    redis_client.xclaim(streams.operations_stream(), streams.GROUP, "owner", 0, [first.id])  # busy again
+
+    taker = StreamConsumer(redis_client, name="taker", stream_names=[streams.operations_stream()])
+    claimed = taker.claim_from(streams.operations_stream(), "owner", min_idle_ms=200, count=1)
+
+    assert [m.id for m in claimed] == [second.id]

@@ -55,6 +55,15 @@ def test_only_ascii_digits_make_a_local_id(raw):
         Operation.from_fields(Operation("deal", "update", 1).to_fields() | {"id": raw})
 
 
+class RecordingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_an_unexpected_error_is_isolated_to_the_message_that_causes_it(sandbox, alice, redis_client, monkeypatch):
     """A bug hit by one record: the others sync on the first try, only the culprit retries."""
     orders = make_orders(alice, 4)
@@ -68,8 +77,13 @@ def test_an_unexpected_error_is_isolated_to_the_message_that_causes_it(sandbox, 
 
     monkeypatch.setattr(write_back, "load_records", load_records)
     worker = Worker(fast_config(max_retries=2), once=True)
+    seen = RecordingHandler()
+    logging.getLogger("crmbridge.worker").addHandler(seen)
 
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        logging.getLogger("crmbridge.worker").removeHandler(seen)
 
     synced = {o.pk for o in Order.objects.filter(pk__in=[o.pk for o in orders], bitrix_deal_id__isnull=False)}
     assert synced == {o.pk for o in orders} - {culprit}
@@ -77,6 +91,11 @@ def test_an_unexpected_error_is_isolated_to_the_message_that_causes_it(sandbox, 
     assert letter["payload"]["id"] == str(culprit) and letter["reason"] == "max_retries_exceeded"
     assert worker.heartbeat.counters.retried == 2  # the culprit's retries only
     assert pending_ids(redis_client) == []
+    # The operator's guide's line for each attempt of the culprit alone, with its traceback.
+    line = f"[WORKER] Error processing operation message: {letter['source_id']} failed"
+    firsts = [r.getMessage().split("\n", 1) for r in seen.records]  # the redacting filter appends the traceback
+    lone = [rest[:1] == ["Traceback"] or rest[0].startswith("Traceback") for first, *rest in firsts if first == line]
+    assert lone == [True] * 3  # the first try and two retries, each with its traceback
 
 
 def test_a_failing_dead_letter_write_leaves_the_message_pending(sandbox, alice, redis_client, caplog):
