@@ -90,6 +90,23 @@ def test_a_deleted_records_message_is_a_dead_letter_with_the_specs_error_line(sa
     assert letter["error_description"] == f"order {gone.pk} no longer exists in the database"
 
 
+def test_a_dead_letter_has_every_documented_field_and_the_chunk_leaves_no_lock(sandbox, alice, redis_client):
+    """The dead-letter entry's fields as README documents them (``redis-cli XRANGE bitrix:dead - +``
+    and the requeue read them by name), and no record lock outlives the chunk that took it."""
+    gone = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    Order.objects.filter(pk=gone.pk).delete()
+
+    run_worker_once()
+
+    [(_id, fields)] = [e for e in redis_client.xrange(streams.dead_letter_stream())]
+    assert set(fields) == {
+        "source_stream", "source_id", "payload", "reason", "error_code", "error_description",
+        "attempts", "first_seen", "failed_at", "consumer",
+    }  # fmt: skip
+    assert fields["source_stream"] == streams.operations_stream()
+    assert redis_client.keys(streams.key("lock:*")) == []  # record locks (alice's contact was synced too)
+
+
 def test_retries_exhausted_go_to_dead_letters_not_dropped(sandbox, alice, redis_client):
     [order] = make_orders(alice, 1)
     sandbox.set_faults(error_500_share=1.0)
