@@ -7,8 +7,11 @@ it did not start, so no one's data can be flushed.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -33,6 +36,23 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "con
         assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
         time.sleep(interval)
     return value
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """One SQLite test database per test process, named when the session starts.
+
+    The settings name it by the pid of the process that imported them. mutmut imports
+    them once and forks every test run from that process, so its parallel runs all
+    created, flushed and dropped the same file: tests failed at random, and mutants were
+    counted "killed" by those failures (docs/mutation.md, "False kills").
+    """
+    from django.conf import settings as django_settings
+
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        name = Path(tempfile.gettempdir()) / f"bitrixsync-test-{os.getpid()}.sqlite3"
+        database["TEST"] = {**database.get("TEST", {}), "NAME": str(name)}
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.hashers import make_password
 
 from accounts.models import User
+from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.publisher import queue_contact_update, queue_deal_update
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
@@ -61,14 +62,25 @@ def test_large_backlog_fills_batches_of_fifty(sandbox, django_user_model):
 
 
 def _new_customers(count: int) -> list[Order]:
-    """``count`` users with an e-mail, a phone and one order each, queued (signals publish them)."""
+    """``count`` users with an e-mail, a phone and one order each, all queued before the worker starts.
+
+    Rows are bulk-inserted and their operations added to the stream in one pipeline (as
+    bench/seed.py does): saved one by one, a save under load could go through the outbox
+    and reach the stream after the worker's first read, in a chunk of its own.
+    """
     password = make_password("x-Pass-123")  # hashed once: create_user would hash 500 times
-    orders = []
-    for i in range(count):
-        user = User.objects.create(
-            username=f"n{i}", email=f"n{i}@example.com", phone=f"+7 900 {i:07d}", password=password
-        )
-        orders.append(Order.objects.create(owner=user, service_id="welding", quantity=1 + i % 3))
+    users = User.objects.bulk_create(
+        [User(username=f"n{i}", email=f"n{i}@example.com", phone=f"+7 900 {i:07d}", password=password)
+         for i in range(count)]
+    )  # fmt: skip
+    orders = Order.objects.bulk_create(
+        [Order(owner=u, service_id="welding", quantity=1 + i % 3, amount=100 + i) for i, u in enumerate(users)]
+    )
+    pipe = get_redis().pipeline(transaction=False)
+    for user, order in zip(users, orders, strict=True):
+        pipe.xadd(streams.operations_stream(), Operation("contact", "create", user.pk).to_fields())
+        pipe.xadd(streams.operations_stream(), Operation("deal", "create", order.pk).to_fields())
+    pipe.execute()
     return orders
 
 
