@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -180,28 +178,12 @@ def test_from_settings_shares_the_redis_limiter(settings, sandbox):
 
 
 @pytest.fixture
-def answering():
-    """A portal stand-in over real HTTP that answers every request with the status and JSON body set."""
+def answering(portal):
+    """The portal stand-in (``tests/bitrix/conftest.py``) answering every request with the status and JSON body set."""
     reply = {"status": 503, "body": {}}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            data = json.dumps(reply["body"]).encode()
-            self.send_response(reply["status"])
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/rest/1/some-secret-code/", reply
-    server.shutdown()
-    server.server_close()
+    portal.status = lambda: reply["status"]
+    portal.body = lambda: json.dumps(reply["body"]).encode()
+    return portal.url, reply
 
 
 @pytest.mark.parametrize(("code", "penalty"), [("OVERLOAD_LIMIT", 30.0), ("overload_limit", 30.0),

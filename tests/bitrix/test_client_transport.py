@@ -9,71 +9,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 import time
-from collections.abc import Callable
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.bitrix.rate_limit import InProcessRateLimiter
-
-SECRET = "transport-secret-code"
-
-
-class Portal:
-    """What the stand-in answers next, and every request it received."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body: bytes | Callable[[], bytes] = b'{"result": true}'
-        self.content_type: str | None = "application/json"
-        self.delay = 0.0
-        self.redirect = False
-        self.requests: list[dict] = []
-
-
-@pytest.fixture
-def portal():
-    state = Portal()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "raw": raw})
-            self._answer()
-
-        def do_GET(self) -> None:  # where a redirected POST ends up
-            self._answer()
-
-        def _answer(self) -> None:
-            time.sleep(state.delay)
-            if state.redirect:
-                self.send_response(302)
-                self.send_header("Location", self.path)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = state.body() if callable(state.body) else state.body  # a callable: a new answer each time
-            self.send_response(state.status)
-            if state.content_type is not None:
-                self.send_header("Content-Type", state.content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/rest/7/{SECRET}/"
-    yield state
-    server.shutdown()
-    server.server_close()
+from tests.bitrix.conftest import SECRET
 
 
 def failure(call) -> BitrixError:
