@@ -27,6 +27,10 @@ ALL="inbound publishing bitrix worker orders accounts"
 # in 7 minutes where 2 needed 40) but make false kills: with 6, every one of publishing's 7
 # equivalent mutants was "killed", with 1 each survived (docs/mutation.md, "False kills").
 CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
+# A mutant that makes a test hang (a worker that never runs out of work) fails that test after this
+# many seconds (pytest-timeout) instead of waiting for mutmut's own limit: 15 times the tests' time,
+# several minutes for the worker's. The slowest selected test takes about 15 s alone.
+TEST_TIMEOUT=${MUTATION_TEST_TIMEOUT:-60}
 PRODUCT="crmbridge accounts orders bitrixsync devtools manage.py"
 
 # module -> "files to mutate (globs)|tests that cover them|tests left out"
@@ -73,7 +77,7 @@ run_module() {
 source_paths = ["crmbridge", "accounts", "orders"]
 only_mutate = [$(set -f; toml_list $mutate)]
 also_copy = ["bitrixsync", "devtools", "manage.py", ".env.example", "README.md", "docs", "requirements.txt"]
-pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-q"$deselect]
+pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-q", "--timeout", "$TEST_TIMEOUT"$deselect]
 pytest_add_cli_args_test_selection = [$(toml_list $tests)]
 EOF
     printf '\n==> mutation testing: %s (%s; tests: %s)\n' "$module" "$mutate" "$tests"

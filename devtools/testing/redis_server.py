@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from devtools.testing.orphans import die_with_parent
 from devtools.testing.ports import free_port, wait_for_port
 
 
@@ -44,7 +45,9 @@ class PrivateRedis:
             "--logfile", str(self.dir / "redis.log"),
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         wait_for_port(self.port)
         client = self.client()
         deadline = time.monotonic() + 10

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from devtools.testing.orphans import die_with_parent
 from devtools.testing.ports import free_port, wait_for_port
 from devtools.testing.redis_server import PrivateRedis
 
@@ -138,7 +139,7 @@ class PrivateSentinel:
     def start(self) -> PrivateSentinel:
         binary = shutil.which("redis-server") or "redis-server"
         self.process = subprocess.Popen([binary, str(self.conf), "--sentinel"], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)  # fmt: skip
+                                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)  # fmt: skip
         wait_for_port(self.port)
         return self
 
