@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crmbridge.models import OutboxEntry, SyncRecord
+from crmbridge.publishing import outbox_sql
 from crmbridge.publishing.coalescing import last_key
 from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.outbox import (
@@ -26,8 +27,10 @@ from crmbridge.publishing.outbox import (
     already_sent,
     claim,
     delete_sent_rows,
+    describe_error,
     publish_entries,
     relay_outbox,
+    release,
     sent_marker_key,
     waiting_entries,
     write_entries,
@@ -52,6 +55,11 @@ def create_orders(client, n: int) -> list[float]:
 def write(n: int, *, entity: str = "deal", op: str = "create") -> list[OutboxEntry]:
     with transaction.atomic():
         return write_entries([Operation(entity=entity, op=op, local_id=i + 1) for i in range(n)])
+
+
+def written(queries: CaptureQueriesContext) -> list[str]:
+    """The statements that wrote outbox rows and sync records."""
+    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "DELETE", "WITH"))]
 
 
 @pytest.fixture
@@ -83,6 +91,7 @@ def test_orders_created_while_redis_is_down_reach_the_stream_once_it_is_back(
     assert published(redis_client) == [("deal", "create", pk, "signal") for pk in order_ids]
     assert len(set(order_ids)) == 20
     assert len(messages(caplog, "[QUEUE] Published create operation for deal")) == 20
+    assert messages(caplog, "[QUEUE] Relayed") == ["[QUEUE] Relayed 20 operations from the outbox"]
     assert not OutboxEntry.objects.exists()
     assert relay_outbox() == 0
     assert len(published(redis_client)) == 20
@@ -203,8 +212,10 @@ def test_the_relay_with_redis_down_keeps_the_rows_and_says_why(private_redis, ca
     assert relay_outbox() == 0
     rows = list(OutboxEntry.objects.all())
     assert [(r.attempts, r.claimed_until) for r in rows] == [(1, None), (1, None)]
-    assert "ConnectionError" in rows[0].last_error
-    assert messages(caplog, "[QUEUE] Relay could not publish 2 outbox entries")
+    assert rows[0].last_error.startswith("ConnectionError: ")
+    assert messages(caplog, "[QUEUE] Relay") == [
+        f"[QUEUE] Relay could not publish 2 outbox entries: {rows[0].last_error}"
+    ]
 
 
 def test_the_relay_command_drains_the_outbox(redis_client):
@@ -267,8 +278,7 @@ def test_a_queued_operation_costs_one_round_trip_on_postgresql_three_statements_
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         (entry,) = write_entries([Operation("deal", "update", 1)])
 
-    statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "DELETE", "WITH"))]
-    assert len(statements) == (1 if connection.vendor == "postgresql" else 3)
+    assert len(written(queries)) == (1 if connection.vendor == "postgresql" else 3)
     assert list(OutboxEntry.objects.values_list("pk", flat=True)) == [entry.pk]
     assert SyncRecord.objects.get(entity="deal", local_id=1).state == SyncRecord.State.WAITING
 
@@ -284,7 +294,9 @@ def test_entries_redis_refuses_one_by_one_keep_their_rows_for_the_relay(redis_cl
     (kept,) = OutboxEntry.objects.all()
     assert (kept.fields["id"], kept.attempts, kept.claimed_until, kept.claimed_by) == ("2", 1, None, "")
     assert "WRONGTYPE" in kept.last_error
-    assert messages(caplog, f"[QUEUE] Redis refused outbox entry {kept.pk}")
+    assert messages(caplog, "[QUEUE] Redis refused") == [
+        f"[QUEUE] Redis refused outbox entry {kept.pk} ({kept.last_error}); kept for the relay"
+    ]
 
     redis_client.delete(last_key("deal", 2))
     assert relay_outbox() == 1
@@ -298,3 +310,65 @@ def test_already_sent_tells_rows_in_redis_from_the_backlog(redis_client):
 
     assert already_sent(redis_client, entries) == [True, False]
     assert already_sent(redis_client, []) == []
+
+
+def test_the_relay_sends_at_most_500_rows_a_call_oldest_first(redis_client):
+    write(501)
+
+    assert relay_outbox() == 500
+    assert [row.fields["id"] for row in OutboxEntry.objects.all()] == ["501"]
+
+
+def test_a_relay_whose_rows_another_relay_claimed_meanwhile_sends_nothing(redis_client):
+    write(2)
+    claims = []
+
+    def other_relay_claims_first(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and not claims:  # this relay's claim: another relay gets there first
+            claims.append(sql)
+            OutboxEntry.objects.update(claimed_until=timezone.now() + timedelta(seconds=60), claimed_by="relay:other")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(other_relay_claims_first):
+        assert relay_outbox() == 0
+    assert published(redis_client) == []
+    assert list(OutboxEntry.objects.values_list("claimed_by", flat=True)) == ["relay:other", "relay:other"]
+
+
+def test_an_error_is_kept_to_2000_characters():
+    (entry,) = write(1)
+    release([entry.pk], "y" * 3000)
+    entry.refresh_from_db()
+
+    assert (entry.attempts, entry.last_error) == (1, "y" * 2000)
+    assert describe_error(RuntimeError("x" * 3000)) == "RuntimeError: " + "x" * (2000 - len("RuntimeError: "))
+
+
+def test_the_thousandth_deferred_delete_deletes_them_all_at_once(redis_client):
+    entries = write(1000)
+    publish_entries(publish_client(), entries[:999], defer_delete=True)
+    assert OutboxEntry.objects.count() == 1000  # sent; their deletes wait for this process's next write
+
+    publish_entries(publish_client(), entries[999:], defer_delete=True)
+    assert not OutboxEntry.objects.exists()
+
+
+def test_new_rows_are_claimed_only_with_a_lease():
+    now = timezone.now()
+    with transaction.atomic():
+        (free,) = write_entries([Operation("deal", "create", 1)], claimed_by="publisher:p")  # lease 0: breaker open
+        (held,) = write_entries([Operation("deal", "create", 2)], claimed_by="publisher:p", lease_seconds=0.5)
+
+    assert [entry._state.adding for entry in (free, held)] == [False, False]  # saved rows, as create() returns
+    free, held = OutboxEntry.objects.get(pk=free.pk), OutboxEntry.objects.get(pk=held.pk)
+    assert (free.claimed_by, free.claimed_until) == ("", None)
+    assert held.claimed_by == "publisher:p"
+    assert timedelta(seconds=0.4) < held.claimed_until - now < timedelta(seconds=1)
+
+
+def test_a_full_batch_of_operations_costs_one_statement_on_postgresql_two_on_sqlite():
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        write_entries([Operation("deal", "create", i + 1) for i in range(outbox_sql.BATCH)])
+
+    assert len(written(queries)) == (1 if connection.vendor == "postgresql" else 2)  # insert, upsert
+    assert SyncRecord.objects.filter(state=SyncRecord.State.WAITING).count() == outbox_sql.BATCH
