@@ -368,7 +368,16 @@ def test_new_rows_are_claimed_only_with_a_lease():
 
 def test_a_full_batch_of_operations_costs_one_statement_on_postgresql_two_on_sqlite():
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
-        write_entries([Operation("deal", "create", i + 1) for i in range(outbox_sql.BATCH)])
+        entries = write_entries([Operation("deal", "create", i + 1) for i in range(outbox_sql.BATCH)])
 
     assert len(written(queries)) == (1 if connection.vendor == "postgresql" else 2)  # insert, upsert
-    assert SyncRecord.objects.filter(state=SyncRecord.State.WAITING).count() == outbox_sql.BATCH
+    assert SyncRecord.objects.count() == outbox_sql.BATCH
+    assert set(SyncRecord.objects.values_list("state", "last_queued_at")) == {
+        (SyncRecord.State.WAITING, entries[0].created_at)
+    }
+
+
+def test_writing_no_operations_writes_nothing():
+    with transaction.atomic():
+        assert write_entries([]) == []
+    assert not OutboxEntry.objects.exists() and not SyncRecord.objects.exists()
