@@ -1,4 +1,9 @@
-"""Redis down, slow or racing: every committed operation reaches the stream exactly once."""
+"""Redis down, slow or racing: every committed operation reaches the stream exactly once.
+
+Also pinned: the outbox's bounds (500 rows per relay call, deletes deferred up to 1000 rows,
+errors kept to 2000 characters, claims only with a lease, the statements per batch) and the
+relay's INFO/WARNING lines, whole.
+"""
 
 from __future__ import annotations
 
