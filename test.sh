@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ./test.sh [pytest args]: install the test dependencies into .venv, then
-# ruff, the import contracts, the suite on SQLite, and the suite again on PostgreSQL
-# when one answers (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
+# ruff, the import contracts, the suite on SQLite, and at the same time the suite on PostgreSQL
+# when one answers (TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test;
+# TEST_PASSES=serial runs the two passes one after the other).
 # The PostgreSQL pass leaves out tests marked `slow` (separate processes: worker,
 # run_stack, settings loads), which the SQLite pass has run already.
 # With CI=true, PostgreSQL and Chromium are required: missing means failure.
@@ -121,17 +122,50 @@ say "ruff check"
 say "import contracts (lint-imports: no import cycles; crmbridge never imports devtools)"
 "$VENV/bin/lint-imports" --no-cache || fail "an import contract is broken (see pyproject.toml [tool.importlinter])"
 
-run_pytest SQLite "$@"
-
-if postgres_answers; then
+# The two passes run side by side (TEST_PASSES=serial: one after the other): most tests wait on
+# Redis, the sandbox or a worker, so on 2 cores together they take little longer than the SQLite
+# pass alone (issue 22: the suite had grown past ten minutes). They share nothing: each pytest
+# starts its own Redis and sandbox on free ports; only the SQLite pass runs the `slow` tests.
+# The PostgreSQL pass writes to var/test-postgres.log, shown when it ends.
+PG_LOG=var/test-postgres.log
+PG_PID=""
+postgres_pass() {
     DATABASE_URL=$PG_URL ONLY_SLOW_SELECTED_OK=true run_pytest "PostgreSQL ($PG_URL), without the slow process tests" -m "not slow" "$@"
     test_database_left || fail "the test database was not dropped (a session still connected to it?)"
+}
+stop_postgres_pass() { # on a failed SQLite pass: its pytest too, not only the subshell
+    [ -n "$PG_PID" ] || return 0
+    pkill -TERM -P "$PG_PID" 2>/dev/null || true
+    kill "$PG_PID" 2>/dev/null || true
+}
+
+if postgres_answers; then
     PG_RESULT="passed"
 elif [ "$IN_CI" = true ]; then
     fail "PostgreSQL does not answer at $PG_URL and CI=true: the PostgreSQL pass is required"
 else
     PG_RESULT="SKIPPED: no PostgreSQL answers at $PG_URL (set TEST_POSTGRES_URL)"
     echo "test.sh: WARNING: the PostgreSQL pass was skipped: nothing answers at $PG_URL." >&2
+fi
+
+if [ "$PG_RESULT" = passed ] && [ "${TEST_PASSES:-parallel}" != serial ]; then
+    mkdir -p var
+    say "pytest on PostgreSQL started beside the SQLite pass (its output: $PG_LOG)"
+    (postgres_pass "$@") >"$PG_LOG" 2>&1 &
+    PG_PID=$!
+    trap stop_postgres_pass EXIT
+fi
+
+run_pytest SQLite "$@"
+
+if [ -n "$PG_PID" ]; then
+    code=0
+    wait "$PG_PID" || code=$?
+    PG_PID=""
+    cat "$PG_LOG"
+    [ "$code" = 0 ] || fail "the PostgreSQL pass failed (exit code $code; output above and in $PG_LOG)"
+elif [ "$PG_RESULT" = passed ]; then
+    postgres_pass "$@"
 fi
 
 say "Done: ruff passed; SQLite passed; PostgreSQL $PG_RESULT."
