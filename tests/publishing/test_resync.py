@@ -1,7 +1,13 @@
-"""``bitrix_resync`` queues create or update for the selected records, in chunks, safely twice."""
+"""``bitrix_resync`` queues create or update for the selected records, in chunks, safely twice.
+
+Also pinned: the dry run counts only what the options select; ``resync()`` on its own covers
+every record in chunks of 500; a chunk's rows are this publisher's until sent; a resync logs
+each publish at DEBUG (one INFO line per record would flood the log of a large resync).
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from io import StringIO
 
@@ -11,7 +17,9 @@ from django.db import transaction
 
 from crmbridge.models import OutboxEntry, SyncRecord
 from crmbridge.publishing.outbox import relay_outbox
-from crmbridge.publishing.resync import queue_resync_for
+from crmbridge.publishing.publisher import publisher_name
+from crmbridge.publishing.resync import queue_resync_for, resync_plan
+from crmbridge.publishing.resync import resync as resync_records
 from orders.models import Order
 from tests.publishing.helpers import make_order, make_user, published
 
@@ -118,3 +126,43 @@ def test_queue_resync_for_selected_records(records, redis_client):
 def test_bad_since_is_a_usage_error(records):
     with pytest.raises(Exception, match="2024-13-01"):
         resync("--since", "2024-13-01")
+
+
+def test_the_dry_run_counts_only_the_records_the_options_select(records):
+    missing = resync("--orders", "--missing-only", "--dry-run").splitlines()
+    recent = resync("--orders", "--since", "2024-01-01", "--dry-run").splitlines()
+
+    assert "orders (deals): 2 to create, 0 to update" in missing
+    assert "orders (deals): 1 to create, 1 to update" in recent
+
+
+def test_the_plan_and_the_resync_cover_every_record_by_default_in_chunks_of_500(records, redis_client):
+    more = [Order(owner_id=records["henry"], service_id="welding", quantity=1) for _ in range(498)]
+    Order.objects.bulk_create(more)  # no signals: nothing queued
+    assert resync_plan() == {"deal": {"create": 500, "update": 1}, "contact": {"create": 1, "update": 1}}
+
+    chunks = []
+    assert resync_records(on_progress=chunks.append) == 503
+    assert chunks == [500, 1, 2]  # orders, then users
+    assert len(published(redis_client)) == 503
+
+
+def test_queueing_unknown_records_queues_nothing(records, redis_client):
+    assert queue_resync_for("deal", [999_999]) == 0
+    assert not OutboxEntry.objects.exists() and published(redis_client) == []
+
+
+def test_a_chunks_rows_are_claimed_by_the_publisher_until_they_are_sent(records, redis_client):
+    with transaction.atomic():
+        queue_resync_for("deal", [records["new"]])
+        row = OutboxEntry.objects.get()
+        assert row.claimed_by == publisher_name() and row.claimed_until is not None  # the relay leaves it alone
+    assert published(redis_client) == [("deal", "create", records["new"], "admin")]
+
+
+def test_a_resync_logs_each_publish_at_debug_only(records, caplog):
+    caplog.set_level(logging.DEBUG, logger="crmbridge.publishing")
+    resync()
+
+    levels = [r.levelname for r in caplog.records if r.getMessage().startswith("[QUEUE] Published")]
+    assert levels == ["DEBUG"] * 5
