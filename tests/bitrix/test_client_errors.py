@@ -226,6 +226,20 @@ def test_an_operation_time_limit_blocks_the_method_until_the_reset_the_portal_na
     assert limiter.method_blocked_until("crm.deal.add") is None
 
 
+def test_an_operation_time_limit_takes_the_errors_own_reset_over_the_answers_time_block(answering):
+    """Found by mutation testing: every answer has a ``time`` block; the reset named beside the error wins."""
+    url, reply = answering
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    reset_at = time.time() + 100
+    reply.update(status=429, body={"error": "OPERATION_TIME_LIMIT", "operating_reset_at": reset_at,
+                                   "time": {"operating_reset_at": reset_at + 500}})  # fmt: skip
+
+    error = failure(lambda: BitrixClient(url, limiter=limiter, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert error.retry_after == pytest.approx(100, abs=2)
+    assert limiter.method_blocked_until("crm.deal.update") == reset_at
+
+
 def test_an_operation_time_limit_without_a_reset_blocks_the_method_for_a_minute(answering):
     url, reply = answering
     limiter = InProcessRateLimiter(rate=10, burst=5)

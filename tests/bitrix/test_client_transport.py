@@ -195,6 +195,16 @@ def test_list_all_stops_at_a_next_that_does_not_move_on_and_after_the_page_limit
     assert [json.loads(r["raw"])["start"] for r in portal.requests] == [0, 50, 100]
 
 
+def test_list_all_of_an_answer_that_is_no_page_of_items_is_no_items(portal):
+    """Found by mutation testing: an object (``crm.category.list`` answers ``{"categories": [...]}``) or
+    ``null`` where a page of items belongs adds nothing, and is no error."""
+    client = BitrixClient(portal.url, read_timeout=5)
+    portal.body = b'{"result": {"categories": [{"id": 3}]}, "total": 1}'
+    assert client.list_all("crm.category.list") == []
+    portal.body = b'{"result": null}'
+    assert client.list_all("crm.deal.userfield.list") == []
+
+
 def test_the_record_helpers_name_the_method_and_the_record_as_the_portal_spells_them(portal):
     """``crm.<entity>.add/update/get`` with lower-case ``id`` / ``fields``: the sandbox, like the portal, reads
     method and top-level names in any case, so only the wire shows them."""

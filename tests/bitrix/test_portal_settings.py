@@ -46,6 +46,12 @@ def test_a_field_map_takes_attribute_to_userfield_pairs():
     assert field_map("BITRIX_CONTACT_FIELDS", "") == {}
 
 
+def test_a_field_map_names_its_variable_when_a_pair_is_malformed():
+    text = refusal(lambda: field_map("BITRIX_DEAL_FIELDS", "material=UF_CRM_MATERIAL, comment"))
+
+    assert text == "BITRIX_DEAL_FIELDS must be key=value pairs separated by commas, got 'comment'"
+
+
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [("Material=UF_CRM_MATERIAL", "'Material'"), ("material=UF_MATERIAL", "'UF_MATERIAL'"),
