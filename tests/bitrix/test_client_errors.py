@@ -211,6 +211,25 @@ def test_an_error_without_a_code_is_named_by_its_status(answering):
     assert (error.code, error.description, error.http_status, error.kind) == ("HTTP_404", "", 404, PERMANENT)
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "code", "kind"),
+    [
+        (410, {"error": "PORTAL_DELETED"}, "PORTAL_DELETED", CONFIG),  # the code decides (410 alone: permanent)
+        (500, {"error": "PORTAL_DELETED"}, "PORTAL_DELETED", CONFIG),  # (500 alone: retry)
+        (502, {"unexpected": "shape"}, "HTTP_502", RETRY),  # the status decides for an unknown code
+        (401, {"error": "SOMETHING_NEW"}, "SOMETHING_NEW", CONFIG),
+    ],
+)
+def test_an_answers_kind_comes_from_its_code_then_its_status(answering, status, body, code, kind):
+    """Found by mutation testing: over HTTP, both the code and the status reach ``classify``."""
+    url, reply = answering
+    reply.update(status=status, body=body)
+
+    error = failure(lambda: BitrixClient(url, read_timeout=5).call("crm.deal.get", {"id": 1}))
+
+    assert (error.code, error.http_status, error.kind) == (code, status, kind)
+
+
 def test_an_operation_time_limit_blocks_the_method_until_the_reset_the_portal_names(answering):
     url, reply = answering
     limiter = InProcessRateLimiter(rate=10, burst=5)
