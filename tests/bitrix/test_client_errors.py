@@ -259,6 +259,16 @@ def test_an_operation_time_limit_takes_the_errors_own_reset_over_the_answers_tim
     assert limiter.method_blocked_until("crm.deal.update") == reset_at
 
 
+def test_an_operation_time_limit_whose_reset_has_passed_is_retried_at_once(answering):
+    """Found by mutation testing: a reset time already past means no wait (not a second's)."""
+    url, reply = answering
+    reply.update(status=429, body={"error": "OPERATION_TIME_LIMIT", "operating_reset_at": time.time() - 30})
+
+    error = failure(lambda: BitrixClient(url, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert error.retry_after == 0.0
+
+
 def test_an_operation_time_limit_without_a_reset_blocks_the_method_for_a_minute(answering):
     url, reply = answering
     limiter = InProcessRateLimiter(rate=10, burst=5)

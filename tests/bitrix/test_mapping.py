@@ -64,6 +64,16 @@ def test_deal_without_a_known_contact_leaves_it_alone():
     assert fields["COMMENTS"] == ""
 
 
+def test_a_deals_stage_is_of_its_services_pipeline_or_the_one_named(settings):
+    """Found by mutation testing: without ``category`` the service's pipeline gives the stage prefix;
+    with it (the pipeline the deal is in, until the move) that pipeline does."""
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 3}
+
+    assert mapping.deal_fields(make_order(), contact_id=None)["STAGE_ID"] == "C3:PREPARATION"
+    assert mapping.deal_fields(make_order(), contact_id=None, category=0)["STAGE_ID"] == "PREPARATION"
+    assert mapping.deal_fields(make_order(), contact_id=None, category=5)["STAGE_ID"] == "C5:PREPARATION"
+
+
 def test_new_contact_fields(settings):
     fields = mapping.contact_fields(make_user(phone="+7 495 123-45-67"))
 
