@@ -63,7 +63,8 @@ run_module() {
     # mutmut re-creates only the files it mutates: after any change to the product code, its other
     # copies in mutants/ would be stale, so a changed checkout starts the module afresh.
     local code resumed=false
-    code=$( (git ls-files -s -- $PRODUCT; git diff HEAD -- $PRODUCT) | sha256sum | cut -c1-16)
+    # The files' contents (tracked and new), not git's index: committing a change does not change the code.
+    code=$(git ls-files -z --cached --others --exclude-standard -- $PRODUCT | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
     [ -f "$work/.product-code" ] && [ "$(cat "$work/.product-code")" != "$code" ] && rm -rf "$work/mutants"
     [ -d "$work/mutants" ] && resumed=true
     mkdir -p "$work"
