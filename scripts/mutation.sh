@@ -29,7 +29,8 @@ ALL="inbound publishing bitrix worker orders accounts"
 CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
 # A mutant that makes a test hang (a worker that never runs out of work) fails that test after this
 # many seconds (pytest-timeout) instead of waiting for mutmut's own limit: 15 times the tests' time,
-# several minutes for the worker's. The slowest selected test takes about 15 s alone.
+# several minutes for the worker's. Passing tests take seconds; a test still running at 60 s is waiting
+# for something that does not come (wait_for gives up at 60 s by default too).
 TEST_TIMEOUT=${MUTATION_TEST_TIMEOUT:-60}
 PRODUCT="crmbridge accounts orders bitrixsync devtools manage.py"
 
