@@ -74,6 +74,25 @@ def test_a_deals_stage_is_of_its_services_pipeline_or_the_one_named(settings):
     assert mapping.deal_fields(make_order(), contact_id=None, category=5)["STAGE_ID"] == "C5:PREPARATION"
 
 
+def test_a_service_no_longer_in_the_catalogue_is_named_by_its_id():
+    assert mapping.deal_fields(make_order(service_id="plasma-cutting"), contact_id=None)["TITLE"] == (
+        "Order #12: plasma-cutting x 3"
+    )
+
+
+def test_no_phone_and_no_entries_to_name_send_no_phone(settings):
+    """Found by mutation testing: an empty list of existing entries names none; nothing to clear sends nothing."""
+    fields = mapping.contact_fields(make_user(phone=""), existing={"EMAIL": [], "PHONE": []})
+
+    assert fields == {
+        "NAME": "Анна",
+        "LAST_NAME": "O'Neil 😀",
+        "EMAIL": [{"VALUE": "anna@example.com", "VALUE_TYPE": "WORK"}],
+        "ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID,
+        "ORIGIN_ID": "user-5",
+    }
+
+
 def test_new_contact_fields(settings):
     fields = mapping.contact_fields(make_user(phone="+7 495 123-45-67"))
 
