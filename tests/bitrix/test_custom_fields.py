@@ -176,6 +176,12 @@ def test_a_multiple_field_gets_an_array_and_a_single_field_the_value(catalog, se
     assert values == {"UF_CRM_QTYS": ["4"], "UF_CRM_COMMENT": "Rush"}
 
 
+def test_a_field_the_portal_lacks_is_left_out_and_the_others_are_sent(catalog, settings):
+    settings.BITRIX_DEAL_FIELDS = {"material": "UF_CRM_GONE", "comment": "UF_CRM_COMMENT"}
+
+    assert catalog.values("deal", Order(material="Steel", comment="Rush")) == {"UF_CRM_COMMENT": "Rush"}
+
+
 def test_an_empty_value_clears_the_field(catalog, settings, caplog):
     """A multiple field gets ``[]``, a list field ``""`` (not looked up among its items, no warning)."""
     settings.BITRIX_DEAL_FIELDS = {"material": "UF_CRM_MATERIAL", "comment": "UF_CRM_NOTES"}

@@ -36,7 +36,7 @@ def make_user(**overrides) -> User:
 def test_origin_ids_name_the_local_record():
     assert mapping.origin_id("deal", 12) == "order-12"
     assert mapping.origin_id("contact", 5) == "user-5"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^unknown entity 'lead'$"):
         mapping.origin_id("lead", 1)
 
 
@@ -179,6 +179,17 @@ def test_pipeline_stages_get_their_prefix_or_their_own_map(settings):
     ]  # fmt: skip
     with pytest.raises(ImproperlyConfigured, match="BITRIX_STAGE_MAP_3 has no stage for order status 'shipped'"):
         pipelines.stage_for("shipped", 3)
+
+
+@pytest.mark.parametrize(("category", "name"), [(3, "BITRIX_STAGE_MAP_3"), (5, "BITRIX_STAGE_MAP")])
+def test_a_malformed_stage_map_names_the_variable_the_pipeline_reads(settings, category, name):
+    from crmbridge.bitrix import pipelines
+
+    settings.BITRIX_STAGE_MAP = "new=NEW,done"
+    settings.BITRIX_STAGE_MAPS = {3: "new=INTAKE,done"}
+
+    with pytest.raises(ImproperlyConfigured, match=f"^{name} must be status=STAGE pairs separated by commas$"):
+        pipelines.stage_map(category)
 
 
 def test_stages_of_the_default_pipeline_map_back_even_when_no_deal_goes_there_any_more(settings):
