@@ -161,7 +161,7 @@ def test_each_error_code_and_status_has_its_kind(code, status, kind):
 def test_from_settings_needs_a_webhook_url(settings):
     settings.BITRIX_WEBHOOK_URL = ""
 
-    with pytest.raises(ImproperlyConfigured, match="BITRIX_WEBHOOK_URL"):
+    with pytest.raises(ImproperlyConfigured, match=r"^BITRIX_WEBHOOK_URL is not set$"):
         BitrixClient.from_settings()
 
 
@@ -175,6 +175,23 @@ def test_from_settings_shares_the_redis_limiter(settings, sandbox):
     assert client.call("profile")["ID"] == "1"
     assert (client.limiter.rate, client.limiter.burst, client.limiter.key) == (5, 250, "bitrix:ratelimit")
     assert client.originator_id == settings.BITRIX_ORIGINATOR_ID
+
+
+def test_from_settings_takes_the_timeouts(settings, portal):
+    """Found by mutation testing: the read timeout names itself in the error of a slow portal."""
+    settings.BITRIX_WEBHOOK_URL = portal.url
+    settings.BITRIX_HTTP_CONNECT_TIMEOUT = 2.5
+    settings.BITRIX_HTTP_READ_TIMEOUT = 0.2
+    portal.delay = 0.6
+
+    client = BitrixClient.from_settings()
+    error = failure(lambda: client.call("profile"))
+
+    assert client.timeout == (2.5, 0.2)
+    assert (error.code, error.description) == (
+        "TIMEOUT",
+        "no answer within 0.2 s; the portal may have applied the request",
+    )
 
 
 @pytest.fixture

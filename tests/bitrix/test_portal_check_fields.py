@@ -15,6 +15,7 @@ from contextlib import closing
 import pytest
 
 from crmbridge.bitrix.client import BitrixClient
+from crmbridge.bitrix.custom_fields import UserFieldCatalog
 from crmbridge.bitrix.portal_check import Problem, check_portal
 
 SETUP = {
@@ -116,6 +117,18 @@ def test_a_stage_map_without_a_status_or_with_a_stage_the_pipeline_lacks_pauses(
     assert problems == [Problem("BITRIX_STAGE_MAP_3", text, pauses=True) for text in [*missing, lacking]]
 
 
+def test_the_pages_of_fields_after_the_batchs_are_read_once_from_where_it_stopped(sandbox, settings):
+    many = [{"FIELD_NAME": f"UF_CRM_F{i:03d}", "USER_TYPE_ID": "string"} for i in range(120)]
+    sandbox.configure({"userfields": {"deal": many}})
+    settings.BITRIX_DEAL_FIELDS = {"comment": "UF_CRM_F119"}
+    with closing(BitrixClient(sandbox.webhook_url)) as client:
+        catalog = UserFieldCatalog(client)
+        assert check_portal(client, catalog=catalog).problems == []
+
+    assert list(catalog.fields("deal")) == [f["FIELD_NAME"] for f in many]  # primed: no request
+    assert sandbox.stats()["commands_by_method"]["crm.deal.userfield.list"] == 3  # the batch's page, then 2
+
+
 # -- against the portal stand-in ----------------------------------------------------------------
 def batch_answer(results: dict) -> bytes:
     return json.dumps(
@@ -142,6 +155,22 @@ def test_the_check_asks_for_the_deal_pipelines_and_names_none_when_there_are_non
             pauses=True,
         )
     ]
+
+
+def test_the_check_is_one_batch_of_the_lists_as_the_portal_spells_them(portal, settings):
+    """Found by mutation testing: the sandbox reads method and parameter names in any case; the wire shows them."""
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"welding": 3}
+    settings.BITRIX_CONTACT_FIELDS = {"phone": "UF_CRM_PHONE"}
+    portal.body = batch_answer({"categories": [], "stages0": [], "stages3": [], "fields_contact": []})
+
+    stand_in_report(portal)
+
+    assert json.loads(portal.requests[0]["raw"])["cmd"] == {
+        "categories": "crm.category.list?entityTypeId=2",
+        "stages0": "crm.status.list?filter[ENTITY_ID]=DEAL_STAGE",
+        "stages3": "crm.status.list?filter[ENTITY_ID]=DEAL_STAGE_3",
+        "fields_contact": "crm.contact.userfield.list",
+    }
 
 
 def test_a_pipeline_without_stages_offers_none(portal, settings):
