@@ -305,6 +305,7 @@ def test_an_operation_time_limit_without_a_reset_blocks_the_method_for_a_minute(
          "QUERY_LIMIT_EXCEEDED HTTP 503 in batch: Too many"),
         (BitrixError("NOT_FOUND", "Not found"), "NOT_FOUND: Not found"),
         (BitrixError("TIMEOUT"), "TIMEOUT"),
+        (BitrixError("ERROR_CORE", "Unknown field UF_CRM_TAX"), "ERROR_CORE: Unknown field UF_CRM_TAX"),
         (BitrixError("", ""), "ERROR"),
     ],
 )  # fmt: skip

@@ -195,6 +195,16 @@ def test_list_all_stops_at_a_next_that_does_not_move_on_and_after_the_page_limit
     assert [json.loads(r["raw"])["start"] for r in portal.requests] == [0, 50, 100]
 
 
+def test_a_batch_with_keys_a_reference_cannot_name_is_refused_naming_three(portal):
+    keys = ["a b", "c.d", "e/f", "g h"]
+
+    with pytest.raises(ValueError) as refused:
+        BitrixClient(portal.url, read_timeout=5).batch({key: ("profile", {}) for key in keys})
+
+    assert str(refused.value) == "batch keys may hold letters, digits, _ and - only: ['a b', 'c.d', 'e/f']"
+    assert portal.requests == []
+
+
 def test_list_all_of_an_answer_that_is_no_page_of_items_is_no_items(portal):
     """Found by mutation testing: an object (``crm.category.list`` answers ``{"categories": [...]}``) or
     ``null`` where a page of items belongs adds nothing, and is no error."""

@@ -76,6 +76,11 @@ def test_rewritten_in_batch_finds_text_bitrix_would_rewrite(text, rewritten):
     assert rewritten_in_batch({"fields": {"COMMENTS": text}}) is rewritten
 
 
+def test_text_bitrix_would_rewrite_is_found_in_lists_too():
+    assert rewritten_in_batch({"fields": {"PHONE": [{"VALUE": "call $result[a] now"}]}}) is True
+    assert rewritten_in_batch({"fields": {"PHONE": [{"VALUE": "+7 812"}]}}) is False
+
+
 def test_intended_references_are_not_flagged():
     assert not rewritten_in_batch({"fields": {"CONTACT_ID": result_ref("c1")}})
 
@@ -84,6 +89,14 @@ def test_referenced_keys_are_found_in_nested_params():
     params = {"fields": {"CONTACT_ID": result_ref("c1"), "X": [result_ref("d2", "ID")], "Y": "$result[e3]"}}
 
     assert referenced_keys(params) == {"c1", "d2"}
+
+
+def test_a_reference_without_a_key_names_no_command():
+    assert referenced_keys({"id": ResultRef("$result")}) == set()
+
+
+def test_every_part_of_a_command_is_percent_encoded_slashes_too():
+    assert encode_command("crm.deal.add", {"a/b": {"c/d": "e/f"}}) == "crm.deal.add?a%2Fb[c%2Fd]=e%2Ff"
 
 
 def test_resolve_reference_like_bitrix():

@@ -6,11 +6,15 @@ these changed. The in-process limiter needs no server; the Redis one uses the pr
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
+import redis
 
-from crmbridge.bitrix.rate_limit import InProcessRateLimiter, RedisRateLimiter
+from crmbridge.bitrix.rate_limit import InProcessRateLimiter, LeakyBucket, RedisRateLimiter
+from devtools.testing.ports import free_port
+from devtools.testing.redis_server import PrivateRedis
 
 KEY = "test:ratelimit:parts"
 
@@ -120,3 +124,68 @@ def test_a_method_block_ends_at_its_moment_and_is_then_forgotten(monkeypatch):
     clock.now = 1010.0
     assert limiter.method_blocked_until("crm.deal.update") is None
     assert limiter._method_blocks == {}
+
+
+def test_a_bucket_holds_at_least_one_request():
+    now = [0.0]
+    bucket = LeakyBucket(rate=2, capacity=0.5, clock=lambda: now[0])
+
+    assert (bucket.capacity, bucket.try_add(), bucket.try_add()) == (1.0, 0.0, 0.5)
+
+
+def test_without_redis_one_request_at_a_time_at_half_the_rate_and_method_blocks_hold():
+    """Found by mutation testing: the stand-in's bucket holds one request (no burst), refills at half the rate,
+    and a method blocked meanwhile stays blocked in it."""
+    limiter = RedisRateLimiter(redis.Redis(port=free_port(), socket_connect_timeout=0.2), rate=100, burst=5, key=KEY)
+    limiter.block_method("crm.deal.update", time.time() + 60)
+
+    assert limiter._try_acquire("crm.deal.add") == 0.0
+    assert limiter._try_acquire("crm.deal.add") == pytest.approx(0.02, abs=0.005)
+    assert limiter._try_acquire("crm.deal.update") == pytest.approx(60, abs=1)
+
+
+class StandInMonotonic(StandInClock):
+    """``time`` for ``rate_limit`` with a ``monotonic`` that moves only when told (``time()`` is real)."""
+
+    def monotonic(self) -> float:
+        return self.now
+
+    @staticmethod
+    def time() -> float:
+        return time.time()
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis this test may stop and start again."""
+    server = PrivateRedis().start()
+    yield server
+    server.cleanup()
+
+
+def test_redis_is_tried_again_after_five_seconds_and_its_return_is_logged(own_redis, monkeypatch, caplog):
+    from crmbridge.bitrix import rate_limit
+
+    clock = StandInMonotonic(100.0)
+    monkeypatch.setattr(rate_limit, "time", clock)
+    client = own_redis.client()
+    limiter = RedisRateLimiter(client, rate=100, burst=5, key=KEY, headroom=0)
+    with caplog.at_level(logging.WARNING, logger="crmbridge.bitrix.rate_limit"):
+        assert limiter._try_acquire("") == 0.0  # shared
+        own_redis.stop()
+        limiter._try_acquire("")  # fails over at 100.0
+        own_redis.start()
+        client.delete(KEY)
+        clock.now = 104.999
+        limiter._try_acquire("")  # still the stand-in: Redis is not asked
+        assert not client.exists(KEY)
+        clock.now = 105.0
+        limiter._try_acquire("")  # asked again: back
+        assert client.exists(KEY)
+        limiter._try_acquire("")
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "Rate limiter: Redis unreachable (ConnectionError); limiting this process alone to 50 requests/s",
+        "Rate limiter: Redis is back; the shared limit applies again",
+    ]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2
