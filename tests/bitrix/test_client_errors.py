@@ -333,6 +333,17 @@ def test_a_blocked_method_is_refused_without_a_request(answering):
     assert error.retry_after == pytest.approx(50, abs=2)
 
 
+def test_a_method_blocked_for_less_than_a_second_more_is_retried_after_that_long(answering):
+    """Found by mutation testing: the wait is the block's rest, not at least a second."""
+    url, _ = answering
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    limiter.block_method("crm.deal.update", time.time() + 0.3)
+
+    error = failure(lambda: BitrixClient(url, limiter=limiter, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert error.retry_after == pytest.approx(0.3, abs=0.1)
+
+
 def test_a_batch_answer_without_its_maps_is_an_invalid_response(answering):
     url, reply = answering
     reply.update(status=200, body={"result": "oops"})

@@ -55,7 +55,12 @@ def test_the_counters_add_up_requests_their_seconds_and_refusals(portal):
     assert client.rejects == 0
     portal.status, portal.body = 400, b'{"error": "ERROR_CORE"}'
     failure(lambda: client.call("profile"))
-    assert (client.calls, client.rejects) == (3, 1)
+    failure(lambda: client.call("profile"))
+    assert (client.calls, client.rejects) == (4, 2)
+
+
+def test_a_client_waits_3_05_s_to_connect_and_30_s_for_an_answer_unless_told():
+    assert BitrixClient("https://p.bitrix24.ru/rest/1/c0de/").timeout == (3.05, 30.0)
 
 
 def test_the_limiter_is_asked_for_the_method_being_called(portal):

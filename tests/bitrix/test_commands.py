@@ -91,6 +91,10 @@ def test_referenced_keys_are_found_in_nested_params():
     assert referenced_keys(params) == {"c1", "d2"}
 
 
+def test_a_pair_without_a_name_is_skipped_and_the_rest_kept():
+    assert parse_php_query("=x&a=1&=y&b[c]=2") == {"a": "1", "b": {"c": "2"}}
+
+
 def test_a_reference_without_a_key_names_no_command():
     assert referenced_keys({"id": ResultRef("$result")}) == set()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -75,14 +76,25 @@ def test_a_clean_record_is_let_through_unchanged():
 
 
 def test_parsing_keeps_the_parts_and_remembers_the_code_for_redaction():
-    """Found by mutation testing: the parts and the remembered code were not checked."""
+    """Found by mutation testing: the parts and the remembered code were not checked. The code is new to
+    each run: remembered codes stay for the process (mutmut forks its test runs from one that ran them)."""
     from crmbridge.bitrix.webhook_url import parse_webhook_url, redact
 
-    hook = parse_webhook_url("https://parts.bitrix24.ru/rest/12/parts-c0de-9/")
+    code = f"parts-{uuid.uuid4().hex[:12]}"
+    hook = parse_webhook_url(f"https://parts.bitrix24.ru/rest/12/{code}/")
 
-    assert (hook.portal, hook.user_id, hook.code) == ("https://parts.bitrix24.ru", "12", "parts-c0de-9")
-    assert redact("code parts-c0de-9 then parts-c0de-9 again") == "code **** then **** again"
+    assert (hook.portal, hook.user_id, hook.code) == ("https://parts.bitrix24.ru", "12", code)
+    assert redact(f"code {code} then {code} again") == "code **** then **** again"
     assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_a_bad_url_names_the_webhook_setting_by_default():
+    from crmbridge.bitrix.webhook_url import parse_webhook_url
+
+    with pytest.raises(ImproperlyConfigured) as bad:
+        parse_webhook_url("https://example.bitrix24.ru/s3cr3t-c0de")
+
+    assert str(bad.value) == "BITRIX_WEBHOOK_URL must look like https://<portal>/rest/<user id>/<webhook code>/"
 
 
 def test_a_bad_port_names_the_setting():
