@@ -225,3 +225,47 @@ def test_the_worker_says_at_start_when_the_webhook_may_not_look_up(sandbox, sett
     else:
         assert lines == []
         assert "crm.duplicate.findbycomm" not in sandbox.stats()["by_method"]
+
+
+def test_a_contact_adopted_by_one_user_is_not_adopted_by_another(sandbox, portal, django_user_model):
+    """README: a contact linked locally to another user is never taken (it carries no ORIGIN_ID of ours)."""
+    existing = sales_contact(portal, phones=["+1 555 0444"])
+    first = make_user(django_user_model, "kim", email="kim@example.com", phone="+15550444")
+    run_worker_once()
+    second = make_user(django_user_model, "lou", email="lou@example.com", phone="+15550444")
+
+    run_worker_once()
+
+    assert User.objects.get(pk=first.pk).bitrix_contact_id == existing
+    assert User.objects.get(pk=second.pk).bitrix_contact_id not in (None, existing)
+
+
+def test_our_own_contact_gets_its_email_replaced_not_added(sandbox, portal, django_user_model):
+    """README: ours (our ORIGINATOR_ID, the user's ORIGIN_ID) gets its e-mail and phone replaced; adopted: additions."""
+    mia = make_user(django_user_model, "mia", email="mia@example.com", phone="+1 555 0555")
+    run_worker_once()
+    mia = User.objects.get(pk=mia.pk)
+    mia.email, mia.phone = "mia@new.com", "+1 555 0556"
+    mia.save()
+
+    run_worker_once()
+
+    ours = contact(sandbox, mia.bitrix_contact_id)
+    assert (values(ours, "EMAIL"), values(ours, "PHONE")) == (["mia@new.com"], ["+1 555 0556"])
+
+
+def test_another_systems_contact_with_our_origin_text_is_adopted_not_claimed(sandbox, portal, django_user_model):
+    """Only our ORIGINATOR_ID *and* the user's ORIGIN_ID make a contact ours: another system's "user-<id>" stays
+    theirs, gets the name and the phone it lacks added, and keeps its e-mail and origin."""
+    ned = make_user(django_user_model, "ned", email="ned@example.com", phone="+1 555 0666", last_name="Stark")
+    existing = sales_contact(
+        portal, emails=["NED@example.com"], originator="legacy-crm", origin=f"user-{ned.pk}", name="N."
+    )
+
+    run_worker_once()
+
+    assert User.objects.get(pk=ned.pk).bitrix_contact_id == existing
+    adopted = contact(sandbox, existing)
+    assert (adopted["NAME"], adopted["LAST_NAME"]) == ("Ned", "Stark")
+    assert (values(adopted, "EMAIL"), values(adopted, "PHONE")) == (["NED@example.com"], ["+1 555 0666"])
+    assert (adopted["ORIGINATOR_ID"], adopted["ORIGIN_ID"]) == ("legacy-crm", f"user-{ned.pk}")
