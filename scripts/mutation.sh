@@ -29,7 +29,8 @@ ALL="inbound publishing bitrix worker orders accounts"
 CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
 # A mutant that makes a test hang (a worker that never runs out of work) fails that test after this
 # many seconds (pytest-timeout) instead of waiting for mutmut's own limit: 15 times the tests' time,
-# several minutes for the worker's. The slowest selected test takes about 15 s alone.
+# several minutes for the worker's. Passing tests take seconds; a test still running at 60 s is waiting
+# for something that does not come (wait_for gives up at 60 s by default too).
 TEST_TIMEOUT=${MUTATION_TEST_TIMEOUT:-60}
 PRODUCT="crmbridge accounts orders bitrixsync devtools manage.py"
 
@@ -63,7 +64,8 @@ run_module() {
     # mutmut re-creates only the files it mutates: after any change to the product code, its other
     # copies in mutants/ would be stale, so a changed checkout starts the module afresh.
     local code resumed=false
-    code=$( (git ls-files -s -- $PRODUCT; git diff HEAD -- $PRODUCT) | sha256sum | cut -c1-16)
+    # The files' contents (tracked and new), not git's index: committing a change does not change the code.
+    code=$(git ls-files -z --cached --others --exclude-standard -- $PRODUCT | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
     [ -f "$work/.product-code" ] && [ "$(cat "$work/.product-code")" != "$code" ] && rm -rf "$work/mutants"
     [ -d "$work/mutants" ] && resumed=true
     mkdir -p "$work"

@@ -7,7 +7,9 @@ it did not start, so no one's data can be flushed.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -61,6 +63,20 @@ def django_db_setup(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         end_other_sessions()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def console_log_on_this_sessions_stderr():
+    """Django's console handler on this session's stderr, not on an earlier session's closed one.
+
+    mutmut runs pytest twice in one process (to find the tests that reach each function, then
+    a clean run). Django configures logging once, in the first; its handler kept that session's
+    captured stderr, closed since, and in the second every log line printed a "Logging error"
+    traceback: slow enough that a 1,000-message test's requests timed out and were retried.
+    """
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+            handler.stream = sys.stderr  # not setStream(): it flushes the closed one first
 
 
 @pytest.fixture(scope="session")
