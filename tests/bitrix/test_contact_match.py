@@ -188,6 +188,18 @@ def test_a_contact_our_system_made_for_this_user_is_found(sandbox, client, setti
     assert matches[5].contact_id == ours
 
 
+def test_an_empty_originator_id_still_tells_the_sales_teams_contacts_from_ours(sandbox, client, settings):
+    """Found by mutation testing (a bug then): with ``BITRIX_ORIGINATOR_ID`` empty, every contact without an
+    origin counted as made by us for another user, so no customer was ever adopted."""
+    settings.BITRIX_ORIGINATOR_ID = ""
+    contact_with(client, "jo@example.com", ORIGIN_ID="user-77")  # ours, for user 77
+    sales = contact_with(client, "jo@example.com")
+
+    matches = ContactMatcher(client).match([Customer(5, email="jo@example.com")])
+
+    assert (matches[5].contact_id, matches[5].candidates) == (sales, [sales])
+
+
 def test_a_contact_linked_to_another_local_user_is_not_taken(sandbox, client):
     """The worker passes the database's links (``linked_users``): contact -> the user linked to it."""
     linked = contact_with(client, "jo@example.com")
