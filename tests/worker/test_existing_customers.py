@@ -240,8 +240,11 @@ def test_a_contact_adopted_by_one_user_is_not_adopted_by_another(sandbox, portal
     assert User.objects.get(pk=second.pk).bitrix_contact_id not in (None, existing)
 
 
-def test_our_own_contact_gets_its_email_replaced_not_added(sandbox, portal, django_user_model):
-    """README: ours (our ORIGINATOR_ID, the user's ORIGIN_ID) gets its e-mail and phone replaced; adopted: additions."""
+@pytest.mark.parametrize("originator", ["bitrixsync", ""])
+def test_our_own_contact_gets_its_email_replaced_not_added(sandbox, portal, django_user_model, settings, originator):
+    """README: ours (our ORIGINATOR_ID, the user's ORIGIN_ID) gets its e-mail and phone replaced; adopted: additions.
+    Also with ``BITRIX_ORIGINATOR_ID`` empty: then ours carry none."""
+    settings.BITRIX_ORIGINATOR_ID = originator
     mia = make_user(django_user_model, "mia", email="mia@example.com", phone="+1 555 0555")
     run_worker_once()
     mia = User.objects.get(pk=mia.pk)
