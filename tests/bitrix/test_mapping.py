@@ -64,6 +64,21 @@ def test_deal_without_a_known_contact_leaves_it_alone():
     assert fields["COMMENTS"] == ""
 
 
+def test_a_deal_takes_the_stages_of_its_services_pipeline_unless_one_is_given(settings):
+    settings.BITRIX_STAGE_MAP = "confirmed=PREPARATION"
+    settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 3}
+    settings.BITRIX_STAGE_MAPS = {}
+
+    assert mapping.deal_fields(make_order(), contact_id=None)["STAGE_ID"] == "C3:PREPARATION"
+    assert mapping.deal_fields(make_order(), contact_id=None, category=5)["STAGE_ID"] == "C5:PREPARATION"
+
+
+def test_a_service_no_longer_in_the_catalogue_is_named_by_its_id():
+    fields = mapping.deal_fields(make_order(service_id="plasma-cutting"), contact_id=None)
+
+    assert fields["TITLE"] == "Order #12: plasma-cutting x 3"
+
+
 def test_new_contact_fields(settings):
     fields = mapping.contact_fields(make_user(phone="+7 495 123-45-67"))
 
