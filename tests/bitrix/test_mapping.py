@@ -36,7 +36,7 @@ def make_user(**overrides) -> User:
 def test_origin_ids_name_the_local_record():
     assert mapping.origin_id("deal", 12) == "order-12"
     assert mapping.origin_id("contact", 5) == "user-5"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown entity 'lead'"):
         mapping.origin_id("lead", 1)
 
 
@@ -102,6 +102,16 @@ def test_contact_update_names_the_existing_entries():
 
     assert fields["EMAIL"] == [{"VALUE": "new@example.com", "VALUE_TYPE": "WORK", "ID": "31"}]
     assert fields["PHONE"] == [{"ID": "32", "VALUE": "", "DELETE": "Y"}]
+
+
+def test_no_phone_to_clear_sends_no_phone_and_entries_that_are_no_list_name_no_id():
+    """No phone here and none there: no ``PHONE`` at all. Entries that are not a list name no ID."""
+    existing = {"EMAIL": {"0": {"ID": "31", "VALUE": "old@example.com"}}, "PHONE": "+1 555 0100"}
+
+    fields = mapping.contact_fields(make_user(email="new@example.com", phone=""), existing=existing)
+
+    assert "PHONE" not in fields
+    assert fields["EMAIL"] == [{"VALUE": "new@example.com", "VALUE_TYPE": "WORK"}]
 
 
 def test_multifields_are_replaced_not_appended(client):
