@@ -24,6 +24,7 @@ from crmbridge.bitrix.contact_match import (
     adopted_contact_fields,
     findbycomm_problem,
     is_ours,
+    matching_modes,
 )
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 
@@ -73,6 +74,19 @@ def test_a_portal_without_findbycomm_is_a_refused_lookup(portal, settings):
         "BITRIX_CONTACT_MATCH=email,phone: the webhook may not call crm.duplicate.findbycomm "
         f"(ERROR_METHOD_NOT_FOUND); {FIX}"
     )
+    # The probe: an address that no contact can hold (a reserved domain), so it never finds anyone.
+    assert portal.requests[0]["path"].endswith("/crm.duplicate.findbycomm")
+    assert json.loads(portal.requests[0]["raw"]) == {
+        "entity_type": "CONTACT",
+        "type": "EMAIL",
+        "values": ["probe@bitrixsync.invalid"],
+    }
+
+
+def test_without_the_setting_both_modes_are_on(settings):
+    del settings.BITRIX_CONTACT_MATCH
+
+    assert matching_modes() == ("email", "phone")
 
 
 # -- reading the contacts found ------------------------------------------------------------------
@@ -92,17 +106,21 @@ def sent_commands(request: dict) -> dict[str, tuple[str, list[tuple[str, str]]]]
     return {key: (text.partition("?")[0], parse_qsl(text.partition("?")[2])) for key, text in commands.items()}
 
 
-def test_the_contacts_found_are_read_in_one_list_command_as_sent(portal):
-    """The sandbox, like the portal, ignores ``order`` and the case of top-level names: only the wire shows them."""
-    found = batch_answer({"e0": {"CONTACT": [7, 5]}})
+def test_the_lookups_and_the_read_are_sent_as_the_portal_expects(portal):
+    """The sandbox, like the portal, ignores ``order`` and the case of top-level names: only the wire shows them.
+    Values go out as the duplicate search compares them; a user without an e-mail adds no e-mail value."""
+    found = batch_answer({"e0": {"CONTACT": [7, 5]}, "p0": []})
     page = [{"ID": "5", "EMAIL": [{"VALUE": "jo@example.com"}]}, {"ID": "7", "EMAIL": [{"VALUE": "JO@example.com"}]}]
     answering(portal, found, batch_answer({"r0": page}))
+    customers = [Customer(1, email=" Jo@Example.com"), Customer(2, phone="+1 (555) 0100 #12")]
 
-    matches = ContactMatcher(BitrixClient(portal.url, read_timeout=5), modes=("email",)).match(
-        [Customer(1, email="jo@example.com")]
-    )
+    matches = ContactMatcher(BitrixClient(portal.url, read_timeout=5), modes=("email", "phone")).match(customers)
 
     assert (matches[1].contact_id, matches[1].candidates) == (5, [5, 7])
+    assert sent_commands(portal.requests[0]) == {
+        "e0": (FINDBYCOMM, [("entity_type", "CONTACT"), ("type", "EMAIL"), ("values[0]", "jo@example.com")]),
+        "p0": (FINDBYCOMM, [("entity_type", "CONTACT"), ("type", "PHONE"), ("values[0]", "15550100")]),
+    }
     select = ["ID", "NAME", "LAST_NAME", "EMAIL", "PHONE", "ORIGINATOR_ID", "ORIGIN_ID"]
     assert sent_commands(portal.requests[1]) == {
         "r0": (
@@ -114,9 +132,9 @@ def test_the_contacts_found_are_read_in_one_list_command_as_sent(portal):
     }
 
 
-def test_odd_items_of_the_list_are_skipped(portal):
+def test_ids_as_a_php_map_are_read_and_odd_items_of_the_list_skipped(portal):
     page = [{"ID": "x"}, "junk", {"NAME": "no id"}, {"ID": "5", "EMAIL": [{"VALUE": "jo@example.com"}]}]
-    answering(portal, batch_answer({"e0": {"CONTACT": [5]}}), batch_answer({"r0": page}))
+    answering(portal, batch_answer({"e0": {"CONTACT": {"3": 5}}}), batch_answer({"r0": page}))
 
     matches = ContactMatcher(BitrixClient(portal.url, read_timeout=5), modes=("email",)).match(
         [Customer(1, email="jo@example.com")]
@@ -143,6 +161,10 @@ def add_contacts(client, fields: list[dict]) -> list[int]:
     return ids
 
 
+def contact_with(client, email: str, **fields) -> int:
+    return client.add("contact", {"NAME": "Sales", "EMAIL": [{"VALUE": email}], **fields})
+
+
 def test_more_than_fifty_matches_are_all_read_in_one_list_command_per_fifty(sandbox, client):
     """README "Existing customers": one ``crm.contact.list`` per 50 matched contacts; none is lost."""
     add_contacts(client, [{"NAME": "Other", "EMAIL": [{"VALUE": "other@example.com"}]}])  # not found
@@ -165,11 +187,22 @@ def test_an_email_match_wins_over_an_older_phone_match(sandbox, client):
     assert (matches[1].contact_id, matches[1].by, matches[1].candidates) == (by_email, "email", [by_email])
 
 
+def test_max_commands_is_kept_down_to_one_command_a_request(sandbox, client):
+    contact_with(client, "jo@example.com")
+    before = sandbox.stats()["by_method"].get("batch", 0)
+
+    matches = ContactMatcher(client, max_commands=1).match([Customer(1, email="jo@example.com", phone="+1 555")])
+
+    assert matches[1].by == "email"
+    assert sandbox.stats()["by_method"]["batch"] - before == 3  # e-mail, phone, then the read
+
+
+def test_a_user_without_an_email_or_a_phone_is_looked_up_by_neither():
+    assert Customer.of(User(pk=5, email="", phone="")) == Customer(5, "", "")
+    assert Customer.of(SimpleNamespace(pk=6, email=None)) == Customer(6, "", "")  # a user model without phones
+
+
 # -- whose contact it is -------------------------------------------------------------------------
-def contact_with(client, email: str, **fields) -> int:
-    return client.add("contact", {"NAME": "Sales", "EMAIL": [{"VALUE": email}], **fields})
-
-
 def test_a_contact_our_system_made_for_another_user_is_not_taken(sandbox, client, settings):
     """README: "carrying our ORIGINATOR_ID with another user's ORIGIN_ID": the next match is adopted."""
     contact_with(client, "jo@example.com", ORIGINATOR_ID=settings.BITRIX_ORIGINATOR_ID, ORIGIN_ID="user-77")
