@@ -130,3 +130,16 @@ def test_a_deal_deleted_in_bitrix_unlinks_its_order_only_and_says_when(sandbox, 
     task = f"deal {order.bitrix_deal_id} (order {order.pk})"
     assert f"[WEBHOOK] {task} was deleted in Bitrix; order {order.pk} unlinked and NOT re-created " \
            "(its next change or `bitrix_resync` creates a new one)" in said(caplog)  # fmt: skip
+
+
+def test_a_deal_whose_origin_names_an_unlinked_order_is_ignored_as_not_linked(sandbox, alice, redis_client, caplog):
+    """The deal's ORIGIN_ID finds the order (e.g. the worker stopped before saving the deal's ID): ours, not linked."""
+    order = linked_order(alice)
+    Order.objects.filter(pk=order.pk).update(bitrix_deal_id=None)
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): order {order.pk} " \
+           "is not linked (a duplicate or an old record)" in said(caplog)  # fmt: skip
+    assert Order.objects.get(pk=order.pk).bitrix_deal_id is None
