@@ -71,3 +71,44 @@ def test_a_body_of_exactly_the_limit_is_read(client, webhook_entries):
 
     assert post(client, form).json()["status"] == "queued"
     assert post(client, {**form, "data[FIELDS][TITLE]": form["data[FIELDS][TITLE]"] + "x"}).status_code == 413
+
+
+def test_a_throttled_address_is_told_when_to_come_back(client, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "webhook_refused": "2/min"}
+    assert [post(client, event_form(token="guess")).status_code for _ in range(2)] == [403, 403]
+
+    response = post(client, event_form())
+
+    assert (response.status_code, response.json()) == (
+        429,
+        {"error": "throttled", "detail": "too many refused tokens from this address; try again later"},
+    )
+    assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "answer"),
+    [
+        (
+            lambda client: post(client, event_form(**{"data[FIELDS][TITLE]": "x" * MAX_BODY_BYTES})),
+            413,
+            {"error": "body_too_large", "detail": "the body is larger than 65536 bytes"},
+        ),
+        (
+            lambda client: client.post(URL, data=event_form(), content_type="application/json"),
+            415,
+            {"error": "unsupported_media_type", "detail": "send application/x-www-form-urlencoded, as the portal does"},
+        ),
+        (
+            lambda client: post(client, event_form(**{f"f{i}": "1" for i in range(1500)})),
+            400,
+            {"error": "malformed_body", "detail": "the form cannot be read: TooManyFieldsSent"},
+        ),
+    ],
+    ids=["too-large", "not-a-form", "too-many-fields"],
+)
+def test_an_unreadable_body_is_refused_with_its_reason(client, webhook_entries, send, status, answer):
+    response = send(client)
+
+    assert (response.status_code, response.json()) == (status, answer)
+    assert webhook_entries() == []
