@@ -2,7 +2,8 @@
 
 Found by mutation testing (docs/mutation.md): every write must hit the order named AND still
 linked to the deal of the event (two orders may share a deal ID: a duplicate, an old record),
-a deal without a stage must say so, and a sync record the event creates must say "synced".
+a deal without a stage must say so, a sync record the event creates must say "synced", and the
+local state read under the lock is the order's own (a user's sync record of the same ID is not).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
-from crmbridge.inbound.apply import apply_deal, unlink
+from crmbridge.inbound.apply import LocalState, apply_deal, local_states, unlink
 from crmbridge.models import SyncRecord
 from orders.models import Order
 
@@ -90,3 +92,17 @@ def test_a_deleted_deal_leaves_an_order_relinked_to_another_deal_alone(order_lin
 
     assert row(order) == ("new", 8)
     assert not SyncRecord.objects.filter(entity="deal", local_id=order.pk).exists()
+
+
+def test_the_local_state_is_each_orders_own_deal_sync_record(order_linked_to):
+    never_synced, synced = order_linked_to(7), order_linked_to(8)
+    SyncRecord.objects.create(entity="deal", local_id=synced.pk, state=SyncRecord.State.SYNCED)
+    for order in (never_synced, synced):  # users with the same IDs, their changes just queued
+        SyncRecord.objects.update_or_create(
+            entity="contact", local_id=order.pk, defaults={"state": "waiting", "last_queued_at": timezone.now()}
+        )
+
+    assert local_states("deal", [never_synced.pk, synced.pk]) == {
+        never_synced.pk: LocalState(local_id=never_synced.pk, bitrix_id=7),
+        synced.pk: LocalState(local_id=synced.pk, bitrix_id=8, sync_state="synced"),
+    }

@@ -1,7 +1,8 @@
 """``POST /bitrix/webhook``: the refusals' exact answers and WARNING lines, the body limit's edge.
 
 Found by mutation testing (docs/mutation.md): the token checks' details and log lines, the
-optional throttle of ``check_token``, and the 64 KB limit itself were not pinned.
+optional throttle of ``check_token``, the throttled answer, the answers to unreadable bodies and
+the 64 KB limit itself were not pinned.
 """
 
 from __future__ import annotations
