@@ -1,7 +1,7 @@
 """What ``InboundBatch`` does and says for each outcome of an event: the log lines are the contract.
 
 Written for the mutants mutation testing found alive in ``_origin_of``, ``_ignore``, ``_apply``,
-``_gone``, ``_failed``, ``apply_deal`` and ``unlink`` (docs/mutation.md): real sandbox over HTTP,
+``_gone``, ``_failed``, ``_should_apply``, ``apply_deal`` and ``unlink`` (docs/mutation.md): real sandbox over HTTP,
 real Redis, the real database.
 """
 
@@ -143,3 +143,28 @@ def test_a_deal_whose_origin_names_an_unlinked_order_is_ignored_as_not_linked(sa
     assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): order {order.pk} " \
            "is not linked (a duplicate or an old record)" in said(caplog)  # fmt: skip
     assert Order.objects.get(pk=order.pk).bitrix_deal_id is None
+
+
+def test_a_deal_whose_origin_names_a_deleted_order_is_ignored_and_said_so(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    Order.objects.filter(pk=order.pk).delete()
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): order {order.pk} " \
+           "no longer exists here" in said(caplog)  # fmt: skip
+
+
+def test_a_duplicate_deal_of_a_linked_order_is_ignored_and_names_the_linked_deal(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    ours = {"ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID, "ORIGIN_ID": f"order-{order.pk}"}
+    duplicate = BitrixClient(settings.BITRIX_WEBHOOK_URL).add("deal", {"TITLE": "a second deal", **ours})
+    silently_set_stage(duplicate, "LOSE")
+    event = message("ONCRMDEALUPDATE", duplicate)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {duplicate} (order {order.pk}): order {order.pk} is linked " \
+           f"to deal {order.bitrix_deal_id} (a duplicate or an old record)" in said(caplog)  # fmt: skip
+    assert Order.objects.get(pk=order.pk).status == "new"
