@@ -1,7 +1,8 @@
 """What ``InboundBatch`` does and says for each outcome of an event: the log lines are the contract.
 
 Written for the mutants mutation testing found alive in ``_origin_of``, ``_ignore``, ``_apply``,
-``_gone``, ``_failed``, ``_should_apply``, ``apply_deal`` and ``unlink`` (docs/mutation.md): real sandbox over HTTP,
+``_gone``, ``_failed``, ``_should_apply``, ``_coalesce``, ``process``, ``apply_deal`` and ``unlink``
+(docs/mutation.md): real sandbox over HTTP,
 real Redis, the real database.
 """
 
@@ -168,3 +169,36 @@ def test_a_duplicate_deal_of_a_linked_order_is_ignored_and_names_the_linked_deal
     assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {duplicate} (order {order.pk}): order {order.pk} is linked " \
            f"to deal {order.bitrix_deal_id} (a duplicate or an old record)" in said(caplog)  # fmt: skip
     assert Order.objects.get(pk=order.pk).status == "new"
+
+
+def test_an_invalid_message_is_a_dead_letter_and_an_error_line(sandbox, redis_client, caplog):
+    event = StreamMessage(streams.webhooks_stream(), "5-0", {"v": "9", "event": "ONCRMDEALUPDATE", "bitrix_id": "4"})
+
+    outcome = process(redis_client, caplog, event)
+
+    ((dead, letter),) = outcome.dead
+    assert (dead, letter.reason) == (event, "invalid_message")
+    assert "[WEBHOOK] Invalid message 5-0: unsupported schema version '9'" in said(caplog)
+
+
+def test_an_event_older_than_the_last_applied_is_ignored_at_info(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    applied = WHEN + timedelta(seconds=2)
+    SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(remote_changed_at=applied)
+    silently_set_stage(order.bitrix_deal_id, "FINAL_INVOICE")
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    line = f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): the event is " \
+           f"older than the last change applied ({applied.isoformat()})"  # fmt: skip
+    assert (logging.INFO, line) in [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert Order.objects.get(pk=order.pk).status == "new"
+
+
+def test_a_chunks_records_are_unlocked_when_it_is_done(sandbox, alice, redis_client):
+    order = linked_order(alice)
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert inbound_batch(redis_client, owner="worker-1").process([event]).done == [event]
+    assert inbound_batch(redis_client, owner="worker-2").process([event]).done == [event]
