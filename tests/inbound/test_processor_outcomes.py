@@ -2,8 +2,7 @@
 
 Written for the mutants mutation testing found alive in ``_origin_of``, ``_ignore``, ``_apply``,
 ``_gone``, ``_failed``, ``_should_apply``, ``_coalesce``, ``process``, ``apply_deal`` and ``unlink``
-(docs/mutation.md): real sandbox over HTTP,
-real Redis, the real database.
+(docs/mutation.md): real sandbox over HTTP, real Redis, the real database.
 """
 
 from __future__ import annotations
