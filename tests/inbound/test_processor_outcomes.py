@@ -176,7 +176,7 @@ def test_an_invalid_message_is_a_dead_letter_and_an_error_line(sandbox, redis_cl
     outcome = process(redis_client, caplog, event)
 
     ((dead, letter),) = outcome.dead
-    assert (dead, letter.reason) == (event, "invalid_message")
+    assert (dead, letter.reason, letter.error_code) == (event, "invalid_message", "")
     assert "[WEBHOOK] Invalid message 5-0: unsupported schema version '9'" in said(caplog)
 
 
@@ -201,3 +201,19 @@ def test_a_chunks_records_are_unlocked_when_it_is_done(sandbox, alice, redis_cli
 
     assert inbound_batch(redis_client, owner="worker-1").process([event]).done == [event]
     assert inbound_batch(redis_client, owner="worker-2").process([event]).done == [event]
+
+
+def test_an_invalid_message_and_an_ignored_contact_event_do_not_stop_the_chunk(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    invalid = StreamMessage(streams.webhooks_stream(), "1-0", {"v": "9"})
+    contact = StreamMessage(streams.webhooks_stream(), "2-0", InboundEvent("ONCRMCONTACTUPDATE", 5).to_fields())
+    deal = StreamMessage(
+        streams.webhooks_stream(), "3-0", InboundEvent("ONCRMDEALUPDATE", order.bitrix_deal_id, ts=WHEN).to_fields()
+    )
+
+    with caplog.at_level(logging.DEBUG, logger="crmbridge.inbound"):
+        outcome = inbound_batch(redis_client).process([invalid, contact, deal])
+
+    assert ([m for m, _ in outcome.dead], outcome.done) == ([invalid], [contact, deal])
+    assert f"[WEBHOOK] Processing ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (ts: {WHEN.isoformat()}, " \
+           "retry: 0, message_id: 3-0)" in said(caplog)  # fmt: skip
