@@ -210,10 +210,14 @@ def test_an_invalid_message_and_an_ignored_contact_event_do_not_stop_the_chunk(s
     deal = StreamMessage(
         streams.webhooks_stream(), "3-0", InboundEvent("ONCRMDEALUPDATE", order.bitrix_deal_id, ts=WHEN).to_fields()
     )
+    without_ts = StreamMessage(streams.webhooks_stream(), "4-0", InboundEvent("ONCRMDEALADD", 987654).to_fields())
 
     with caplog.at_level(logging.DEBUG, logger="crmbridge.inbound"):
-        outcome = inbound_batch(redis_client).process([invalid, contact, deal])
+        outcome = inbound_batch(redis_client).process([invalid, contact, deal, without_ts])
 
-    assert ([m for m, _ in outcome.dead], outcome.done) == ([invalid], [contact, deal])
+    assert [m for m, _ in outcome.dead] == [invalid]
+    assert sorted(m.id for m in outcome.done) == ["2-0", "3-0", "4-0"]
+    lines = said(caplog)
     assert f"[WEBHOOK] Processing ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (ts: {WHEN.isoformat()}, " \
-           "retry: 0, message_id: 3-0)" in said(caplog)  # fmt: skip
+           "retry: 0, message_id: 3-0)" in lines  # fmt: skip
+    assert "[WEBHOOK] Processing ONCRMDEALADD for deal 987654 (ts: none, retry: 0, message_id: 4-0)" in lines
