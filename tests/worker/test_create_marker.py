@@ -65,3 +65,18 @@ def test_writing_an_adopted_id_clears_that_records_marker_only(alice):
     assert Order.objects.get(pk=order.pk).bitrix_deal_id == 555
     marked = SyncRecord.objects.filter(create_started_at__isnull=False).values_list("entity", "local_id")
     assert sorted(marked) == sorted([("contact", order.pk), ("deal", other.pk)])
+
+
+def test_a_record_created_but_not_synced_keeps_its_id_and_waits_unmarked(alice):
+    """Found by mutation testing: a deal saved without its contact gets its ID and loses its marker;
+    it stays waiting (its contact is not there yet)."""
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    SyncRecord.objects.update_or_create(
+        entity="deal", local_id=order.pk, defaults={"create_started_at": timezone.now()}
+    )
+
+    write_back.record_success(created=[("deal", order.pk, 77)], synced=[])
+
+    assert Order.objects.get(pk=order.pk).bitrix_deal_id == 77
+    record = SyncRecord.objects.get(entity="deal", local_id=order.pk)
+    assert (record.state, record.create_started_at) == (SyncRecord.State.WAITING, None)
