@@ -52,3 +52,7 @@ def test_an_invalid_entry_says_what_is_wrong(fields, detail):
         InboundEvent.from_fields(fields)
 
     assert (invalid.value.code, invalid.value.detail) == ("invalid_message", detail)
+
+
+def test_the_receipt_time_is_queued_in_utc():
+    assert InboundEvent("ONCRMDEALUPDATE", 4).to_fields()["received_at"].endswith("+00:00")
