@@ -225,3 +225,30 @@ def test_the_worker_says_at_start_when_the_webhook_may_not_look_up(sandbox, sett
     else:
         assert lines == []
         assert "crm.duplicate.findbycomm" not in sandbox.stats()["by_method"]
+
+
+def adoption_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Adopted existing")]
+
+
+def test_an_adoption_is_logged_with_the_contact_the_user_and_the_way_found(sandbox, portal, django_user_model, caplog):
+    existing = sales_contact(portal, phones=["+1 555 0140"])
+    kim = make_user(django_user_model, "kim", email="kim@example.com", phone="+15550140")
+    caplog.set_level(logging.INFO, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    assert adoption_lines(caplog) == [f"Adopted existing Bitrix contact {existing} for user {kim.pk} (by phone)"]
+
+
+def test_an_ambiguous_adoption_is_logged_with_the_other_matches(sandbox, portal, django_user_model, caplog):
+    oldest = sales_contact(portal, emails=["lou@example.com"])
+    sales_contact(portal, emails=["LOU@example.com"])
+    lou = make_user(django_user_model, "lou", email="lou@example.com")
+    caplog.set_level(logging.INFO, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    assert adoption_lines(caplog) == [
+        f"Adopted existing Bitrix contact {oldest} for user {lou.pk} (by email; 1 other match(es), took the oldest)"
+    ]
