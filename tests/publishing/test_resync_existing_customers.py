@@ -108,3 +108,21 @@ def test_the_worker_does_not_look_up_again_whom_the_resync_just_looked_up(sandbo
     stats = sandbox.stats()
     assert stats["contacts"] == 3
     assert stats["commands_by_method"]["crm.duplicate.findbycomm"] == looked_up + 1  # + the worker's start check
+
+
+def test_dry_run_names_a_user_without_email_by_phone_and_the_oldest_of_its_matches(sandbox, portal, imported):
+    oldest = portal.add("contact", {"PHONE": [{"VALUE": "+1 555 0150"}]})
+    portal.add("contact", {"PHONE": [{"VALUE": "+15550150"}]})
+    pia = imported("pia", email="", phone="+15550150")
+
+    lines = resync("--dry-run").splitlines()
+
+    assert f"user {pia.pk} +15550150 -> would adopt contact {oldest} (by phone, oldest of 2)" in lines
+
+
+def test_dry_run_says_when_a_user_has_neither_email_nor_phone(sandbox, portal, imported):
+    quin = imported("quin", email="")
+
+    lines = resync("--dry-run").splitlines()
+
+    assert f"user {quin.pk} (no e-mail or phone) -> would create a contact (no existing customer)" in lines
