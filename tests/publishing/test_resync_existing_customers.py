@@ -5,13 +5,14 @@ Portal behaviour from bitrix24-rest-facts.md, "CRM depth" (``crm.duplicate.findb
 
 from __future__ import annotations
 
+import logging
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
 from crmbridge.bitrix.client import BitrixClient
-from crmbridge.redis_io import contact_counts
+from crmbridge.redis_io import contact_counts, contact_lookups
 from tests.publishing.helpers import published
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,3 +127,16 @@ def test_dry_run_says_when_a_user_has_neither_email_nor_phone(sandbox, portal, i
     lines = resync("--dry-run").splitlines()
 
     assert f"user {quin.pk} (no e-mail or phone) -> would create a contact (no existing customer)" in lines
+
+
+def test_a_refused_no_match_note_is_a_warning_and_the_user_still_queued(sandbox, imported, redis_client, caplog):
+    redis_client.set(contact_lookups.no_match_key(), "not a hash")
+    rex = imported("rex")
+    caplog.set_level(logging.WARNING, logger="crmbridge.worker")
+
+    resync()
+
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Could not note")]
+    assert line.startswith("Could not note the users without an existing customer (the worker looks again): ")
+    assert line.endswith("WRONGTYPE Operation against a key holding the wrong kind of value")
+    assert published(redis_client) == [("contact", "create", rex.pk, "resync")]
