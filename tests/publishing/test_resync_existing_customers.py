@@ -1,6 +1,8 @@
 """``bitrix_resync`` matches users without a contact against the portal's existing customers (issue 20, item 7).
 
 Portal behaviour from bitrix24-rest-facts.md, "CRM depth" (``crm.duplicate.findbycomm``).
+Pinned: the per-user lines (README "Existing customers"), the warning when Redis refuses the
+no-match note, and ``contact_adoption.backfill``'s groups (progress, one contact per user across them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from django.core.management import call_command
 
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.redis_io import contact_counts, contact_lookups
+from crmbridge.worker.contact_adoption import backfill
 from tests.publishing.helpers import published
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -140,3 +143,48 @@ def test_a_refused_no_match_note_is_a_warning_and_the_user_still_queued(sandbox,
     assert line.startswith("Could not note the users without an existing customer (the worker looks again): ")
     assert line.endswith("WRONGTYPE Operation against a key holding the wrong kind of value")
     assert published(redis_client) == [("contact", "create", rex.pk, "resync")]
+
+
+def test_a_contact_linked_to_another_user_is_not_adopted(sandbox, portal, imported):
+    """A household phone: the contact already belongs to one user, the other gets a new one."""
+    theirs = portal.add("contact", {"PHONE": [{"VALUE": "+1 555 0170"}]})
+    imported("sue", phone="+15550170", bitrix_contact_id=theirs)
+    tom = imported("tom", phone="+15550170")
+
+    lines = resync("--dry-run").splitlines()
+
+    assert f"user {tom.pk} tom@example.com -> would create a contact (no existing customer)" in lines
+
+
+def test_backfill_describes_what_it_did_for_each_user(sandbox, portal, imported):
+    known = portal.add("contact", {"EMAIL": [{"VALUE": "uma@example.com"}]})
+    uma, vic = imported("uma"), imported("vic")
+
+    planned = list(backfill(portal, [uma, vic], dry_run=False))
+
+    assert [p.describe(dry_run=False) for p in planned] == [
+        f"user {uma.pk} uma@example.com -> adopted contact {known} (by e-mail)",
+        f"user {vic.pk} vic@example.com -> will create a contact (no existing customer)",
+    ]
+
+
+def test_backfill_reports_progress_per_group(sandbox, portal, imported):
+    progress = []
+
+    list(
+        backfill(
+            portal, [imported(n) for n in ("wes", "xia", "yul")], dry_run=True, group=2, on_progress=progress.append
+        )
+    )
+
+    assert progress == [2, 1]
+
+
+def test_a_contact_claimed_in_an_earlier_group_is_not_taken_by_a_later_lower_user_id(sandbox, portal, imported):
+    """One contact, one user across groups too, whatever order the users come in."""
+    shared = portal.add("contact", {"PHONE": [{"VALUE": "+1 555 0180"}]})
+    users = [imported("zed", phone="+15550180", pk=2), imported("abe", phone="+15550180", pk=1)]
+
+    planned = list(backfill(portal, users, dry_run=True, group=1))
+
+    assert [(p.user.pk, p.match and p.match.contact_id) for p in planned] == [(2, shared), (1, None)]

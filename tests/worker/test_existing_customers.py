@@ -1,7 +1,8 @@
 """Existing customers (issue 20, item 1): the worker adopts the portal's contact instead of adding a second one.
 
 Portal behaviour from bitrix24-rest-facts.md, "CRM depth": ``crm.duplicate.findbycomm``
-and the multi-value field semantics (an item without ``ID`` is added).
+and the multi-value field semantics (an item without ``ID`` is added). Also pinned: the INFO
+line naming the adopted contact, the user and how it was found.
 """
 
 from __future__ import annotations
