@@ -253,3 +253,28 @@ def test_an_ambiguous_adoption_is_logged_with_the_other_matches(sandbox, portal,
     assert adoption_lines(caplog) == [
         f"Adopted existing Bitrix contact {oldest} for user {lou.pk} (by email; 1 other match(es), took the oldest)"
     ]
+
+
+def test_a_contact_adopted_by_one_user_is_not_adopted_again_for_another(sandbox, portal, django_user_model):
+    """Linked locally, not marked in the portal: the database says it is taken."""
+    existing = sales_contact(portal, phones=["+1 555 0190"])
+    mia = make_user(django_user_model, "mia", email="mia@example.com", phone="+15550190")
+    run_worker_once()
+    ned = make_user(django_user_model, "ned", email="ned@example.com", phone="+15550190")
+
+    run_worker_once()
+
+    assert User.objects.get(pk=mia.pk).bitrix_contact_id == existing
+    assert User.objects.get(pk=ned.pk).bitrix_contact_id not in (None, existing)
+
+
+def test_adoptions_of_one_chunk_are_all_counted(sandbox, portal, django_user_model):
+    for email in ("oda@example.com", "ODA@example.com", "pam@example.com", "Pam@example.com"):
+        sales_contact(portal, emails=[email])
+    for name in ("oda", "pam"):
+        make_user(django_user_model, name, email=f"{name}@example.com")
+
+    run_worker_once()
+
+    numbers = counts()
+    assert (numbers["adopted_email"], numbers["ambiguous"]) == (2, 2)
