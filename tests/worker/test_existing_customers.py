@@ -278,3 +278,41 @@ def test_adoptions_of_one_chunk_are_all_counted(sandbox, portal, django_user_mod
 
     numbers = counts()
     assert (numbers["adopted_email"], numbers["ambiguous"]) == (2, 2)
+
+
+def test_a_failed_lookup_is_logged_as_an_error(sandbox, django_user_model, caplog):
+    sandbox.set_faults(denied_methods=["crm.duplicate.findbycomm"])
+    make_user(django_user_model, "ora", email="ora@example.com")
+    caplog.set_level(logging.ERROR, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[WORKER] Looking up")]
+    assert line == (
+        "[WORKER] Looking up existing contacts failed: insufficient_scope in crm.duplicate.findbycomm: "
+        "BITRIX_CONTACT_MATCH=email,phone: the webhook may not call crm.duplicate.findbycomm (insufficient_scope); "
+        "give the webhook's user the CRM scope and read access to contacts, or set BITRIX_CONTACT_MATCH=off"
+    )
+
+
+def test_counters_redis_refuses_are_a_warning_and_the_adoption_stands(sandbox, portal, django_user_model, caplog):
+    get_redis().set(contact_counts.counts_key(), "not a hash")
+    existing = sales_contact(portal, emails=["pat@example.com"])
+    pat = make_user(django_user_model, "pat", email="pat@example.com")
+    caplog.set_level(logging.WARNING, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    (line,) = [r.getMessage() for r in caplog.records if "count contact outcomes" in r.getMessage()]
+    assert line.startswith("[WORKER] Could not count contact outcomes {'adopted_email': 1, 'ambiguous': 0}: ")
+    assert line.endswith("WRONGTYPE Operation against a key holding the wrong kind of value")
+    assert User.objects.get(pk=pat.pk).bitrix_contact_id == existing
+
+
+def test_one_command_per_request_holds_for_the_lookup_too(sandbox, django_user_model):
+    make_user(django_user_model, "quy", email="quy@example.com", phone="+15550191")
+
+    run_worker_once(commands_per_request=1)
+
+    # The e-mail and the phone lookup, one request each; the pipelines read; the add.
+    assert sandbox.stats()["by_method"]["batch"] == 2 + 1 + 1
