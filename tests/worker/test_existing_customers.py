@@ -2,7 +2,8 @@
 
 Portal behaviour from bitrix24-rest-facts.md, "CRM depth": ``crm.duplicate.findbycomm``
 and the multi-value field semantics (an item without ``ID`` is added). Also pinned: the INFO
-line naming the adopted contact, the user and how it was found.
+line naming the adopted contact, the user and how it was found; the ERROR and WARNING lines of a
+failed lookup, of counters Redis refuses and of a start check that breaks.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pytest
 
 from accounts.models import User
 from crmbridge.bitrix.client import BitrixClient
-from crmbridge.redis_io import contact_counts
+from crmbridge.redis_io import contact_counts, streams
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker.contact_adoption import start_lookup_check
 from orders.models import Order
 from tests.worker.helpers import run_worker_once
 
@@ -316,3 +318,17 @@ def test_one_command_per_request_holds_for_the_lookup_too(sandbox, django_user_m
 
     # The e-mail and the phone lookup, one request each; the pipelines read; the add.
     assert sandbox.stats()["by_method"]["batch"] == 2 + 1 + 1
+
+
+def test_a_start_check_that_breaks_is_logged_in_its_own_daemon_thread(sandbox, redis_client, caplog):
+    """Any failure of the check is logged (ERROR, with its traceback); the thread never holds the exit."""
+    redis_client.set(f"{streams.key('ratelimit')}:method:crm.duplicate.findbycomm", "not a time")  # ValueError
+    caplog.set_level(logging.ERROR, logger="crmbridge.worker")
+
+    thread = start_lookup_check("w-7")
+    thread.join(10)
+
+    assert (thread.name, thread.daemon, thread.is_alive()) == ("w-7-lookup-check", True, False)
+    (message,) = [r.getMessage() for r in caplog.records]  # the traceback follows the line
+    assert message.splitlines()[0] == "[WORKER] Could not check whether the webhook may look up contacts"
+    assert message.splitlines()[-1] == "ValueError: could not convert string to float: 'not a time'"
