@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crmbridge.inbound.events import InboundEvent, InvalidEvent
+from crmbridge.inbound.events import InboundEvent, InvalidEvent, parse_portal_time
 
 
 def test_an_entry_is_read_back_as_it_was_queued():
@@ -56,3 +56,7 @@ def test_an_invalid_entry_says_what_is_wrong(fields, detail):
 
 def test_the_receipt_time_is_queued_in_utc():
     assert InboundEvent("ONCRMDEALUPDATE", 4).to_fields()["received_at"].endswith("+00:00")
+
+
+def test_a_fractional_unix_time_is_read():
+    assert parse_portal_time("1718000000.5") == datetime(2024, 6, 10, 6, 13, 20, 500000, tzinfo=UTC)
