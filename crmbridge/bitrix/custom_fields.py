@@ -8,7 +8,7 @@ on the field's ``USER_TYPE_ID`` (facts document, "Custom fields"):
 * ``enumeration``: the ``ID`` of the list item whose ``VALUE`` equals the local
   value or its display name, ignoring case. No such item: the field is left unset
   (a warning in the log; ``bitrix_doctor`` names the missing items).
-* ``date``: ``YYYY-MM-DD``; ``datetime``: ISO 8601; ``boolean``: 1/0;
+* ``date``: ``YYYY-MM-DD``; ``datetime``: ISO 8601; ``boolean`` (or a yes/no into ``integer``): 1/0;
   ``money``: ``amount|currency`` for the order's amount; anything else as text.
 * ``MULTIPLE`` Y: an array of the one value.
 
@@ -167,7 +167,7 @@ def convert(kind: str | None, value: Any, *, record=None) -> Any:
         return value.date().isoformat() if isinstance(value, datetime) else value.isoformat()
     if kind == "datetime" and isinstance(value, date):
         return value.isoformat()
-    if kind == "boolean":
+    if kind == "boolean" or (kind == "integer" and isinstance(value, bool)):  # not "True" (the portal reads 0)
         return 1 if value else 0
     if kind == "money" and isinstance(value, Decimal) and getattr(record, "currency", None):
         return f"{value}|{record.currency}"

@@ -28,7 +28,8 @@ def test_mixed_results_and_references(client, sandbox):
     assert outcome.results["read"]["ID"] == str(deal_id)
     assert outcome.results["after"]["EMAIL"][0]["VALUE"] == "ann@example.com"
     assert set(outcome.errors) == {"missing", "invalid"}
-    assert (outcome.errors["missing"].description, outcome.errors["missing"].kind) == ("Not found", ErrorKind.PERMANENT)
+    missing = outcome.errors["missing"]
+    assert (missing.code, missing.description, missing.kind) == ("", "Not found", ErrorKind.PERMANENT)  # code as sent
     assert (outcome.errors["invalid"].code, outcome.errors["invalid"].kind) == ("ERROR_CORE", ErrorKind.PERMANENT)
     assert outcome.errors["invalid"].http_status is None  # a command has no status of its own
     assert sandbox.stats()["by_method"] == {"batch": 1}

@@ -161,7 +161,7 @@ def test_each_error_code_and_status_has_its_kind(code, status, kind):
 def test_from_settings_needs_a_webhook_url(settings):
     settings.BITRIX_WEBHOOK_URL = ""
 
-    with pytest.raises(ImproperlyConfigured, match="BITRIX_WEBHOOK_URL"):
+    with pytest.raises(ImproperlyConfigured, match=r"^BITRIX_WEBHOOK_URL is not set$"):
         BitrixClient.from_settings()
 
 
@@ -175,6 +175,23 @@ def test_from_settings_shares_the_redis_limiter(settings, sandbox):
     assert client.call("profile")["ID"] == "1"
     assert (client.limiter.rate, client.limiter.burst, client.limiter.key) == (5, 250, "bitrix:ratelimit")
     assert client.originator_id == settings.BITRIX_ORIGINATOR_ID
+
+
+def test_from_settings_takes_the_timeouts(settings, portal):
+    """Found by mutation testing: the read timeout names itself in the error of a slow portal."""
+    settings.BITRIX_WEBHOOK_URL = portal.url
+    settings.BITRIX_HTTP_CONNECT_TIMEOUT = 2.5
+    settings.BITRIX_HTTP_READ_TIMEOUT = 0.2
+    portal.delay = 0.6
+
+    client = BitrixClient.from_settings()
+    error = failure(lambda: client.call("profile"))
+
+    assert client.timeout == (2.5, 0.2)
+    assert (error.code, error.description) == (
+        "TIMEOUT",
+        "no answer within 0.2 s; the portal may have applied the request",
+    )
 
 
 @pytest.fixture
@@ -211,6 +228,25 @@ def test_an_error_without_a_code_is_named_by_its_status(answering):
     assert (error.code, error.description, error.http_status, error.kind) == ("HTTP_404", "", 404, PERMANENT)
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "code", "kind"),
+    [
+        (410, {"error": "PORTAL_DELETED"}, "PORTAL_DELETED", CONFIG),  # the code decides (410 alone: permanent)
+        (500, {"error": "PORTAL_DELETED"}, "PORTAL_DELETED", CONFIG),  # (500 alone: retry)
+        (502, {"unexpected": "shape"}, "HTTP_502", RETRY),  # the status decides for an unknown code
+        (401, {"error": "SOMETHING_NEW"}, "SOMETHING_NEW", CONFIG),
+    ],
+)
+def test_an_answers_kind_comes_from_its_code_then_its_status(answering, status, body, code, kind):
+    """Found by mutation testing: over HTTP, both the code and the status reach ``classify``."""
+    url, reply = answering
+    reply.update(status=status, body=body)
+
+    error = failure(lambda: BitrixClient(url, read_timeout=5).call("crm.deal.get", {"id": 1}))
+
+    assert (error.code, error.http_status, error.kind) == (code, status, kind)
+
+
 def test_an_operation_time_limit_blocks_the_method_until_the_reset_the_portal_names(answering):
     url, reply = answering
     limiter = InProcessRateLimiter(rate=10, burst=5)
@@ -224,6 +260,30 @@ def test_an_operation_time_limit_blocks_the_method_until_the_reset_the_portal_na
     assert error.retry_after == pytest.approx(100, abs=2)
     assert limiter.method_blocked_until("crm.deal.update") == reset_at
     assert limiter.method_blocked_until("crm.deal.add") is None
+
+
+def test_an_operation_time_limit_takes_the_errors_own_reset_over_the_answers_time_block(answering):
+    """Found by mutation testing: every answer has a ``time`` block; the reset named beside the error wins."""
+    url, reply = answering
+    limiter = InProcessRateLimiter(rate=10, burst=5)
+    reset_at = time.time() + 100
+    reply.update(status=429, body={"error": "OPERATION_TIME_LIMIT", "operating_reset_at": reset_at,
+                                   "time": {"operating_reset_at": reset_at + 500}})  # fmt: skip
+
+    error = failure(lambda: BitrixClient(url, limiter=limiter, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert error.retry_after == pytest.approx(100, abs=2)
+    assert limiter.method_blocked_until("crm.deal.update") == reset_at
+
+
+def test_an_operation_time_limit_whose_reset_has_passed_is_retried_at_once(answering):
+    """Found by mutation testing: a reset time already past means no wait (not a second's)."""
+    url, reply = answering
+    reply.update(status=429, body={"error": "OPERATION_TIME_LIMIT", "operating_reset_at": time.time() - 30})
+
+    error = failure(lambda: BitrixClient(url, read_timeout=5).call("crm.deal.update", {"id": 1}))
+
+    assert error.retry_after == 0.0
 
 
 def test_an_operation_time_limit_without_a_reset_blocks_the_method_for_a_minute(answering):

@@ -195,6 +195,45 @@ def test_list_all_stops_at_a_next_that_does_not_move_on_and_after_the_page_limit
     assert [json.loads(r["raw"])["start"] for r in portal.requests] == [0, 50, 100]
 
 
+def test_list_all_of_an_answer_that_is_no_page_of_items_is_no_items(portal):
+    """Found by mutation testing: an object (``crm.category.list`` answers ``{"categories": [...]}``) or
+    ``null`` where a page of items belongs adds nothing, and is no error."""
+    client = BitrixClient(portal.url, read_timeout=5)
+    portal.body = b'{"result": {"categories": [{"id": 3}]}, "total": 1}'
+    assert client.list_all("crm.category.list") == []
+    portal.body = b'{"result": null}'
+    assert client.list_all("crm.deal.userfield.list") == []
+
+
+@pytest.mark.parametrize(("halt", "sent"), [(True, 1), (False, 0)])
+def test_a_batch_sends_halt_and_its_commands_as_the_portal_spells_them(portal, halt, sent):
+    """Found by mutation testing: the sandbox reads top-level names in any case, so only the wire shows them."""
+    portal.body = b'{"result": {"result": {"a": 1, "b": 2}}}'
+
+    BitrixClient(portal.url, read_timeout=5).batch({"a": ("profile", {}), "b": ("crm.deal.get", {"id": 7})}, halt=halt)
+
+    assert portal.requests[0]["path"].endswith("/batch")
+    assert json.loads(portal.requests[0]["raw"]) == {"halt": sent, "cmd": {"a": "profile", "b": "crm.deal.get?id=7"}}
+
+
+def test_a_batch_keeps_the_next_pages_of_its_own_commands_only(portal):
+    portal.body = json.dumps({"result": {
+        "result": {"a": [{}], "b": [{}]}, "result_next": {"a": 50, "b": 0, "other": 100},
+    }}).encode()  # fmt: skip
+
+    outcome = BitrixClient(portal.url, read_timeout=5).batch({"a": ("crm.deal.list", {}), "b": ("crm.deal.list", {})})
+
+    assert outcome.next == {"a": 50}
+
+
+def test_a_batch_of_commands_named_0_1_reads_the_results_php_sends_as_a_list(portal):
+    portal.body = b'{"result": {"result": ["first", "second"], "result_error": []}}'
+
+    outcome = BitrixClient(portal.url, read_timeout=5).batch({"0": ("profile", {}), "1": ("profile", {})})
+
+    assert (outcome.results, outcome.errors) == ({"0": "first", "1": "second"}, {})
+
+
 def test_the_record_helpers_name_the_method_and_the_record_as_the_portal_spells_them(portal):
     """``crm.<entity>.add/update/get`` with lower-case ``id`` / ``fields``: the sandbox, like the portal, reads
     method and top-level names in any case, so only the wire shows them."""

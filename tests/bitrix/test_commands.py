@@ -95,6 +95,19 @@ def test_resolve_reference_like_bitrix():
     assert resolve_reference("$result[missing][ID]", results) == {"c": {"ID": "5", "NAME": "Ann"}, "d": 7}
 
 
+def test_a_value_a_command_cannot_carry_is_refused_by_its_type():
+    with pytest.raises(TypeError, match=r"^cannot encode a bytes in a batch command$"):
+        encode_command("crm.deal.add", {"fields": {"TITLE": b"raw"}})
+
+
+def test_a_reference_to_a_batch_variable_without_entries_is_an_empty_array():
+    """Found by mutation testing: ``$next`` / ``$total``... exist in Bitrix even when empty: an array."""
+    results = {"result": {"c": {"ID": "5"}}}
+
+    assert resolve_reference("$next[c]", results) == {}
+    assert resolve_reference("page $total[c] of", results) == "page Array of"
+
+
 @pytest.mark.parametrize(
     ("query", "params"),
     [("[0]=x&a=1", {"[0]": "x", "a": "1"}),  # no name before the bracket

@@ -36,7 +36,7 @@ def make_user(**overrides) -> User:
 def test_origin_ids_name_the_local_record():
     assert mapping.origin_id("deal", 12) == "order-12"
     assert mapping.origin_id("contact", 5) == "user-5"
-    with pytest.raises(ValueError, match="unknown entity 'lead'"):
+    with pytest.raises(ValueError, match=r"^unknown entity 'lead'$"):
         mapping.origin_id("lead", 1)
 
 
@@ -64,12 +64,13 @@ def test_deal_without_a_known_contact_leaves_it_alone():
     assert fields["COMMENTS"] == ""
 
 
-def test_a_deal_takes_the_stages_of_its_services_pipeline_unless_one_is_given(settings):
-    settings.BITRIX_STAGE_MAP = "confirmed=PREPARATION"
+def test_a_deals_stage_is_of_its_services_pipeline_or_the_one_named(settings):
+    """Found by mutation testing: without ``category`` the service's pipeline gives the stage prefix;
+    with it (the pipeline the deal is in, until the move) that pipeline does."""
     settings.BITRIX_DEAL_CATEGORY_MAP = {"cnc-milling": 3}
-    settings.BITRIX_STAGE_MAPS = {}
 
     assert mapping.deal_fields(make_order(), contact_id=None)["STAGE_ID"] == "C3:PREPARATION"
+    assert mapping.deal_fields(make_order(), contact_id=None, category=0)["STAGE_ID"] == "PREPARATION"
     assert mapping.deal_fields(make_order(), contact_id=None, category=5)["STAGE_ID"] == "C5:PREPARATION"
 
 
@@ -77,6 +78,19 @@ def test_a_service_no_longer_in_the_catalogue_is_named_by_its_id():
     fields = mapping.deal_fields(make_order(service_id="plasma-cutting"), contact_id=None)
 
     assert fields["TITLE"] == "Order #12: plasma-cutting x 3"
+
+
+def test_no_phone_and_no_entries_to_name_send_no_phone(settings):
+    """Found by mutation testing: an empty list of existing entries names none; nothing to clear sends nothing."""
+    fields = mapping.contact_fields(make_user(phone=""), existing={"EMAIL": [], "PHONE": []})
+
+    assert fields == {
+        "NAME": "Анна",
+        "LAST_NAME": "O'Neil 😀",
+        "EMAIL": [{"VALUE": "anna@example.com", "VALUE_TYPE": "WORK"}],
+        "ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID,
+        "ORIGIN_ID": "user-5",
+    }
 
 
 def test_new_contact_fields(settings):
@@ -175,6 +189,17 @@ def test_pipeline_stages_get_their_prefix_or_their_own_map(settings):
     ]  # fmt: skip
     with pytest.raises(ImproperlyConfigured, match="BITRIX_STAGE_MAP_3 has no stage for order status 'shipped'"):
         pipelines.stage_for("shipped", 3)
+
+
+@pytest.mark.parametrize(("category", "name"), [(3, "BITRIX_STAGE_MAP_3"), (5, "BITRIX_STAGE_MAP")])
+def test_a_malformed_stage_map_names_the_variable_the_pipeline_reads(settings, category, name):
+    from crmbridge.bitrix import pipelines
+
+    settings.BITRIX_STAGE_MAP = "new=NEW,done"
+    settings.BITRIX_STAGE_MAPS = {3: "new=INTAKE,done"}
+
+    with pytest.raises(ImproperlyConfigured, match=f"^{name} must be status=STAGE pairs separated by commas$"):
+        pipelines.stage_map(category)
 
 
 def test_stages_of_the_default_pipeline_map_back_even_when_no_deal_goes_there_any_more(settings):

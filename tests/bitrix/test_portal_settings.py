@@ -11,13 +11,25 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from crmbridge.bitrix.portal_settings import field_map, id_map, stage_maps_from_environment
+from crmbridge.bitrix.portal_settings import field_map, id_map, pairs, stage_maps_from_environment
 
 
 def refusal(call) -> str:
     with pytest.raises(ImproperlyConfigured) as caught:
         call()
     return str(caught.value)
+
+
+def test_pairs_skip_empty_parts_and_split_at_the_first_equals_sign():
+    assert pairs("X", " a = 1 ,, ,b=2,") == [("a", "1"), ("b", "2")]
+    assert pairs("X", "note=a=b") == [("note", "a=b")]
+
+
+@pytest.mark.parametrize("pair", ["a=", "=1", "a", " = "])
+def test_a_pair_needs_a_key_an_equals_sign_and_a_value(pair):
+    text = refusal(lambda: pairs("BITRIX_PRODUCT_MAP", f"b=2,{pair}"))
+
+    assert text == f"BITRIX_PRODUCT_MAP must be key=value pairs separated by commas, got {pair.strip()!r}"
 
 
 def test_an_id_map_takes_whole_numbers_from_its_minimum_on():
@@ -44,6 +56,12 @@ def test_a_field_map_takes_attribute_to_userfield_pairs():
 
     assert field_map("BITRIX_DEAL_FIELDS", raw) == {"material": "UF_CRM_MATERIAL", "service": "UF_CRM_1700_SERVICE"}
     assert field_map("BITRIX_CONTACT_FIELDS", "") == {}
+
+
+def test_a_field_map_names_its_variable_when_a_pair_is_malformed():
+    text = refusal(lambda: field_map("BITRIX_DEAL_FIELDS", "material=UF_CRM_MATERIAL, comment"))
+
+    assert text == "BITRIX_DEAL_FIELDS must be key=value pairs separated by commas, got 'comment'"
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,19 @@ def test_a_traceback_with_the_code_is_logged_redacted_in_the_message():
     assert "s3cr3t" not in logging.Formatter().format(record)
 
 
+def test_an_error_logged_without_being_raised_is_redacted_too():
+    """Found by mutation testing: an error kept, not raised (a batch command's), has no traceback but a text."""
+    error = ConnectionError(f"cannot reach {URL}crm.deal.add")
+
+    record = record_of(lambda logger: logger.warning("Command failed", exc_info=error))
+
+    assert (record.exc_info, record.exc_text) == (None, None)
+    assert (
+        record.msg
+        == "Command failed\nConnectionError: cannot reach https://example.bitrix24.ru/rest/1/****/crm.deal.add"
+    )
+
+
 def test_a_clean_record_is_let_through_unchanged():
     record = record_of(lambda logger: logger.warning("Worker %s started", "w-1"))
 
