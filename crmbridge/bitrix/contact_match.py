@@ -193,10 +193,15 @@ def _holds(contact: dict, mode: str, value: str) -> bool:
 
 
 def _ours_for_another(contact: dict, user_id: int) -> bool:
-    """Created by this system for another user (same e-mail or phone): not ours to take."""
-    if (contact.get("ORIGINATOR_ID") or "") != settings.BITRIX_ORIGINATOR_ID:
+    """Created by this system for another user (same e-mail or phone): not ours to take.
+
+    A contact without ``ORIGIN_ID`` never is (ours always carry one), also when
+    ``BITRIX_ORIGINATOR_ID`` is empty and so equal to the sales team's missing one.
+    """
+    origin = contact.get("ORIGIN_ID") or ""
+    if not origin or (contact.get("ORIGINATOR_ID") or "") != settings.BITRIX_ORIGINATOR_ID:
         return False
-    return (contact.get("ORIGIN_ID") or "") != entities.CONTACT.origin_id(user_id)
+    return origin != entities.CONTACT.origin_id(user_id)
 
 
 def is_ours(contact: dict | None, user_id: int) -> bool:

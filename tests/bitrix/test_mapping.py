@@ -75,9 +75,9 @@ def test_a_deals_stage_is_of_its_services_pipeline_or_the_one_named(settings):
 
 
 def test_a_service_no_longer_in_the_catalogue_is_named_by_its_id():
-    assert mapping.deal_fields(make_order(service_id="plasma-cutting"), contact_id=None)["TITLE"] == (
-        "Order #12: plasma-cutting x 3"
-    )
+    fields = mapping.deal_fields(make_order(service_id="plasma-cutting"), contact_id=None)
+
+    assert fields["TITLE"] == "Order #12: plasma-cutting x 3"
 
 
 def test_no_phone_and_no_entries_to_name_send_no_phone(settings):
@@ -116,6 +116,16 @@ def test_contact_update_names_the_existing_entries():
 
     assert fields["EMAIL"] == [{"VALUE": "new@example.com", "VALUE_TYPE": "WORK", "ID": "31"}]
     assert fields["PHONE"] == [{"ID": "32", "VALUE": "", "DELETE": "Y"}]
+
+
+def test_no_phone_to_clear_sends_no_phone_and_entries_that_are_no_list_name_no_id():
+    """No phone here and none there: no ``PHONE`` at all. Entries that are not a list name no ID."""
+    existing = {"EMAIL": {"0": {"ID": "31", "VALUE": "old@example.com"}}, "PHONE": "+1 555 0100"}
+
+    fields = mapping.contact_fields(make_user(email="new@example.com", phone=""), existing=existing)
+
+    assert "PHONE" not in fields
+    assert fields["EMAIL"] == [{"VALUE": "new@example.com", "VALUE_TYPE": "WORK"}]
 
 
 def test_multifields_are_replaced_not_appended(client):

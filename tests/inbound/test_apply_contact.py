@@ -99,3 +99,11 @@ def test_a_phone_of_exactly_the_longest_length_is_taken():
 
     assert first_phone({"PHONE": [{"VALUE": longest}]}) == longest
     assert first_phone({"PHONE": [{"VALUE": longest + "-"}]}) is None
+
+
+def test_a_long_last_name_is_cut_to_the_fields_length(alice):
+    User.objects.filter(pk=alice.pk).update(bitrix_contact_id=7)
+
+    apply_contact(alice.pk, 7, {"NAME": "Ann", "LAST_NAME": "L" * 200}, None)
+
+    assert User.objects.get(pk=alice.pk).last_name == "L" * 150

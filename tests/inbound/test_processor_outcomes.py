@@ -1,8 +1,8 @@
 """What ``InboundBatch`` does and says for each outcome of an event: the log lines are the contract.
 
 Written for the mutants mutation testing found alive in ``_origin_of``, ``_ignore``, ``_apply``,
-``_gone``, ``_failed``, ``apply_deal`` and ``unlink`` (docs/mutation.md): real sandbox over HTTP,
-real Redis, the real database.
+``_gone``, ``_failed``, ``_should_apply``, ``_coalesce``, ``process``, ``apply_deal`` and ``unlink``
+(docs/mutation.md): real sandbox over HTTP, real Redis, the real database.
 """
 
 from __future__ import annotations
@@ -130,3 +130,94 @@ def test_a_deal_deleted_in_bitrix_unlinks_its_order_only_and_says_when(sandbox, 
     task = f"deal {order.bitrix_deal_id} (order {order.pk})"
     assert f"[WEBHOOK] {task} was deleted in Bitrix; order {order.pk} unlinked and NOT re-created " \
            "(its next change or `bitrix_resync` creates a new one)" in said(caplog)  # fmt: skip
+
+
+def test_a_deal_whose_origin_names_an_unlinked_order_is_ignored_as_not_linked(sandbox, alice, redis_client, caplog):
+    """The deal's ORIGIN_ID finds the order (e.g. the worker stopped before saving the deal's ID): ours, not linked."""
+    order = linked_order(alice)
+    Order.objects.filter(pk=order.pk).update(bitrix_deal_id=None)
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): order {order.pk} " \
+           "is not linked (a duplicate or an old record)" in said(caplog)  # fmt: skip
+    assert Order.objects.get(pk=order.pk).bitrix_deal_id is None
+
+
+def test_a_deal_whose_origin_names_a_deleted_order_is_ignored_and_said_so(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    Order.objects.filter(pk=order.pk).delete()
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): order {order.pk} " \
+           "no longer exists here" in said(caplog)  # fmt: skip
+
+
+def test_a_duplicate_deal_of_a_linked_order_is_ignored_and_names_the_linked_deal(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    ours = {"ORIGINATOR_ID": settings.BITRIX_ORIGINATOR_ID, "ORIGIN_ID": f"order-{order.pk}"}
+    duplicate = BitrixClient(settings.BITRIX_WEBHOOK_URL).add("deal", {"TITLE": "a second deal", **ours})
+    silently_set_stage(duplicate, "LOSE")
+    event = message("ONCRMDEALUPDATE", duplicate)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    assert f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {duplicate} (order {order.pk}): order {order.pk} is linked " \
+           f"to deal {order.bitrix_deal_id} (a duplicate or an old record)" in said(caplog)  # fmt: skip
+    assert Order.objects.get(pk=order.pk).status == "new"
+
+
+def test_an_invalid_message_is_a_dead_letter_and_an_error_line(sandbox, redis_client, caplog):
+    event = StreamMessage(streams.webhooks_stream(), "5-0", {"v": "9", "event": "ONCRMDEALUPDATE", "bitrix_id": "4"})
+
+    outcome = process(redis_client, caplog, event)
+
+    ((dead, letter),) = outcome.dead
+    assert (dead, letter.reason, letter.error_code) == (event, "invalid_message", "")
+    assert "[WEBHOOK] Invalid message 5-0: unsupported schema version '9'" in said(caplog)
+
+
+def test_an_event_older_than_the_last_applied_is_ignored_at_info(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    applied = WHEN + timedelta(seconds=2)
+    SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(remote_changed_at=applied)
+    silently_set_stage(order.bitrix_deal_id, "FINAL_INVOICE")
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert process(redis_client, caplog, event).done == [event]
+
+    line = f"[WEBHOOK] Ignored ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (order {order.pk}): the event is " \
+           f"older than the last change applied ({applied.isoformat()})"  # fmt: skip
+    assert (logging.INFO, line) in [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert Order.objects.get(pk=order.pk).status == "new"
+
+
+def test_a_chunks_records_are_unlocked_when_it_is_done(sandbox, alice, redis_client):
+    order = linked_order(alice)
+    event = message("ONCRMDEALUPDATE", order.bitrix_deal_id)
+
+    assert inbound_batch(redis_client, owner="worker-1").process([event]).done == [event]
+    assert inbound_batch(redis_client, owner="worker-2").process([event]).done == [event]
+
+
+def test_an_invalid_message_and_an_ignored_contact_event_do_not_stop_the_chunk(sandbox, alice, redis_client, caplog):
+    order = linked_order(alice)
+    invalid = StreamMessage(streams.webhooks_stream(), "1-0", {"v": "9"})
+    contact = StreamMessage(streams.webhooks_stream(), "2-0", InboundEvent("ONCRMCONTACTUPDATE", 5).to_fields())
+    deal = StreamMessage(
+        streams.webhooks_stream(), "3-0", InboundEvent("ONCRMDEALUPDATE", order.bitrix_deal_id, ts=WHEN).to_fields()
+    )
+    without_ts = StreamMessage(streams.webhooks_stream(), "4-0", InboundEvent("ONCRMDEALADD", 987654).to_fields())
+
+    with caplog.at_level(logging.DEBUG, logger="crmbridge.inbound"):
+        outcome = inbound_batch(redis_client).process([invalid, contact, deal, without_ts])
+
+    assert [m for m, _ in outcome.dead] == [invalid]
+    assert sorted(m.id for m in outcome.done) == ["2-0", "3-0", "4-0"]
+    lines = said(caplog)
+    assert f"[WEBHOOK] Processing ONCRMDEALUPDATE for deal {order.bitrix_deal_id} (ts: {WHEN.isoformat()}, " \
+           "retry: 0, message_id: 3-0)" in lines  # fmt: skip
+    assert "[WEBHOOK] Processing ONCRMDEALADD for deal 987654 (ts: none, retry: 0, message_id: 4-0)" in lines

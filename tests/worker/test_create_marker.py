@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from crmbridge.models import SyncRecord
+from crmbridge.worker import write_back
 from orders.models import Order
 from tests.worker.helpers import run_worker_once
 
@@ -48,3 +50,33 @@ def test_the_create_marker_is_committed_before_the_add_reaches_the_portal(sandbo
     assert sorted(seen) == sorted(expected)
     # Written back: the markers are cleared with the Bitrix IDs.
     assert not SyncRecord.objects.filter(create_started_at__isnull=False).exists()
+
+
+def test_writing_an_adopted_id_clears_that_records_marker_only(alice):
+    """Found by mutation testing: the marker cleared is the one of that entity and local ID."""
+    order, other = (Order.objects.create(owner=alice, service_id="welding", quantity=n) for n in (1, 2))
+    for entity, local_id in (("deal", order.pk), ("contact", order.pk), ("deal", other.pk)):
+        SyncRecord.objects.update_or_create(
+            entity=entity, local_id=local_id, defaults={"create_started_at": timezone.now()}
+        )
+
+    write_back.write_bitrix_id("deal", order.pk, 555)
+
+    assert Order.objects.get(pk=order.pk).bitrix_deal_id == 555
+    marked = SyncRecord.objects.filter(create_started_at__isnull=False).values_list("entity", "local_id")
+    assert sorted(marked) == sorted([("contact", order.pk), ("deal", other.pk)])
+
+
+def test_a_record_created_but_not_synced_keeps_its_id_and_waits_unmarked(alice):
+    """Found by mutation testing: a deal saved without its contact gets its ID and loses its marker;
+    it stays waiting (its contact is not there yet)."""
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    SyncRecord.objects.update_or_create(
+        entity="deal", local_id=order.pk, defaults={"create_started_at": timezone.now()}
+    )
+
+    write_back.record_success(created=[("deal", order.pk, 77)], synced=[])
+
+    assert Order.objects.get(pk=order.pk).bitrix_deal_id == 77
+    record = SyncRecord.objects.get(entity="deal", local_id=order.pk)
+    assert (record.state, record.create_started_at) == (SyncRecord.State.WAITING, None)

@@ -6,6 +6,7 @@ Real worker, real Redis, the sandbox over HTTP, set up like a portal with two pi
 
 from __future__ import annotations
 
+import logging
 import threading
 from decimal import Decimal
 
@@ -14,7 +15,9 @@ import pytest
 from crmbridge.bitrix.product_rows import unit_price
 from crmbridge.publishing.publisher import queue_deal_update
 from crmbridge.redis_io import streams
+from crmbridge.worker.dead_letters import parse_dead_letter
 from crmbridge.worker.runner import Worker
+from devtools.sandbox.deal_depth import _outcome
 from devtools.sandbox.portal_setup import DEFAULT_STAGES
 from orders.models import Order
 from tests.conftest import wait_for
@@ -392,3 +395,41 @@ def test_a_field_list_that_cannot_be_read_is_retried_not_a_mapping_error(sandbox
     queue_deal_update(order.pk)
     run_worker_once()
     assert deal_of(sandbox, order)["UF_CRM_MATERIAL"] == "Steel"
+
+
+def test_a_refused_rows_command_pauses_with_the_portals_own_error(sandbox, alice, caplog):
+    """Found by mutation testing (``_extra_error``): the deal is saved, and the failure of its rows
+    command is the portal's own error (a webhook without the scope pauses the worker), not a guess."""
+    sandbox.set_faults(denied_methods=["crm.deal.productrows.set"])
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+
+    with caplog.at_level(logging.ERROR, logger="crmbridge.worker"):
+        run_worker_once()
+
+    assert Order.objects.get(pk=order.pk).bitrix_deal_id
+    refused = "insufficient_scope in crm.deal.productrows.set: The request requires higher privileges"
+    assert any(m.startswith(f"[WORKER] Bitrix configuration error, pausing sync: {refused}") for m in caplog.messages)
+
+
+def test_a_rows_command_answering_false_is_retried_and_the_rows_not_taken_as_set(
+    sandbox, alice, redis_client, monkeypatch
+):
+    """Found by mutation testing (``_extra_error``): a false answer without an error is a failure too."""
+    rows_set = sandbox.portal.methods["crm.deal.productrows.set"]
+
+    def answers_false(params, caller):  # the portal applies the rows, then answers false
+        rows_set(params, caller)
+        return _outcome(False)
+
+    monkeypatch.setitem(sandbox.portal.methods, "crm.deal.productrows.set", answers_false)
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+
+    run_worker_once(max_retries=1)
+
+    order.refresh_from_db()
+    assert order.bitrix_deal_id and not order.bitrix_rows_hash  # saved; its rows not known to be set
+    [letter] = [parse_dead_letter(i, f) for i, f in redis_client.xrange(streams.dead_letter_stream())]
+    assert (letter["attempts"], letter["error_description"]) == (
+        2,
+        "BAD_RESULT: crm.deal.productrows.set answered False",
+    )

@@ -1,7 +1,9 @@
 """Existing customers (issue 20, item 1): the worker adopts the portal's contact instead of adding a second one.
 
 Portal behaviour from bitrix24-rest-facts.md, "CRM depth": ``crm.duplicate.findbycomm``
-and the multi-value field semantics (an item without ``ID`` is added).
+and the multi-value field semantics (an item without ``ID`` is added). Also pinned: the INFO
+line naming the adopted contact, the user and how it was found; the ERROR and WARNING lines of a
+failed lookup, of counters Redis refuses and of a start check that breaks.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import pytest
 
 from accounts.models import User
 from crmbridge.bitrix.client import BitrixClient
-from crmbridge.redis_io import contact_counts
+from crmbridge.redis_io import contact_counts, streams
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker.contact_adoption import start_lookup_check
 from orders.models import Order
 from tests.worker.helpers import run_worker_once
 
@@ -225,3 +228,141 @@ def test_the_worker_says_at_start_when_the_webhook_may_not_look_up(sandbox, sett
     else:
         assert lines == []
         assert "crm.duplicate.findbycomm" not in sandbox.stats()["by_method"]
+
+
+def adoption_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Adopted existing")]
+
+
+def test_an_adoption_is_logged_with_the_contact_the_user_and_the_way_found(sandbox, portal, django_user_model, caplog):
+    existing = sales_contact(portal, phones=["+1 555 0140"])
+    kim = make_user(django_user_model, "kim", email="kim@example.com", phone="+15550140")
+    caplog.set_level(logging.INFO, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    assert adoption_lines(caplog) == [f"Adopted existing Bitrix contact {existing} for user {kim.pk} (by phone)"]
+
+
+def test_an_ambiguous_adoption_is_logged_with_the_other_matches(sandbox, portal, django_user_model, caplog):
+    oldest = sales_contact(portal, emails=["lou@example.com"])
+    sales_contact(portal, emails=["LOU@example.com"])
+    lou = make_user(django_user_model, "lou", email="lou@example.com")
+    caplog.set_level(logging.INFO, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    assert adoption_lines(caplog) == [
+        f"Adopted existing Bitrix contact {oldest} for user {lou.pk} (by email; 1 other match(es), took the oldest)"
+    ]
+
+
+def test_a_contact_adopted_by_one_user_is_not_adopted_again_for_another(sandbox, portal, django_user_model):
+    """Linked locally, not marked in the portal: the database says it is taken."""
+    existing = sales_contact(portal, phones=["+1 555 0190"])
+    mia = make_user(django_user_model, "mia", email="mia@example.com", phone="+15550190")
+    run_worker_once()
+    ned = make_user(django_user_model, "ned", email="ned@example.com", phone="+15550190")
+
+    run_worker_once()
+
+    assert User.objects.get(pk=mia.pk).bitrix_contact_id == existing
+    assert User.objects.get(pk=ned.pk).bitrix_contact_id not in (None, existing)
+
+
+def test_adoptions_of_one_chunk_are_all_counted(sandbox, portal, django_user_model):
+    for email in ("oda@example.com", "ODA@example.com", "pam@example.com", "Pam@example.com"):
+        sales_contact(portal, emails=[email])
+    for name in ("oda", "pam"):
+        make_user(django_user_model, name, email=f"{name}@example.com")
+
+    run_worker_once()
+
+    numbers = counts()
+    assert (numbers["adopted_email"], numbers["ambiguous"]) == (2, 2)
+
+
+def test_a_failed_lookup_is_logged_as_an_error(sandbox, django_user_model, caplog):
+    sandbox.set_faults(denied_methods=["crm.duplicate.findbycomm"])
+    make_user(django_user_model, "ora", email="ora@example.com")
+    caplog.set_level(logging.ERROR, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[WORKER] Looking up")]
+    assert line == (
+        "[WORKER] Looking up existing contacts failed: insufficient_scope in crm.duplicate.findbycomm: "
+        "BITRIX_CONTACT_MATCH=email,phone: the webhook may not call crm.duplicate.findbycomm (insufficient_scope); "
+        "give the webhook's user the CRM scope and read access to contacts, or set BITRIX_CONTACT_MATCH=off"
+    )
+
+
+def test_counters_redis_refuses_are_a_warning_and_the_adoption_stands(sandbox, portal, django_user_model, caplog):
+    get_redis().set(contact_counts.counts_key(), "not a hash")
+    existing = sales_contact(portal, emails=["pat@example.com"])
+    pat = make_user(django_user_model, "pat", email="pat@example.com")
+    caplog.set_level(logging.WARNING, logger="crmbridge.worker")
+
+    run_worker_once()
+
+    (line,) = [r.getMessage() for r in caplog.records if "count contact outcomes" in r.getMessage()]
+    assert line.startswith("[WORKER] Could not count contact outcomes {'adopted_email': 1, 'ambiguous': 0}: ")
+    assert line.endswith("WRONGTYPE Operation against a key holding the wrong kind of value")
+    assert User.objects.get(pk=pat.pk).bitrix_contact_id == existing
+
+
+def test_one_command_per_request_holds_for_the_lookup_too(sandbox, django_user_model):
+    make_user(django_user_model, "quy", email="quy@example.com", phone="+15550191")
+
+    run_worker_once(commands_per_request=1)
+
+    # The e-mail and the phone lookup, one request each; the pipelines read; the add.
+    assert sandbox.stats()["by_method"]["batch"] == 2 + 1 + 1
+
+
+def test_a_start_check_that_breaks_is_logged_in_its_own_daemon_thread(sandbox, redis_client, caplog):
+    """Any failure of the check is logged (ERROR, with its traceback); the thread never holds the exit."""
+    redis_client.set(f"{streams.key('ratelimit')}:method:crm.duplicate.findbycomm", "not a time")  # ValueError
+    caplog.set_level(logging.ERROR, logger="crmbridge.worker")
+
+    thread = start_lookup_check("w-7")
+    thread.join(10)
+
+    assert (thread.name, thread.daemon, thread.is_alive()) == ("w-7-lookup-check", True, False)
+    (message,) = [r.getMessage() for r in caplog.records]  # the traceback follows the line
+    assert message.splitlines()[0] == "[WORKER] Could not check whether the webhook may look up contacts"
+    assert message.splitlines()[-1] == "ValueError: could not convert string to float: 'not a time'"
+
+
+@pytest.mark.parametrize("originator", ["bitrixsync", ""])
+def test_our_own_contact_gets_its_email_replaced_not_added(sandbox, portal, django_user_model, settings, originator):
+    """README: ours (our ORIGINATOR_ID, the user's ORIGIN_ID) gets its e-mail and phone replaced; adopted: additions.
+    Also with ``BITRIX_ORIGINATOR_ID`` empty: then ours carry none."""
+    settings.BITRIX_ORIGINATOR_ID = originator
+    mia = make_user(django_user_model, "mia", email="mia@example.com", phone="+1 555 0555")
+    run_worker_once()
+    mia = User.objects.get(pk=mia.pk)
+    mia.email, mia.phone = "mia@new.com", "+1 555 0556"
+    mia.save()
+
+    run_worker_once()
+
+    ours = contact(sandbox, mia.bitrix_contact_id)
+    assert (values(ours, "EMAIL"), values(ours, "PHONE")) == (["mia@new.com"], ["+1 555 0556"])
+
+
+def test_another_systems_contact_with_our_origin_text_is_adopted_not_claimed(sandbox, portal, django_user_model):
+    """Only our ORIGINATOR_ID *and* the user's ORIGIN_ID make a contact ours: another system's "user-<id>" stays
+    theirs, gets the name and the phone it lacks added, and keeps its e-mail and origin."""
+    ned = make_user(django_user_model, "ned", email="ned@example.com", phone="+1 555 0666", last_name="Stark")
+    existing = sales_contact(
+        portal, emails=["NED@example.com"], originator="legacy-crm", origin=f"user-{ned.pk}", name="N."
+    )
+
+    run_worker_once()
+
+    assert User.objects.get(pk=ned.pk).bitrix_contact_id == existing
+    adopted = contact(sandbox, existing)
+    assert (adopted["NAME"], adopted["LAST_NAME"]) == ("Ned", "Stark")
+    assert (values(adopted, "EMAIL"), values(adopted, "PHONE")) == (["NED@example.com"], ["+1 555 0666"])
+    assert (adopted["ORIGINATOR_ID"], adopted["ORIGIN_ID"]) == ("legacy-crm", f"user-{ned.pk}")

@@ -81,3 +81,20 @@ def test_claim_from_takes_the_idle_entries_even_behind_a_busy_one(redis_client):
     claimed = taker.claim_from(streams.operations_stream(), "owner", min_idle_ms=200, count=1)
 
     assert [m.id for m in claimed] == [second.id]
+
+
+@pytest.mark.parametrize("count_delivery", [True, False])
+def test_reclaimed_entries_stay_this_consumers(redis_client, count_delivery):
+    """Found by mutation testing: a retry or a deferral claims the held entries again for this
+    consumer, and returns them (a retry also counts the delivery)."""
+    consumer = StreamConsumer(redis_client, name="holder", stream_names=[streams.operations_stream()])
+    consumer.ensure_groups()
+    for local_id in ("1", "2"):
+        redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": local_id})
+    held = consumer.read_new(count=10, block_ms=None)
+
+    again = consumer.reclaim(held, count_delivery=count_delivery)
+
+    assert [m.id for m in again] == [m.id for m in held]
+    pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
+    assert [(p["consumer"], p["times_delivered"]) for p in pending] == [("holder", 2 if count_delivery else 1)] * 2

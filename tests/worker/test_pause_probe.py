@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 
 from crmbridge.inbound.events import InboundEvent
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker.runner import Worker
+from crmbridge.worker.stream_consumer import StreamMessage
 from orders.models import Order
 from tests.conftest import wait_for
 from tests.worker.helpers import fast_config, run_worker_once
@@ -77,3 +79,22 @@ def test_a_probe_while_the_webhook_is_refused_is_one_request(sandbox, redis_clie
     after = sandbox.stats()["by_method"]
     assert {m: n - before.get(m, 0) for m, n in after.items() if n != before.get(m, 0)} == {"profile": 1}
     assert "expired_token" in worker.paused_reason  # still paused
+
+
+def test_a_probe_that_gets_an_answer_resumes_at_once_and_says_so(sandbox, redis_client, caplog):
+    """Found by mutation testing: the INFO line names the pause it ends; the heartbeat says
+    "running" at once (a forced beat, whatever the interval) with what is held; held messages are due."""
+    sandbox.set_faults(auth_error="expired_token")
+    worker = Worker(fast_config(heartbeat_seconds=60), name="prober")
+    worker._probe()
+    reason = worker.paused_reason
+    worker.schedule.hold(StreamMessage(streams.operations_stream(), "1-0", {}), delay=3600, counted=True)
+    sandbox.portal.faults.reset()
+
+    with caplog.at_level(logging.INFO, logger="crmbridge.worker"):
+        worker._probe()
+
+    assert f"[WORKER] Bitrix answers again; resuming sync (was paused: {reason})" in caplog.messages
+    beat = redis_client.hgetall(telemetry.worker_key("prober"))
+    assert (beat["state"], beat["pause_reason"], beat["current"]) == ("running", "", "1 message(s) held for retry")
+    assert [held.message.id for held in worker.schedule.pop_due(10)] == ["1-0"]

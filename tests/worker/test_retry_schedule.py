@@ -10,6 +10,7 @@ import pytest
 
 from crmbridge.worker import retry_schedule
 from crmbridge.worker.retry_schedule import backoff_seconds
+from crmbridge.worker.stream_consumer import StreamMessage
 
 
 @pytest.fixture
@@ -49,3 +50,15 @@ def test_real_jitter_spreads_retries_inside_half_to_all_of_the_delay():
     assert all(4.0 <= d <= 8.0 for d in draws)
     assert max(draws) - min(draws) > 3.0  # spread out, not all at one moment
     assert sum(draws) / len(draws) == pytest.approx(6.0, abs=0.3)
+
+
+def test_dropping_a_stream_forgets_only_the_messages_held_from_it():
+    """Found by mutation testing: held messages are matched by their stream, not their id."""
+    schedule = retry_schedule.RetrySchedule()
+    kept = StreamMessage("bitrix:operations", "1-0", {})
+    for message in (kept, StreamMessage("bitrix:webhooks", "1-0", {}), StreamMessage("bitrix:webhooks", "2-0", {})):
+        schedule.hold(message, delay=0, counted=False)
+
+    schedule.drop_streams({"bitrix:webhooks", "1-0"})
+
+    assert schedule.messages() == [kept]

@@ -135,3 +135,21 @@ def test_a_key_set_aside_is_named_again_only_after_the_log_interval(redis_client
     clock.now += BROKEN_LOG_SECONDS / 2
     consumer.find_broken()
     assert (named_in_the_log(caplog, webhooks), named_in_the_log(caplog, operations)) == (2, 2)
+
+
+def test_the_line_for_a_key_set_aside_names_the_streams_still_consumed(redis_client, caplog):
+    """Found by mutation testing: the operator's ERROR line lists the others, or says none."""
+    operations, webhooks, third = streams.operations_stream(), streams.webhooks_stream(), streams.key("third")
+    consumer = StreamConsumer(redis_client, name="c1", stream_names=[operations, webhooks, third])
+    caplog.set_level(logging.ERROR, logger="crmbridge.worker")
+
+    for key in (operations, webhooks, third):
+        redis_client.set(key, "x")
+        consumer.find_broken()
+
+    assert [r.getMessage().split(". Fix: ")[0] for r in caplog.records] == [
+        f"[WORKER] Redis key {operations} is a string, not a stream: not consuming it (still consuming: "
+        f"{webhooks}, {third})",
+        f"[WORKER] Redis key {webhooks} is a string, not a stream: not consuming it (still consuming: {third})",
+        f"[WORKER] Redis key {third} is a string, not a stream: not consuming it (still consuming: none)",
+    ]
