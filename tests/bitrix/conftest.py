@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -47,6 +48,12 @@ def limited_client(sandbox, limiter):
 
 # -- a portal stand-in over real HTTP (the client's transport and error tests) -----------------
 SECRET = "transport-secret-code"
+
+
+def batch_answer(results: dict) -> bytes:
+    """The body of the portal's answer to ``batch``: each command's result, no errors."""
+    maps = {"result": results, "result_error": [], "result_total": [], "result_next": [], "result_time": []}
+    return json.dumps({"result": maps}).encode()
 
 
 class Portal:

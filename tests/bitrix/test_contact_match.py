@@ -27,6 +27,7 @@ from crmbridge.bitrix.contact_match import (
     matching_modes,
 )
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
+from tests.bitrix.conftest import batch_answer
 
 FIX = "give the webhook's user the CRM scope and read access to contacts, or set BITRIX_CONTACT_MATCH=off"
 
@@ -90,11 +91,6 @@ def test_without_the_setting_both_modes_are_on(settings):
 
 
 # -- reading the contacts found ------------------------------------------------------------------
-def batch_answer(results: dict) -> bytes:
-    maps = {"result": results, "result_error": [], "result_total": [], "result_next": [], "result_time": []}
-    return json.dumps({"result": maps}).encode()
-
-
 def answering(portal, *bodies: bytes) -> None:
     answers = iter(bodies)
     portal.body = lambda: next(answers)

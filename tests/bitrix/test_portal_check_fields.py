@@ -17,6 +17,7 @@ import pytest
 from crmbridge.bitrix.client import BitrixClient
 from crmbridge.bitrix.custom_fields import UserFieldCatalog
 from crmbridge.bitrix.portal_check import Problem, check_portal
+from tests.bitrix.conftest import batch_answer
 
 SETUP = {
     "categories": {"3": "Manufacturing"},
@@ -130,12 +131,6 @@ def test_the_pages_of_fields_after_the_batchs_are_read_once_from_where_it_stoppe
 
 
 # -- against the portal stand-in ----------------------------------------------------------------
-def batch_answer(results: dict) -> bytes:
-    return json.dumps(
-        {"result": {"result": results, "result_error": [], "result_next": [], "result_time": []}}
-    ).encode()
-
-
 def stand_in_report(portal):
     with closing(BitrixClient(portal.url, read_timeout=5)) as client:
         return check_portal(client)
