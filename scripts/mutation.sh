@@ -34,17 +34,17 @@ CHILDREN=${MUTATION_CHILDREN:-$(nproc)}
 TEST_TIMEOUT=${MUTATION_TEST_TIMEOUT:-60}
 PRODUCT="crmbridge accounts orders bitrixsync devtools manage.py"
 
-# module -> "files to mutate (globs)|tests that cover them|tests left out"
+# module -> "share of its mutants run (%)|files to mutate (globs)|tests that cover them|tests left out"
 # Left out: tests that measure time on a real worker. mutmut needs a clean pass first, and on a
 # busy machine their timing fails; a failure under a mutant would count as a false kill.
 spec() {
     case $1 in
-        inbound) echo "crmbridge/inbound/*|tests/inbound" ;;
-        publishing) echo "crmbridge/publishing/*|tests/publishing tests/worker/test_coalescing.py" ;;
-        bitrix) echo "crmbridge/bitrix/*|tests/bitrix tests/worker/test_existing_customers.py tests/worker/test_deal_depth.py tests/diagnostics/test_doctor.py tests/diagnostics/test_doctor_portal_mapping.py" ;;
-        worker) echo "crmbridge/worker/*|tests/worker tests/publishing/test_trimming.py tests/publishing/test_resync_existing_customers.py tests/diagnostics|tests/worker/test_record_pacing.py::test_a_long_burst_on_a_real_worker_costs_updates_at_doubling_intervals" ;;
-        orders) echo "orders/services.py|tests/api/test_orders.py tests/api/test_order_validation.py tests/security/test_orders_hardening.py tests/security/test_roles.py" ;;
-        accounts) echo "accounts/services.py|tests/api/test_account_services.py tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
+        inbound) echo "100|crmbridge/inbound/*|tests/inbound" ;;
+        publishing) echo "100|crmbridge/publishing/*|tests/publishing tests/worker/test_coalescing.py" ;;
+        bitrix) echo "100|crmbridge/bitrix/*|tests/bitrix tests/worker/test_existing_customers.py tests/worker/test_deal_depth.py tests/diagnostics/test_doctor.py tests/diagnostics/test_doctor_portal_mapping.py" ;;
+        worker) echo "100|crmbridge/worker/*|tests/worker tests/publishing/test_trimming.py tests/publishing/test_resync_existing_customers.py tests/diagnostics|tests/worker/test_record_pacing.py::test_a_long_burst_on_a_real_worker_costs_updates_at_doubling_intervals" ;;
+        orders) echo "100|orders/services.py|tests/api/test_orders.py tests/api/test_order_validation.py tests/security/test_orders_hardening.py tests/security/test_roles.py" ;;
+        accounts) echo "100|accounts/services.py|tests/api/test_account_services.py tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
         *) venv_fail "unknown module '$1' (one of: $ALL)" ;;
     esac
 }
@@ -56,18 +56,18 @@ toml_list() { # words (globs are not expanded: set -f) -> "a", "b"
 }
 
 run_module() {
-    local module=$1 mutate tests skip work deselect=""
-    IFS='|' read -r mutate tests skip <<<"$(spec "$module")"
+    local module=$1 percent mutate tests skip work deselect=""
+    IFS='|' read -r percent mutate tests skip <<<"$(spec "$module")"
+    percent=${MUTATION_SAMPLE:-$percent}
     for test in $skip; do deselect+=", \"--deselect\", \"$test\""; done
     work=$ROOT/var/mutation/$module
     [ "${MUTATION_FRESH:-}" = 1 ] && rm -rf "$work"
     # mutmut re-creates only the files it mutates: after any change to the product code, its other
     # copies in mutants/ would be stale, so a changed checkout starts the module afresh.
-    local code resumed=false
+    local code
     # The files' contents (tracked and new), not git's index: committing a change does not change the code.
     code=$(git ls-files -z --cached --others --exclude-standard -- $PRODUCT | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
     [ -f "$work/.product-code" ] && [ "$(cat "$work/.product-code")" != "$code" ] && rm -rf "$work/mutants"
-    [ -d "$work/mutants" ] && resumed=true
     mkdir -p "$work"
     echo "$code" >"$work/.product-code"
     # The checkout as it is (tracked and new files, not ignored ones) into the scratch copy.
@@ -79,35 +79,22 @@ run_module() {
 source_paths = ["crmbridge", "accounts", "orders"]
 only_mutate = [$(set -f; toml_list $mutate)]
 also_copy = ["bitrixsync", "devtools", "manage.py", ".env.example", "README.md", "docs", "requirements.txt"]
-pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-q", "--timeout", "$TEST_TIMEOUT"$deselect]
+pytest_add_cli_args = ["-m", "not slow and not browser", "-p", "no:cacheprovider", "-p", "devtools.testing.fastest_first", "-q", "--timeout", "$TEST_TIMEOUT"$deselect]
 pytest_add_cli_args_test_selection = [$(toml_list $tests)]
 EOF
-    printf '\n==> mutation testing: %s (%s; tests: %s)\n' "$module" "$mutate" "$tests"
-    local started=$SECONDS
-    (cd "$work" && STACK_ENV_FILE="" "$VENV/bin/mutmut" run --max-children "$CHILDREN" >mutmut-run.log 2>&1) || {
-        tail -40 "$work/mutmut-run.log" >&2
-        venv_fail "mutmut run failed for $module (log: $work/mutmut-run.log)"
-    }
-    if [ "$resumed" = true ]; then
-        # mutmut keeps a survivor's verdict while its function is unchanged: after new tests, test them again.
-        (cd "$work" && mapfile -t survivors < <("$VENV/bin/mutmut" results | sed -n 's/^ *\([^:]*\): survived$/\1/p') \
-            && if [ "${#survivors[@]}" -gt 0 ]; then
-                STACK_ENV_FILE="" "$VENV/bin/mutmut" run --max-children "$CHILDREN" "${survivors[@]}" >>mutmut-run.log 2>&1
-            fi) || venv_fail "mutmut could not test the survivors again for $module (log: $work/mutmut-run.log)"
+    printf '\n==> mutation testing: %s (%s; %s%% of its mutants; tests: %s)\n' "$module" "$mutate" "$percent" "$tests"
+    local started=$SECONDS names=()
+    # The sample's mutants not run yet, and its survivors: new tests may kill them now.
+    (cd "$work" && "$VENV/bin/python" "$ROOT/scripts/mutation_sample.py" pick "$percent" >>mutmut-run.log 2>&1) \
+        || venv_fail "mutmut could not create the mutants for $module (log: $work/mutmut-run.log)"
+    mapfile -t names <"$work/to-run.txt"
+    if [ "${#names[@]}" -gt 0 ]; then
+        (cd "$work" && STACK_ENV_FILE="" "$VENV/bin/mutmut" run --max-children "$CHILDREN" "${names[@]}" >>mutmut-run.log 2>&1) || {
+            tail -40 "$work/mutmut-run.log" >&2
+            venv_fail "mutmut run failed for $module (log: $work/mutmut-run.log)"
+        }
     fi
-    (cd "$work" && "$VENV/bin/mutmut" export-cicd-stats >/dev/null && "$VENV/bin/python" - "$module" $((SECONDS - started)) <<'PY' | tee score.txt)
-import json
-import sys
-
-module, seconds = sys.argv[1], int(sys.argv[2])
-s = json.load(open("mutants/mutmut-cicd-stats.json"))
-# A mutant no test reaches counts as not killed; a timeout counts as killed (the change hangs a test).
-tested = s["total"] - s["skipped"]
-killed = s["killed"] + s["timeout"]
-score = 100 * killed / tested if tested else 0.0
-print(f"{module}: {score:.1f}% killed ({killed} of {tested} mutants; survived {s['survived']}, "
-      f"no tests {s['no_tests']}, timeout {s['timeout']}, suspicious {s['suspicious']}) in {seconds} s")
-PY
+    (cd "$work" && "$VENV/bin/python" "$ROOT/scripts/mutation_sample.py" score "$module" $((SECONDS - started)) "$percent" | tee score.txt)
 }
 
 ensure_venv

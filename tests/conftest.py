@@ -79,6 +79,46 @@ def console_log_on_this_sessions_stderr():
             handler.stream = sys.stderr  # not setStream(): it flushes the closed one first
 
 
+# Exceptions that mean the code is wrong, not that a service failed: a worker, a publisher or a
+# view that catches everything and logs it must never meet one of these while a test runs.
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError, ZeroDivisionError, AssertionError)
+
+
+class _ProgrammingErrorLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and isinstance(record.exc_info[1], PROGRAMMING_ERRORS):
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_programming_errors_logged(request):
+    """Fail a test during which the code logged a TypeError, AttributeError, KeyError... it caught.
+
+    The worker survives what it does not expect: it logs the exception, retries the message and
+    isolates it, so a bug in one of its steps often still ends with the record synced and the test
+    green. Planted bugs showed it (docs/mutation.md): a ``None`` passed where an error was expected
+    crashed a step, the isolation path made up for it, and no test noticed. Tests that inject a
+    fault raise RuntimeError or a service's own error; a test that needs one of these types says so
+    with ``@pytest.mark.programming_errors_expected``.
+    """
+    handler = _ProgrammingErrorLog()
+    root = logging.getLogger()
+    root.handlers.insert(0, handler)  # first: the console handler's redaction filter drops exc_info
+    yield
+    root.removeHandler(handler)
+    if handler.records and not request.node.get_closest_marker("programming_errors_expected"):
+        record = handler.records[0]
+        pytest.fail(
+            f"{len(handler.records)} programming error(s) logged, the first by {record.name}: "
+            f"{record.getMessage()}\n{logging.Formatter().formatException(record.exc_info)}",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="session")
 def private_redis():
     server = PrivateRedis().start()

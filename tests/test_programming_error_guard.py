@@ -1,0 +1,36 @@
+"""The guard in tests/conftest.py: a logged TypeError, KeyError... fails the test that caused it."""
+
+from __future__ import annotations
+
+import logging
+
+from tests.conftest import _ProgrammingErrorLog
+
+
+def logged(handler: _ProgrammingErrorLog, error: Exception, level: int = logging.ERROR) -> list[logging.LogRecord]:
+    logger = logging.getLogger("crmbridge.worker.guard-test")
+    logger.propagate = False  # not to this test's own guard
+    logger.addHandler(handler)
+    try:
+        try:
+            raise error
+        except Exception:
+            logger.log(level, "[WORKER] Error processing operation message: unexpected error", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    return handler.records
+
+
+def test_a_caught_programming_error_that_was_logged_is_kept_for_the_test():
+    [record] = logged(_ProgrammingErrorLog(), TypeError("'NoneType' object is not subscriptable"))
+
+    assert isinstance(record.exc_info[1], TypeError)
+
+
+def test_a_service_failure_or_a_deliberate_fault_is_not_a_programming_error():
+    assert logged(_ProgrammingErrorLog(), RuntimeError("cannot load order 3")) == []
+    assert logged(_ProgrammingErrorLog(), ConnectionError("Redis went away")) == []
+
+
+def test_a_programming_error_below_error_level_is_left_alone():
+    assert logged(_ProgrammingErrorLog(), KeyError("ID"), level=logging.WARNING) == []
