@@ -13,6 +13,7 @@ from crmbridge.publishing.messages import Operation
 from crmbridge.publishing.publisher import queue_contact_update, queue_deal_update
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import get_redis
+from crmbridge.worker.record_locks import lock_key
 from crmbridge.worker.runner import Worker
 from orders.models import Order
 from tests.conftest import wait_for
@@ -105,6 +106,41 @@ def test_a_backlog_of_500_new_customers_costs_one_lookup_request_and_thirty_full
     # 30 writes, 1 lookup, 1 start-up check of the pipelines and stages.
     assert stats["by_method"] == {"batch": 32, "crm.duplicate.findbycomm": 1}, stats["by_method"]
     assert stats["deals"] == 500 and not stats["duplicates"]["deal"] and not stats["duplicates"]["contact"]
+
+
+def test_a_new_contacts_deal_is_packed_right_after_it(sandbox):
+    """With 3 commands a request, each new contact (1) and its deal with rows (2) fill one request:
+    2 write requests, not 3 (both contacts first, then a deal per request)."""
+    _new_customers(2)
+
+    run_worker_once(commands_per_request=3)
+
+    stats = sandbox.stats()
+    assert stats["commands_by_method"]["crm.deal.add"] == 2
+    # 2 writes, 1 lookup of the new customers, 1 start-up check of the pipelines and stages.
+    assert stats["by_method"] == {"batch": 4, "crm.duplicate.findbycomm": 1}, stats["by_method"]
+
+
+def test_a_record_whose_lock_ran_out_during_the_chunk_waits_and_is_said_so(
+    sandbox, alice, redis_client, monkeypatch, caplog
+):
+    """The lease ran out while the chunk looked its customers up: the record is not sent by this pass."""
+    findbycomm = sandbox.portal.methods["crm.duplicate.findbycomm"]
+    expired: list[bool] = []
+
+    def lease_runs_out(params, caller):  # once, during the chunk's lookup (the lock is held then)
+        if not expired and redis_client.delete(lock_key("contact", alice.pk)):
+            expired.append(True)
+        return findbycomm(params, caller)
+
+    monkeypatch.setitem(sandbox.portal.methods, "crm.duplicate.findbycomm", lease_runs_out)
+    queue_contact_update(alice.pk)
+
+    run_worker_once()
+
+    assert expired
+    assert f"[WORKER] Lock on user {alice.pk} expired during the chunk; deferring it" in caplog.messages
+    assert sandbox.stats()["contacts"] == 1 and User.objects.get(pk=alice.pk).bitrix_contact_id  # on a later pass
 
 
 def test_a_shutdown_between_requests_leaves_the_rest_of_the_chunk_pending(sandbox, redis_client, caplog):

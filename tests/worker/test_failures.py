@@ -12,6 +12,8 @@ from crmbridge.publishing.publisher import queue_contact_update
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker.dead_letters import parse_dead_letter
 from crmbridge.worker.runner import Worker
+from devtools.sandbox.deal_depth import _outcome
+from devtools.sandbox.errors import RestError
 from orders.models import Order
 from tests.conftest import wait_for
 from tests.worker.helpers import fast_config, run_worker_once
@@ -55,7 +57,7 @@ def test_transient_faults_are_retried_until_they_succeed(sandbox, alice, redis_c
     assert dead_letters(redis_client) == [] and pending(redis_client) == 0
 
 
-def test_poison_and_permanent_errors_go_to_dead_letters_others_go_through(sandbox, alice, bob, redis_client):
+def test_poison_and_permanent_errors_go_to_dead_letters_others_go_through(sandbox, alice, bob, redis_client, caplog):
     orders = make_orders(alice, 3)
     redis_client.xadd(streams.operations_stream(), {"garbage": "yes"})
     redis_client.xadd(streams.operations_stream(), Operation("deal", "explode", 1).to_fields() | {"op": "explode"})
@@ -69,6 +71,9 @@ def test_poison_and_permanent_errors_go_to_dead_letters_others_go_through(sandbo
 
     reasons = sorted(letter["reason"] for letter in dead_letters(redis_client))
     assert reasons.count("invalid_message") == 2
+    for letter in [x for x in dead_letters(redis_client) if x["reason"] == "invalid_message"]:
+        line = f"[WORKER] Error processing operation message: {letter['source_id']}: {letter['error_description']}"
+        assert line in caplog.messages  # the operator's guide's line, with the message's ID and why
     assert "record_not_found" in reasons
     assert "permanent_error" in reasons
     bob_letter = next(x for x in dead_letters(redis_client) if x["reason"] == "permanent_error")
@@ -141,7 +146,7 @@ def test_expired_webhook_pauses_then_resumes_without_losing_anything(sandbox, al
     assert len(sandbox.records("deal")) == 5 and pending(redis_client) == 0
 
 
-def test_a_deal_whose_new_contact_fails_is_kept_once_and_reported(sandbox, django_user_model, redis_client):
+def test_a_deal_whose_new_contact_fails_is_kept_once_and_reported(sandbox, django_user_model, redis_client, caplog):
     """The contact add fails in the same batch as the deal that references it."""
     carol = django_user_model.objects.create_user(username="carol", email="carol@example.com", password="x-Pass-1")
     User.objects.filter(pk=carol.pk).update(email="not-an-email")  # the portal will refuse this contact
@@ -154,9 +159,78 @@ def test_a_deal_whose_new_contact_fails_is_kept_once_and_reported(sandbox, djang
     assert len(deals) == 1 and order.bitrix_deal_id == int(deals[0]["ID"])  # created once, never again
     letters = {x["payload"]["entity"]: x for x in dead_letters(redis_client)}
     assert letters["contact"]["reason"] == "permanent_error"
+    refused = letters["contact"]["error_description"]
+    assert refused.startswith("ERROR_CORE")  # the portal's refusal, as the ERROR line says it
+    assert f"Failed to create Bitrix contact for user {carol.pk}: {refused}" in caplog.messages
     assert letters["deal"]["reason"] == "max_retries_exceeded"
     assert letters["deal"]["error_code"] == "CONTACT_FAILED"
     assert pending(redis_client) == 0
+
+
+def test_a_deal_refused_with_its_refused_new_contact_is_retried_as_the_contacts_failure(
+    sandbox, django_user_model, redis_client
+):
+    """Both adds fail in one request: the deal's error is its contact's (retried), not its own."""
+    carol = django_user_model.objects.create_user(username="carol", email="carol@example.com", password="x-Pass-1")
+    User.objects.filter(pk=carol.pk).update(email="not-an-email")  # the portal will refuse this contact
+    Order.objects.create(owner=carol, service_id="welding", quantity=2)
+    sandbox.set_faults(operation_limits={"crm.deal.add": 60})
+
+    run_worker_once(max_retries=0)
+
+    letters = {x["payload"]["entity"]: x for x in dead_letters(redis_client)}
+    assert letters["contact"]["reason"] == "permanent_error"
+    assert (letters["deal"]["reason"], letters["deal"]["error_code"]) == ("max_retries_exceeded", "CONTACT_FAILED")
+    assert letters["deal"]["error_description"].startswith("CONTACT_FAILED: its contact failed: OPERATION_TIME_LIMIT")
+    assert sandbox.records("deal") == []
+
+
+def test_an_add_answered_without_an_id_is_retried_as_a_bad_result(sandbox, alice, redis_client, monkeypatch):
+    """The portal answered the ``add`` with something that is not an ID: retried, and the letter says what came."""
+    monkeypatch.setitem(sandbox.portal.methods, "crm.contact.add", lambda params, caller: _outcome("ok"))
+    queue_contact_update(alice.pk)
+
+    run_worker_once(max_retries=0)
+
+    [letter] = dead_letters(redis_client)
+    assert (letter["reason"], letter["error_code"]) == ("max_retries_exceeded", "BAD_RESULT")
+    assert letter["error_description"] == "BAD_RESULT: no usable result: 'ok'"
+
+
+def test_an_order_the_mapping_cannot_express_is_a_mapping_error_for_that_order(sandbox, alice, redis_client, caplog):
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    Order.objects.filter(pk=order.pk).update(status="archived")  # written around the model: no stage for it
+
+    run_worker_once(max_retries=0)
+
+    [letter] = [x for x in dead_letters(redis_client) if x["payload"]["entity"] == "deal"]
+    assert (letter["reason"], letter["error_code"]) == ("max_retries_exceeded", "MAPPING_ERROR")
+    reason = "ImproperlyConfigured: BITRIX_STAGE_MAP has no stage for order status 'archived'"
+    assert letter["error_description"] == f"MAPPING_ERROR: {reason}"
+    lines = [m.split("\n", 1)[0] for m in caplog.messages]  # the traceback follows the line
+    assert f"[WORKER] Error processing operation message: cannot map order {order.pk}" in lines
+    assert User.objects.get(pk=alice.pk).bitrix_contact_id  # the rest of the chunk went through
+
+
+def test_a_lone_write_refused_as_a_whole_request_is_a_dead_letter_after_one_request(
+    sandbox, alice, redis_client, monkeypatch
+):
+    """A permanent failure of a request of several writes is isolated by sending each alone; one alone is final."""
+    batch = sandbox.portal._batch
+
+    def refuse_writes(params, caller):  # lookups go through; a request with a write is refused
+        if "crm.contact.add" in str(params):
+            raise RestError(400, "ERROR_ARGUMENT", "refused")
+        return batch(params, caller)
+
+    monkeypatch.setattr(sandbox.portal, "_batch", refuse_writes)
+    queue_contact_update(alice.pk)
+
+    run_worker_once()
+
+    [letter] = dead_letters(redis_client)
+    assert (letter["reason"], letter["error_code"]) == ("permanent_error", "ERROR_ARGUMENT")
+    assert sandbox.stats()["errors"] == {"ERROR_ARGUMENT": 1}  # the write was sent once
 
 
 def test_a_restart_reads_its_own_pending_once_not_in_a_burst(sandbox, alice, redis_client):

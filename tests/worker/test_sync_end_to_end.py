@@ -103,8 +103,9 @@ def test_messages_for_one_record_are_coalesced(sandbox, alice, alice_client, red
     assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
 
 
-def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings):
+def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings, caplog):
     """A crash after Bitrix created the deal but before the ID was written back."""
+    caplog.set_level(logging.INFO)
     order = Order.objects.create(owner=alice, service_id="3d-printing", quantity=1)
     existing = BitrixClient(settings.BITRIX_WEBHOOK_URL).add(
         "deal", {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}", "ORIGINATOR_ID": "bitrixsync"}
@@ -117,6 +118,48 @@ def test_interrupted_create_is_adopted_not_duplicated(sandbox, alice, settings):
     assert order.bitrix_deal_id == existing
     assert len([d for d in sandbox.records("deal") if d["ORIGIN_ID"] == f"order-{order.pk}"]) == 1
     assert one(sandbox.records("deal"), ID=existing)["TITLE"] != "earlier"  # then updated to the current state
+    found = f"Found existing Bitrix deal {existing} for order {order.pk} (ORIGIN_ID match); not creating another"
+    assert found in caplog.messages
+    assert f"Updated Bitrix deal {existing} for order {order.pk}" in caplog.messages
+
+
+def test_a_failed_origin_lookup_holds_the_create_back(sandbox, alice, settings, redis_client):
+    """The lookup of a record whose earlier add may have reached Bitrix failed: no add (it could duplicate)."""
+    order = Order.objects.create(owner=alice, service_id="3d-printing", quantity=1)
+    BitrixClient(settings.BITRIX_WEBHOOK_URL).add(
+        "deal", {"TITLE": "earlier", "ORIGIN_ID": f"order-{order.pk}", "ORIGINATOR_ID": "bitrixsync"}
+    )
+    SyncRecord.objects.filter(entity="deal", local_id=order.pk).update(create_started_at=timezone.now())
+    sandbox.set_faults(operation_limits={"crm.deal.list": 60})
+
+    run_worker_once(max_retries=0)
+
+    assert len([d for d in sandbox.records("deal") if d["ORIGIN_ID"] == f"order-{order.pk}"]) == 1
+    [(_, letter)] = redis_client.xrange(streams.dead_letter_stream())
+    assert (letter["reason"], letter["error_code"]) == ("max_retries_exceeded", "OPERATION_TIME_LIMIT")
+
+
+def test_adds_and_updates_ask_the_portal_not_to_post_to_the_live_feed(sandbox, alice, alice_client, monkeypatch):
+    """``REGISTER_SONET_EVENT=N`` on every write: a backlog must not flood the portal's activity stream."""
+    received: list[tuple[str, object]] = []
+    for method in ("crm.contact.add", "crm.deal.add", "crm.deal.update"):
+        handler = sandbox.portal.methods[method]
+        monkeypatch.setitem(sandbox.portal.methods, method, record_params(method, handler, received))
+    order_id = create_order(alice_client)
+    run_worker_once()
+    alice_client.patch(f"/orders/{order_id}", {"quantity": 5}, format="json")
+    run_worker_once()
+
+    assert sorted(m for m, _ in received) == ["crm.contact.add", "crm.deal.add", "crm.deal.update"]
+    assert all(params == {"REGISTER_SONET_EVENT": "N"} for _, params in received), received
+
+
+def record_params(method: str, handler, received: list):
+    def recorded(params: dict, caller):
+        received.append((method, params.get("params")))
+        return handler(params, caller)
+
+    return recorded
 
 
 def test_write_back_queues_nothing(sandbox, alice, alice_client, redis_client):
