@@ -98,3 +98,28 @@ def test_reclaimed_entries_stay_this_consumers(redis_client, count_delivery):
     assert [m.id for m in again] == [m.id for m in held]
     pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
     assert [(p["consumer"], p["times_delivered"]) for p in pending] == [("holder", 2 if count_delivery else 1)] * 2
+
+
+def test_a_blocking_read_returns_what_arrives_while_it_waits(redis_client):
+    """Found by mutation testing: without ``BLOCK`` the read returns at once and the loop spins."""
+    consumer = StreamConsumer(redis_client, name="reader", stream_names=[streams.operations_stream()])
+    consumer.ensure_groups()
+    fields = {"v": "1", "entity": "deal", "op": "create", "id": "7"}
+    threading.Timer(0.3, lambda: redis_client.xadd(streams.operations_stream(), fields)).start()
+
+    read = consumer.read_new(count=10, block_ms=20_000)
+
+    assert [m.fields["id"] for m in read] == ["7"]
+
+
+@pytest.mark.django_db
+def test_a_takeover_with_room_for_one_message_takes_it(redis_client):
+    """Found by mutation testing (``room > 1``): the last free place in the chunk is taken too."""
+    dead = StreamConsumer(redis_client, name="gone", stream_names=streams.consumed_streams())
+    dead.ensure_groups()
+    redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": "1"})
+    assert len(dead.read_new(count=10, block_ms=None)) == 1
+    worker = Worker(fast_config(claim_idle_seconds=0.001, max_chunk=1), name="alive")
+    time.sleep(0.01)
+
+    assert [m.fields["id"] for m in worker.chores.run(paused=False)] == ["1"]
