@@ -123,3 +123,68 @@ def test_a_takeover_with_room_for_one_message_takes_it(redis_client):
     time.sleep(0.01)
 
     assert [m.fields["id"] for m in worker.chores.run(paused=False)] == ["1"]
+
+
+def add_operations(redis_client, count: int) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    for local_id in range(count):
+        pipe.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": str(local_id)})
+    pipe.execute()
+
+
+def consumer_named(redis_client, name: str) -> StreamConsumer:
+    consumer = StreamConsumer(redis_client, name=name, stream_names=[streams.operations_stream()])
+    consumer.ensure_groups()
+    return consumer
+
+
+def test_strays_are_this_consumers_own_unheld_entries(redis_client):
+    """Found by mutation testing: another (live) consumer's idle entries are never taken as strays."""
+    other, me = consumer_named(redis_client, "other"), consumer_named(redis_client, "me")
+    add_operations(redis_client, 3)
+    [others] = other.read_new(count=1, block_ms=None)
+    held, stray = me.read_new(count=2, block_ms=None)
+
+    found = me.strays({(held.stream, held.id)}, min_idle_ms=0, count=10)
+
+    assert [m.id for m in found] == [stray.id]
+    pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [
+        (others.id, "other"),
+        (held.id, "me"),
+        (stray.id, "me"),
+    ]
+
+
+def test_strays_behind_a_full_page_of_held_entries_are_found(redis_client):
+    """Found by mutation testing: the pending list is read in pages of 500 (``PENDING_PAGE``)."""
+    me = consumer_named(redis_client, "me")
+    add_operations(redis_client, 501)
+    *held, stray = me.read_new(count=501, block_ms=None)
+
+    found = me.strays({(m.stream, m.id) for m in held}, min_idle_ms=0, count=10)
+
+    assert [m.id for m in found] == [stray.id]
+
+
+def test_read_own_pending_hands_back_count_entries_at_a_time(redis_client):
+    """Found by mutation testing: ``count`` bounds each history read."""
+    me = consumer_named(redis_client, "me")
+    add_operations(redis_client, 3)
+    first, second, third = me.read_new(count=3, block_ms=None)
+    after: dict[str, str] = {}
+
+    assert [m.id for m in me.read_own_pending(count=2, after=after)] == [first.id, second.id]
+    assert [m.id for m in me.read_own_pending(count=2, after=after)] == [third.id]
+
+
+def test_remove_idle_consumers_keeps_itself_live_ones_and_those_holding_entries(redis_client):
+    """Found by mutation testing: only a consumer that is not live and holds nothing is deleted."""
+    me = consumer_named(redis_client, "me")
+    add_operations(redis_client, 1)
+    consumer_named(redis_client, "holding").read_new(count=1, block_ms=None)
+    for name in ("me", "gone", "live"):
+        redis_client.xgroup_createconsumer(streams.operations_stream(), streams.GROUP, name)
+
+    assert me.remove_idle_consumers(idle_ms=0, live_names={"live"}) == ["gone"]
+    assert sorted(c["name"] for c in me.consumers(streams.operations_stream())) == ["holding", "live", "me"]
