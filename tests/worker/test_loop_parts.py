@@ -8,11 +8,13 @@ import time
 
 import pytest
 
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import reset_clients
+from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.runner import Worker
 from crmbridge.worker.stream_consumer import StreamConsumer
 from devtools.testing.ports import free_port
+from tests.conftest import wait_for
 from tests.worker.helpers import fast_config
 
 
@@ -98,3 +100,19 @@ def test_reclaimed_entries_stay_this_consumers(redis_client, count_delivery):
     assert [m.id for m in again] == [m.id for m in held]
     pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
     assert [(p["consumer"], p["times_delivered"]) for p in pending] == [("holder", 2 if count_delivery else 1)] * 2
+
+
+def test_the_heartbeat_thread_beats_on_its_own_while_the_loop_is_alive(redis_client):
+    """A chunk may wait on Bitrix longer than the heartbeat's lifetime (3 intervals): the thread keeps it."""
+    heartbeat = Heartbeat(client=redis_client, name="beater", config={}, interval=0.2)
+    heartbeat.beat(force=True)
+    first = redis_client.hget(telemetry.worker_key("beater"), "last_beat")
+    heartbeat.start_thread(lambda: True)
+
+    def beat_after_first() -> bool:
+        return redis_client.hget(telemetry.worker_key("beater"), "last_beat") not in (None, first)
+
+    try:
+        wait_for(beat_after_first, 10, "a new beat")
+    finally:
+        heartbeat.remove()
