@@ -8,11 +8,13 @@ import time
 
 import pytest
 
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import reset_clients
+from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.runner import Worker
 from crmbridge.worker.stream_consumer import StreamConsumer
 from devtools.testing.ports import free_port
+from tests.conftest import wait_for
 from tests.worker.helpers import fast_config
 
 
@@ -188,3 +190,19 @@ def test_remove_idle_consumers_keeps_itself_live_ones_and_those_holding_entries(
 
     assert me.remove_idle_consumers(idle_ms=0, live_names={"live"}) == ["gone"]
     assert sorted(c["name"] for c in me.consumers(streams.operations_stream())) == ["holding", "live", "me"]
+
+
+def test_the_heartbeat_thread_beats_on_its_own_while_the_loop_is_alive(redis_client):
+    """A chunk may wait on Bitrix longer than the heartbeat's lifetime (3 intervals): the thread keeps it."""
+    heartbeat = Heartbeat(client=redis_client, name="beater", config={}, interval=0.2)
+    heartbeat.beat(force=True)
+    first = redis_client.hget(telemetry.worker_key("beater"), "last_beat")
+    heartbeat.start_thread(lambda: True)
+
+    def beat_after_first() -> bool:
+        return redis_client.hget(telemetry.worker_key("beater"), "last_beat") not in (None, first)
+
+    try:
+        wait_for(beat_after_first, 10, "a new beat")
+    finally:
+        heartbeat.remove()
