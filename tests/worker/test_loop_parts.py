@@ -11,9 +11,11 @@ import pytest
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import reset_clients
+from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.runner import Worker
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
 from devtools.testing.ports import free_port
+from tests.conftest import wait_for
 from tests.worker.helpers import fast_config
 
 
@@ -182,3 +184,109 @@ def test_a_backlog_is_read_up_to_max_chunk_and_no_further(sandbox, redis_client,
         redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": local_id})
     assert worker.process_new()
     assert unread(redis_client) == 2
+
+
+def test_a_blocking_read_returns_what_arrives_while_it_waits(redis_client):
+    """Found by mutation testing: without ``BLOCK`` the read returns at once and the loop spins."""
+    consumer = StreamConsumer(redis_client, name="reader", stream_names=[streams.operations_stream()])
+    consumer.ensure_groups()
+    fields = {"v": "1", "entity": "deal", "op": "create", "id": "7"}
+    threading.Timer(0.3, lambda: redis_client.xadd(streams.operations_stream(), fields)).start()
+
+    read = consumer.read_new(count=10, block_ms=20_000)
+
+    assert [m.fields["id"] for m in read] == ["7"]
+
+
+@pytest.mark.django_db
+def test_a_takeover_with_room_for_one_message_takes_it(redis_client):
+    """Found by mutation testing (``room > 1``): the last free place in the chunk is taken too."""
+    dead = StreamConsumer(redis_client, name="gone", stream_names=streams.consumed_streams())
+    dead.ensure_groups()
+    redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": "1"})
+    assert len(dead.read_new(count=10, block_ms=None)) == 1
+    worker = Worker(fast_config(claim_idle_seconds=0.001, max_chunk=1), name="alive")
+    time.sleep(0.01)
+
+    assert [m.fields["id"] for m in worker.chores.run(paused=False)] == ["1"]
+
+
+def add_operations(redis_client, count: int) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    for local_id in range(count):
+        pipe.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": str(local_id)})
+    pipe.execute()
+
+
+def consumer_named(redis_client, name: str) -> StreamConsumer:
+    consumer = StreamConsumer(redis_client, name=name, stream_names=[streams.operations_stream()])
+    consumer.ensure_groups()
+    return consumer
+
+
+def test_strays_are_this_consumers_own_unheld_entries(redis_client):
+    """Found by mutation testing: another (live) consumer's idle entries are never taken as strays."""
+    other, me = consumer_named(redis_client, "other"), consumer_named(redis_client, "me")
+    add_operations(redis_client, 3)
+    [others] = other.read_new(count=1, block_ms=None)
+    held, stray = me.read_new(count=2, block_ms=None)
+
+    found = me.strays({(held.stream, held.id)}, min_idle_ms=0, count=10)
+
+    assert [m.id for m in found] == [stray.id]
+    pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [
+        (others.id, "other"),
+        (held.id, "me"),
+        (stray.id, "me"),
+    ]
+
+
+def test_strays_behind_a_full_page_of_held_entries_are_found(redis_client):
+    """Found by mutation testing: the pending list is read in pages of 500 (``PENDING_PAGE``)."""
+    me = consumer_named(redis_client, "me")
+    add_operations(redis_client, 501)
+    *held, stray = me.read_new(count=501, block_ms=None)
+
+    found = me.strays({(m.stream, m.id) for m in held}, min_idle_ms=0, count=10)
+
+    assert [m.id for m in found] == [stray.id]
+
+
+def test_read_own_pending_hands_back_count_entries_at_a_time(redis_client):
+    """Found by mutation testing: ``count`` bounds each history read."""
+    me = consumer_named(redis_client, "me")
+    add_operations(redis_client, 3)
+    first, second, third = me.read_new(count=3, block_ms=None)
+    after: dict[str, str] = {}
+
+    assert [m.id for m in me.read_own_pending(count=2, after=after)] == [first.id, second.id]
+    assert [m.id for m in me.read_own_pending(count=2, after=after)] == [third.id]
+
+
+def test_remove_idle_consumers_keeps_itself_live_ones_and_those_holding_entries(redis_client):
+    """Found by mutation testing: only a consumer that is not live and holds nothing is deleted."""
+    me = consumer_named(redis_client, "me")
+    add_operations(redis_client, 1)
+    consumer_named(redis_client, "holding").read_new(count=1, block_ms=None)
+    for name in ("me", "gone", "live"):
+        redis_client.xgroup_createconsumer(streams.operations_stream(), streams.GROUP, name)
+
+    assert me.remove_idle_consumers(idle_ms=0, live_names={"live"}) == ["gone"]
+    assert sorted(c["name"] for c in me.consumers(streams.operations_stream())) == ["holding", "live", "me"]
+
+
+def test_the_heartbeat_thread_beats_on_its_own_while_the_loop_is_alive(redis_client):
+    """A chunk may wait on Bitrix longer than the heartbeat's lifetime (3 intervals): the thread keeps it."""
+    heartbeat = Heartbeat(client=redis_client, name="beater", config={}, interval=0.2)
+    heartbeat.beat(force=True)
+    first = redis_client.hget(telemetry.worker_key("beater"), "last_beat")
+    heartbeat.start_thread(lambda: True)
+
+    def beat_after_first() -> bool:
+        return redis_client.hget(telemetry.worker_key("beater"), "last_beat") not in (None, first)
+
+    try:
+        wait_for(beat_after_first, 10, "a new beat")
+    finally:
+        heartbeat.remove()
