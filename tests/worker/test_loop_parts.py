@@ -8,11 +8,12 @@ import time
 
 import pytest
 
+from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import reset_clients
 from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.runner import Worker
-from crmbridge.worker.stream_consumer import StreamConsumer
+from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
 from devtools.testing.ports import free_port
 from tests.conftest import wait_for
 from tests.worker.helpers import fast_config
@@ -100,6 +101,89 @@ def test_reclaimed_entries_stay_this_consumers(redis_client, count_delivery):
     assert [m.id for m in again] == [m.id for m in held]
     pending = redis_client.xpending_range(streams.operations_stream(), streams.GROUP, "-", "+", 10)
     assert [(p["consumer"], p["times_delivered"]) for p in pending] == [("holder", 2 if count_delivery else 1)] * 2
+
+
+def hold(worker: Worker, *ids: str, delay: float = 3600) -> None:
+    for message_id in ids:
+        worker.schedule.hold(StreamMessage(streams.operations_stream(), message_id, {}), delay=delay, counted=False)
+
+
+@pytest.mark.django_db
+def test_a_worker_stopped_before_its_first_step_exits_0_and_says_it_started(redis_client, caplog):
+    worker = Worker(fast_config(), name="short-lived")
+    worker.shutdown = True
+    with caplog.at_level(logging.INFO, logger="crmbridge.worker"):
+        assert worker.run() == 0
+    assert caplog.messages[0] == "Starting Bitrix worker background task... (consumer short-lived)"
+
+
+@pytest.mark.django_db
+def test_stopping_names_the_messages_left_pending(redis_client, caplog):
+    worker = Worker(fast_config(), name="stopper")
+    hold(worker, "1-0", "2-0")
+    with caplog.at_level(logging.INFO, logger="crmbridge.worker"):
+        worker._stop()
+    assert caplog.messages == ["[WORKER] Stopping stopper: 2 message(s) left pending for other workers"]
+
+
+@pytest.mark.django_db
+def test_a_second_pause_says_still_paused_with_its_error_and_beats_what_is_held(redis_client, caplog):
+    worker = Worker(fast_config(heartbeat_seconds=60), name="pauser")
+    hold(worker, "1-0")
+    worker._pause(BitrixError("expired_token", "first", kind=ErrorKind.CONFIG))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
+        worker._pause(BitrixError("NO_AUTH_FOUND", "second", kind=ErrorKind.CONFIG))
+    assert caplog.messages == ["[WORKER] Still paused: NO_AUTH_FOUND: second"]
+    beat = redis_client.hgetall(telemetry.worker_key("pauser"))
+    assert (beat["state"], beat["pause_reason"], beat["current"]) == (
+        "paused", "NO_AUTH_FOUND: second", "1 message(s) held for retry",
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_loop_counts_as_alive_for_a_whole_blocking_read_and_more(redis_client):
+    """The limit is at least ``poll_interval`` + 10 s, whatever the other settings."""
+    worker = Worker(fast_config(poll_interval=5, claim_idle_seconds=2, heartbeat_seconds=0.5), name="reader")
+    worker._step_started = time.monotonic() - 10
+    assert worker.loop_alive()
+    worker._step_started = time.monotonic() - 20
+    assert not worker.loop_alive()
+
+
+@pytest.mark.django_db
+def test_retries_that_fall_due_together_go_out_max_chunk_at_a_time(redis_client):
+    worker = Worker(fast_config(max_chunk=2), name="retrier")
+    worker.consumer.ensure_groups()
+    hold(worker, "1-0", "2-0", "3-0", delay=0)
+    assert worker.process_due()
+    assert len(worker.schedule) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_waits_for_a_message_that_arrives_meanwhile(sandbox, redis_client):
+    worker = Worker(fast_config(poll_interval=30), name="waiter")
+    worker.consumer.ensure_groups()
+    message = {"v": "1", "entity": "deal", "op": "create", "id": "1"}
+    threading.Timer(0.3, redis_client.xadd, args=(streams.operations_stream(), message)).start()
+    assert worker.process_new()  # blocked until it came, not back empty at once
+
+
+def unread(redis_client) -> int:
+    (group,) = [g for g in redis_client.xinfo_groups(streams.operations_stream()) if g["name"] == streams.GROUP]
+    return group["lag"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_a_backlog_is_read_up_to_max_chunk_and_no_further(sandbox, redis_client, batch_size):
+    """A full first read is topped up to ``max_chunk`` (3); the rest stays unread."""
+    worker = Worker(fast_config(batch_size=batch_size, max_chunk=3), name="reader")
+    worker.consumer.ensure_groups()
+    for local_id in range(1, 6):
+        redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": local_id})
+    assert worker.process_new()
+    assert unread(redis_client) == 2
 
 
 def test_a_blocking_read_returns_what_arrives_while_it_waits(redis_client):
