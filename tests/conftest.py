@@ -87,11 +87,13 @@ PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError
 class _ProgrammingErrorLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
+        self.errors: list[tuple[str, BaseException]] = []  # (what was logged, with the traceback; the error)
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Formatted now: the console handler's redaction filter drops exc_info from this same record.
         if record.exc_info and isinstance(record.exc_info[1], PROGRAMMING_ERRORS):
-            self.records.append(record)
+            text = f"{record.name}: {record.getMessage()}\n{logging.Formatter().formatException(record.exc_info)}"
+            self.errors.append((text, record.exc_info[1]))
 
 
 @pytest.fixture(autouse=True)
@@ -110,12 +112,9 @@ def no_programming_errors_logged(request):
     root.handlers.insert(0, handler)  # first: the console handler's redaction filter drops exc_info
     yield
     root.removeHandler(handler)
-    if handler.records and not request.node.get_closest_marker("programming_errors_expected"):
-        record = handler.records[0]
+    if handler.errors and not request.node.get_closest_marker("programming_errors_expected"):
         pytest.fail(
-            f"{len(handler.records)} programming error(s) logged, the first by {record.name}: "
-            f"{record.getMessage()}\n{logging.Formatter().formatException(record.exc_info)}",
-            pytrace=False,
+            f"{len(handler.errors)} programming error(s) logged; the first by {handler.errors[0][0]}", pytrace=False
         )
 
 

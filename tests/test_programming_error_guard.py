@@ -7,7 +7,7 @@ import logging
 from tests.conftest import _ProgrammingErrorLog
 
 
-def logged(handler: _ProgrammingErrorLog, error: Exception, level: int = logging.ERROR) -> list[logging.LogRecord]:
+def logged(handler: _ProgrammingErrorLog, error: Exception, level: int = logging.ERROR) -> list[BaseException]:
     logger = logging.getLogger("crmbridge.worker.guard-test")
     logger.propagate = False  # not to this test's own guard
     logger.addHandler(handler)
@@ -18,13 +18,19 @@ def logged(handler: _ProgrammingErrorLog, error: Exception, level: int = logging
             logger.log(level, "[WORKER] Error processing operation message: unexpected error", exc_info=True)
     finally:
         logger.removeHandler(handler)
-    return handler.records
+    return [error for _, error in handler.errors]
 
 
 def test_a_caught_programming_error_that_was_logged_is_kept_for_the_test():
-    [record] = logged(_ProgrammingErrorLog(), TypeError("'NoneType' object is not subscriptable"))
+    handler = _ProgrammingErrorLog()
+    [error] = logged(handler, TypeError("'NoneType' object is not subscriptable"))
 
-    assert isinstance(record.exc_info[1], TypeError)
+    assert isinstance(error, TypeError)
+    [(text, _)] = handler.errors
+    assert text.startswith(
+        "crmbridge.worker.guard-test: [WORKER] Error processing operation message: unexpected error\n"
+    )
+    assert "TypeError: 'NoneType' object is not subscriptable" in text
 
 
 def test_a_service_failure_or_a_deliberate_fault_is_not_a_programming_error():

@@ -60,3 +60,31 @@ def test_the_receipt_time_is_queued_in_utc():
 
 def test_a_fractional_unix_time_is_read():
     assert parse_portal_time("1718000000.5") == datetime(2024, 6, 10, 6, 13, 20, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("raw", ["2024-06-10T06:13:20", "2024-06-10T09:13:20+03:00"])
+def test_an_iso_time_is_read_as_utc_whatever_the_servers_time_zone(settings, raw):
+    """The portal's ``ts`` is Unix seconds (UTC); an ISO time without an offset is UTC too, not the server's time."""
+    settings.TIME_ZONE = "Europe/Moscow"  # Django sets the process's TZ from it
+
+    assert parse_portal_time(raw).isoformat() == "2024-06-10T06:13:20+00:00"
+
+
+@pytest.mark.parametrize("raw", ["2000-01-01T00:00:00+00:00", "2200-12-31T23:59:59+00:00"])
+def test_the_first_and_last_believable_years_are_read(raw):
+    assert parse_portal_time(raw) == datetime.fromisoformat(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        ("1999-12-31T23:59:59+00:00", "ts is out of range: '1999-12-31T23:59:59+00:00'"),
+        ("2201-01-01T00:00:00+00:00", "ts is out of range: '2201-01-01T00:00:00+00:00'"),
+        ("0" * 32 + "946684799", f"ts is out of range: {'0' * 32 + '94668479'!r}"),  # cut to 40 characters
+    ],
+)
+def test_a_time_out_of_range_is_refused_with_what_came(raw, detail):
+    with pytest.raises(InvalidEvent) as invalid:
+        parse_portal_time(raw)
+
+    assert (invalid.value.code, invalid.value.detail) == ("invalid_ts", detail)

@@ -73,6 +73,21 @@ def test_a_failed_fetch_is_logged_and_retried(sandbox, alice, redis_client, capl
     assert f"[WEBHOOK] Could not fetch deal {order.bitrix_deal_id} (order {order.pk}): {error}" in said(caplog)
 
 
+def test_a_failed_batch_of_fifty_does_not_stop_the_next_batch_from_being_fetched(sandbox, redis_client, caplog):
+    """51 deals take two batches; the sandbox's seeded 500 fails the first request only (seed 1 draws 0.13, 0.85)."""
+    sandbox.set_faults(error_500_share=0.5, seed=1)
+    events = [message("ONCRMDEALUPDATE", deal_id) for deal_id in range(900_001, 900_052)]
+
+    with caplog.at_level(logging.DEBUG, logger="crmbridge.inbound"):
+        outcome = inbound_batch(redis_client).process(events)
+
+    assert sandbox.stats()["faults"] == {"error_500": 1}
+    assert [retried for retried, _ in outcome.retry] == events[:50]
+    assert outcome.done == events[50:]  # fetched by the second batch: gone in Bitrix, so ignored
+    assert "[WEBHOOK] Ignored ONCRMDEALUPDATE for deal 900051: no local record is linked to it and it no longer " \
+           "exists in Bitrix" in said(caplog)  # fmt: skip
+
+
 def test_a_stage_change_is_applied_once_and_said_so(sandbox, alice, redis_client, caplog):
     order = linked_order(alice)
     before = Order.objects.get(pk=order.pk).updated_at

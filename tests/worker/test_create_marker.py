@@ -80,3 +80,19 @@ def test_a_record_created_but_not_synced_keeps_its_id_and_waits_unmarked(alice):
     assert Order.objects.get(pk=order.pk).bitrix_deal_id == 77
     record = SyncRecord.objects.get(entity="deal", local_id=order.pk)
     assert (record.state, record.create_started_at) == (SyncRecord.State.WAITING, None)
+
+
+def test_a_contacts_marker_does_not_make_the_order_with_the_same_id_a_suspect(alice):
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    SyncRecord.objects.create(entity="contact", local_id=order.pk, create_started_at=timezone.now())
+
+    assert write_back.create_markers("deal", [order.pk]) == set()
+    assert write_back.create_markers("contact", [order.pk]) == {order.pk}
+
+
+def test_orders_are_loaded_with_their_owners_in_one_query(alice, bob, django_assert_num_queries):
+    orders = [Order.objects.create(owner=user, service_id="welding", quantity=1) for user in (alice, bob)]
+
+    with django_assert_num_queries(1):
+        loaded = write_back.load_records("deal", [o.pk for o in orders])
+        assert {order.owner.username for order in loaded.values()} == {"alice", "bob"}

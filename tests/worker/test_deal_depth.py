@@ -433,3 +433,52 @@ def test_a_rows_command_answering_false_is_retried_and_the_rows_not_taken_as_set
         2,
         "BAD_RESULT: crm.deal.productrows.set answered False",
     )
+
+
+def checked(worker: Worker) -> bool:
+    """The mapping check before a chunk, on its own."""
+    return worker._check_mapping(worker._sync_batch(check_mapping=False))
+
+
+def test_a_stage_map_that_does_not_parse_pauses_as_not_configured(sandbox, mapped, db, caplog):
+    """Found by mutation testing (``_check_mapping``): the pause names the error code the doctor and the
+    spec use for a setting that cannot be read."""
+    mapped.BITRIX_STAGE_MAPS = {5: "new"}
+    worker = Worker(fast_config(), name="checker")
+
+    with caplog.at_level(logging.ERROR, logger="crmbridge.worker"):
+        assert checked(worker) is False
+
+    assert worker.paused_reason.startswith("NOT_CONFIGURED: BITRIX_STAGE_MAP_5")
+    assert f"[WORKER] Bitrix configuration error, pausing sync: {worker.paused_reason}" in caplog.messages
+
+
+def test_a_portal_that_cannot_be_checked_is_no_verdict_and_says_so(sandbox, mapped, db, caplog):
+    sandbox.set_faults(error_500_share=1.0)
+    worker = Worker(fast_config(max_retries=0), name="checker")
+
+    with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
+        assert checked(worker) is True
+
+    assert not worker.paused_reason
+    [line] = [m for m in caplog.messages if "portal mapping" in m]
+    assert line.startswith("[WORKER] Could not check the portal mapping (") and line.endswith("); will check again")
+
+
+def test_a_mapping_problem_that_does_not_pause_is_a_warning_line(sandbox, mapped, db, caplog):
+    """A missing custom field only leaves that field unset: a WARNING, no pause; a missing pipeline
+    deals go to pauses (its line is the pause's ERROR line, not a warning)."""
+    mapped.BITRIX_DEAL_FIELDS = {"material": "UF_CRM_NOPE"}
+    worker = Worker(fast_config(), name="checker")
+    with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
+        assert checked(worker) is True
+    [warning] = [m for m in caplog.messages if m.startswith("[WORKER] Portal mapping: ")]
+    assert "UF_CRM_NOPE does not exist" in warning and not worker.paused_reason
+
+    caplog.clear()
+    mapped.BITRIX_DEAL_CATEGORY_MAP = {"welding": 8}
+    worker = Worker(fast_config(), name="checker-2")
+    with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
+        assert checked(worker) is False
+    assert [m for m in caplog.messages if m.startswith("[WORKER] Portal mapping: ")] == [warning]
+    assert "pipeline 8" in worker.paused_reason

@@ -10,6 +10,7 @@ import pytest
 
 from crmbridge.inbound.events import InboundEvent
 from crmbridge.redis_io import streams, telemetry
+from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.runner import Worker
 from crmbridge.worker.stream_consumer import StreamMessage
 from orders.models import Order
@@ -98,3 +99,13 @@ def test_a_probe_that_gets_an_answer_resumes_at_once_and_says_so(sandbox, redis_
     beat = redis_client.hgetall(telemetry.worker_key("prober"))
     assert (beat["state"], beat["pause_reason"], beat["current"]) == ("running", "", "1 message(s) held for retry")
     assert [held.message.id for held in worker.schedule.pop_due(10)] == ["1-0"]
+
+
+def test_the_heartbeat_threads_beat_says_nothing_is_held(redis_client):
+    """Found by mutation testing: the beat thread passes no count; its default must be none held."""
+    heartbeat = Heartbeat(client=redis_client, name="beating", config={}, interval=60)
+
+    heartbeat.beat()
+
+    [beat] = [w for w in telemetry.read_workers(redis_client) if w["name"] == "beating"]
+    assert beat["current"] == ""

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from crmbridge.diagnostics import stream_actions
+from crmbridge.diagnostics.doctor import RecentOutcomes
 from crmbridge.publishing.messages import Operation
-from crmbridge.redis_io import streams
+from crmbridge.redis_io import streams, telemetry
 from crmbridge.worker import write_back
 from crmbridge.worker.dead_letters import delete, parse_dead_letter, requeue
 from crmbridge.worker.runner import Worker
@@ -45,6 +46,26 @@ def test_superscript_id_is_dead_lettered_at_once_and_the_chunk_goes_through(sand
     assert all(o.bitrix_deal_id for o in Order.objects.filter(pk__in=[o.pk for o in orders]))
     assert worker.heartbeat.counters.retried == 0  # the valid ones were not delayed by retries
     assert pending_ids(redis_client) == []
+
+
+def test_an_invalid_message_is_counted_apart_from_the_portals_failures(sandbox, redis_client):
+    """The doctor leaves ``invalid:invalid`` dead letters out of "nothing syncs": no portal call failed."""
+    redis_client.xadd(streams.operations_stream(), Operation("deal", "update", 1).to_fields() | {"id": "²"})
+
+    assert Worker(fast_config(), once=True).run() == 0
+
+    assert sum(row["dead_lettered"] for row in telemetry.read_minutes(redis_client, 5)) == 1
+    recent = RecentOutcomes.read(redis_client)
+    assert (recent.dead_lettered, recent.failed) == (0, 0)
+
+
+def test_an_event_without_an_entity_is_counted_as_unknown(sandbox, redis_client):
+    redis_client.xadd(streams.webhooks_stream(), {"v": "1", "event": "ONCRMDEALUPDATE", "bitrix_id": "abc"})
+
+    assert Worker(fast_config(), once=True).run() == 0
+
+    counts = [row["by_kind"] for row in telemetry.read_minutes(redis_client, 5)]  # /metrics' labels
+    assert sum(c.get("dead_lettered:unknown:event", 0) for c in counts) == 1
 
 
 @pytest.mark.parametrize("raw", ["٣", "³", "1²", " 12", "0", "-4", "1" * 19])

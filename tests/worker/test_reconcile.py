@@ -116,3 +116,64 @@ def test_a_lost_record_linked_to_bitrix_is_queued_as_an_update_and_an_unlinked_o
 
     queued = {(f["entity"], int(f["id"])): f["op"] for _, f in redis_client.xrange(streams.operations_stream())}
     assert queued == {("deal", linked.pk): "update", ("deal", unlinked.pk): "create", ("contact", alice.pk): "create"}
+
+
+def lose_the_messages_of_one_order(alice, redis_client) -> None:
+    Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    SyncRecord.objects.update(last_queued_at=timezone.now() - timedelta(seconds=AFTER + 1))
+    OutboxEntry.objects.all().delete()
+    redis_client.delete(streams.operations_stream())
+
+
+def test_a_message_held_behind_a_thousand_pending_entries_is_live(alice, redis_client, reconcile_fast):
+    """Found by mutation testing: the pending list is read in pages of 1,000 (``_pending_ids``)."""
+    from crmbridge.worker.reconcile import lost_records
+
+    stream = streams.operations_stream()
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(1000):
+        pipe.xadd(stream, {"n": str(n)})
+    pipe.execute()
+    Order.objects.create(owner=alice, service_id="welding", quantity=1)  # its two messages come last
+    SyncRecord.objects.update(last_queued_at=timezone.now() - timedelta(seconds=AFTER + 1))
+    redis_client.xgroup_create(stream, streams.GROUP, id="0")
+    [(_, entries)] = redis_client.xreadgroup(streams.GROUP, "worker_holder-1", {stream: ">"})
+    assert len(entries) == 1002
+
+    assert lost_records(redis_client) == []
+
+
+def test_lost_records_reads_each_entry_once(alice, redis_client, reconcile_fast):
+    """Found by mutation testing: a stream is read in pages of 1,000, each from where the last one
+    ended: 2,500 dead letters take 3 XRANGE calls (the operations stream is gone here)."""
+    from crmbridge.worker.reconcile import lost_records
+
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(2500):
+        letter = DeadLetter(
+            streams.operations_stream(),
+            f"1-{n}",
+            {"v": "1", "entity": "deal", "op": "create", "id": str(10_000 + n)},
+            "manual",
+        )
+        pipe.xadd(streams.dead_letter_stream(), letter.to_fields())
+    pipe.execute()
+    lose_the_messages_of_one_order(alice, redis_client)
+    redis_client.config_resetstat()
+
+    assert {key[0] for key in lost_records(redis_client)} == {"deal", "contact"}
+
+    assert redis_client.info("commandstats")["cmdstat_xrange"]["calls"] == 3
+
+
+def test_one_worker_at_a_time_reconciles_for_most_of_the_interval(alice, redis_client, settings):
+    """Found by mutation testing: the first worker's lock lasts 90% of ``BITRIX_RECONCILE_INTERVAL``."""
+    from crmbridge.worker.reconcile import lost_records
+
+    settings.BITRIX_RECONCILE_AFTER, settings.BITRIX_RECONCILE_INTERVAL = AFTER, 60
+    assert Worker(fast_config(), name="first").chores.reconcile() == 0  # nothing lost: it holds the lock all the same
+    lose_the_messages_of_one_order(alice, redis_client)
+
+    assert Worker(fast_config(), name="second").chores.reconcile() == 0
+    assert len(lost_records(redis_client)) == 2
+    assert 30_000 < redis_client.pttl(streams.key("reconcile:lock")) <= 54_000

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from crmbridge.redis_io import telemetry
+from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.record_locks import RecordLocks, lock_key
+from crmbridge.worker.runner import Worker
+from tests.worker.helpers import fast_config
 
 
 def test_a_lock_is_exclusive_and_renewed_only_by_its_owner(redis_client):
@@ -58,3 +62,16 @@ def test_a_dead_owners_lock_that_changed_hands_meanwhile_is_not_taken(redis_clie
         assert heir.acquire([("deal", 1)]) == set()
     assert redis_client.get(lock_key("deal", 1)) == "quicker"
     assert not caplog.records
+
+
+def test_a_worker_takes_over_the_locks_of_a_worker_that_stopped(sandbox, redis_client, db):
+    """Found by mutation testing (``Worker._sync_batch``): the worker's locks know the stopped workers."""
+    Heartbeat(redis_client, "stopped", {}, 1.0).beat(force=True)
+    telemetry.remove_heartbeat(redis_client, "stopped")
+    RecordLocks(redis_client, owner="stopped", lease_ms=60_000).acquire([("deal", 1)])
+    worker = Worker(fast_config(), name="heir")
+
+    locks = worker._sync_batch(check_mapping=False).locks
+
+    assert locks.acquire([("deal", 1)]) == {("deal", 1)}
+    assert redis_client.get(lock_key("deal", 1)) == "heir"

@@ -109,3 +109,21 @@ def test_stream_and_group_deleted_and_redis_restarted_under_a_running_worker(
                 worker.kill()
     log = (tmp_path / "worker.log").read_text()
     assert "NOGROUP" in log
+
+
+def test_a_second_sigterm_stops_the_worker_at_once_with_128_plus_the_signal(sandbox, customers, tmp_path):
+    """Found by mutation testing (``_install_signal_handlers``): the first signal waits for the request
+    in flight; a second one ends the process there, exit status 143 like a shell's."""
+    make_orders(customers[:1], 1)
+    sandbox.set_faults(latency_ms=8_000)  # the worker's first batch hangs in the portal
+    log = tmp_path / "worker.log"
+    worker = start_worker_process(log_path=log)
+    try:
+        wait_for(lambda: sandbox.stats()["by_method"].get("batch"), what="the worker's batch in flight")
+        worker.send_signal(signal.SIGTERM)
+        wait_for(lambda: "Received SIGTERM" in log.read_text(), what="the first signal taken")
+        # The first handler sets the flag from a thread of its own: repeat until a signal finds it set.
+        assert wait_for(lambda: worker.send_signal(signal.SIGTERM) or worker.poll(), 15, "the exit", 0.2) == 143
+    finally:
+        if worker.poll() is None:
+            worker.kill()

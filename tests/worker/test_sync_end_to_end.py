@@ -52,7 +52,8 @@ def test_order_and_user_become_deal_and_contact(sandbox, alice, alice_client, ad
     assert TRICKY in deal["COMMENTS"] and "Сталь 45" in deal["COMMENTS"]
     assert contact["NAME"] == "Alice"
     assert [e["VALUE"] for e in contact["EMAIL"]] == ["alice@example.com"]
-    assert SyncRecord.objects.get(entity="deal", local_id=order_id).state == SyncRecord.State.SYNCED
+    record = SyncRecord.objects.get(entity="deal", local_id=order_id)
+    assert record.state == SyncRecord.State.SYNCED and record.last_synced_at is not None  # the admin's column
     assert not sandbox.stats()["duplicates"]["deal"]
     assert not sandbox.stats()["duplicates"]["contact"]
 

@@ -8,9 +8,12 @@ messages (no reconciliation). A real worker, in this process; a real Redis; the 
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 
 import pytest
+import redis
 
 from crmbridge.redis_io import streams
 from crmbridge.worker.runner import Worker
@@ -21,16 +24,28 @@ from tests.worker.helpers import fast_config
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_taken_over_messages_survive_a_redis_error_in_the_same_chores(sandbox, alice, redis_client):
+def test_taken_over_messages_survive_a_redis_error_in_the_same_chores(
+    sandbox, alice, redis_client, caplog, monkeypatch
+):
     order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
     worker = Worker(fast_config(claim_idle_seconds=0.2, record_interval_seconds=0))
     worker.consumer.ensure_groups()
     # A consumer that never beat reads the order's messages, then vanishes.
     read = redis_client.xreadgroup(streams.GROUP, "vanished-1", {streams.operations_stream(): ">"}, count=100)
     assert read and read[0][1], "the vanished consumer took nothing: nothing to prove"
-    # The webhooks stream loses its group: the takeover's look at that stream fails (NOGROUP)
-    # after it has claimed the operations stream's entries.
-    redis_client.xgroup_destroy(streams.webhooks_stream(), streams.GROUP)
+    # The takeover's look at the webhooks stream fails after it has claimed the operations
+    # stream's entries. (A missing group or key no longer fails it: NOGROUP is answered with
+    # "no consumers", so the connection is what breaks, once.)
+    looked_at = worker.consumer.consumers
+
+    def consumers(stream: str) -> list[dict]:
+        if stream == streams.webhooks_stream() and not broke:
+            broke.append(stream)
+            raise redis.ConnectionError("Connection closed by server.")
+        return looked_at(stream)
+
+    broke: list[str] = []
+    monkeypatch.setattr(worker.consumer, "consumers", consumers)
     time.sleep(0.3)  # past claim_idle
 
     def synced() -> bool:
@@ -38,8 +53,11 @@ def test_taken_over_messages_survive_a_redis_error_in_the_same_chores(sandbox, a
         order.refresh_from_db()
         return order.bitrix_deal_id is not None
 
-    wait_for(synced, 10, "the taken-over order synced")
+    with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
+        wait_for(synced, 10, "the taken-over order synced")
     assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
+    pattern = r"\[WORKER\] Takeover interrupted by a Redis error; processing the [1-9]\d* claimed"
+    assert any(re.fullmatch(pattern, r.getMessage()) for r in caplog.records), caplog.messages
 
 
 def test_own_messages_left_undecided_by_an_interrupted_chunk_are_processed_again(sandbox, alice, redis_client):

@@ -153,3 +153,18 @@ def test_the_line_for_a_key_set_aside_names_the_streams_still_consumed(redis_cli
         f"[WORKER] Redis key {webhooks} is a string, not a stream: not consuming it (still consuming: {third})",
         f"[WORKER] Redis key {third} is a string, not a stream: not consuming it (still consuming: none)",
     ]
+
+
+def test_the_step_that_meets_a_broken_key_sets_it_aside_and_asks_for_the_next_at_once(redis_client, caplog):
+    """Found by mutation testing (``step``): the WRONGTYPE of a read is this case, not a loop error;
+    the step counts as work done, so a ``--once`` run goes on with the other streams."""
+    worker = Worker(fast_config(), name="stepper")
+    worker.consumer.ensure_groups()
+    redis_client.delete(streams.webhooks_stream())
+    redis_client.set(streams.webhooks_stream(), "x")
+
+    with caplog.at_level(logging.ERROR, logger="crmbridge.worker"):
+        assert worker.step() is True
+
+    assert worker.consumer.streams == [streams.operations_stream()]
+    assert [m for m in caplog.messages if "bitrix:webhooks is a string" in m]
