@@ -18,6 +18,7 @@ from django.conf import settings
 from crmbridge.models import OutboxEntry
 from crmbridge.publishing.outbox import already_sent
 from crmbridge.redis_io import streams
+from crmbridge.worker.runner import Worker
 from orders.models import Order
 from tests.conftest import wait_for
 from tests.worker.helpers import fast_config
@@ -125,3 +126,18 @@ def test_a_steady_redis_is_never_taken_for_a_loss(sandbox, redis_client, caplog)
         thread.join(10)
     assert caplog.text.count("Redis lost data?") == 1
     assert redis_client.get("bitrix:redis:marker") == redis_client.info("server")["run_id"]
+
+
+def test_a_record_saved_just_before_the_loss_is_queued_again_too(alice, redis_client):
+    """Found by mutation testing (``older_than=1``): after a loss no record is too recent to queue again."""
+    order = Order.objects.create(owner=alice, service_id="welding", quantity=1)
+    only_in_redis(redis_client, [order])
+    redis_client.flushall()  # the private Redis: the order's message and the project's marker are gone
+    worker = Worker(fast_config(), name="after-the-loss")
+
+    assert worker.chores.watch_for_loss() >= 1
+
+    queued = [fields for _, fields in redis_client.xrange(streams.operations_stream())]
+    assert {"entity": "deal", "id": str(order.pk), "src": "reconcile"}.items() <= next(
+        f for f in queued if f["entity"] == "deal"
+    ).items()
