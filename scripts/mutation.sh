@@ -48,7 +48,7 @@ spec() {
         inbound) echo "40|crmbridge/inbound/*|tests/inbound" ;;
         publishing) echo "40|crmbridge/publishing/*|tests/publishing tests/worker/test_coalescing.py" ;;
         bitrix) echo "25|crmbridge/bitrix/*|tests/bitrix tests/worker/test_existing_customers.py tests/worker/test_deal_depth.py tests/diagnostics/test_doctor.py tests/diagnostics/test_doctor_portal_mapping.py" ;;
-        worker) echo "10|crmbridge/worker/*|tests/worker tests/publishing/test_trimming.py tests/publishing/test_resync_existing_customers.py tests/diagnostics|tests/worker/test_record_pacing.py::test_a_long_burst_on_a_real_worker_costs_updates_at_doubling_intervals" ;;
+        worker) echo "8|crmbridge/worker/*|tests/worker tests/publishing/test_trimming.py tests/publishing/test_resync_existing_customers.py tests/diagnostics|tests/worker/test_record_pacing.py::test_a_long_burst_on_a_real_worker_costs_updates_at_doubling_intervals" ;;
         orders) echo "100|orders/services.py|tests/api/test_orders.py tests/api/test_order_validation.py tests/security/test_orders_hardening.py tests/security/test_roles.py" ;;
         accounts) echo "100|accounts/services.py|tests/api/test_account_services.py tests/api/test_auth.py tests/api/test_profile.py tests/security/test_email_uniqueness.py tests/security/test_tokens.py" ;;
         *) venv_fail "unknown module '$1' (one of: $ALL)" ;;
