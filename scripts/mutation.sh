@@ -13,8 +13,10 @@
 # Not part of test.sh or CI (docs/mutation.md: scope, timing, scores, equivalent mutants).
 # Environment: MUTATION_SAMPLE (the share of each module's mutants to run, in %, instead of
 # spec()'s; 100 for all of them), MUTATION_CHILDREN (parallel test runs, default: two per core),
-# MUTATION_FRESH=1 (throw the module's earlier results away; by default a run resumes while the
-# product code is unchanged, re-testing the sample's survivors against the tests as they are now).
+# MUTATION_TEST_TIMEOUT (seconds before a hung test fails, default 60), MUTATION_FRESH=1 (throw the
+# module's earlier results away; by default a run resumes while the product code is unchanged,
+# re-testing the sample's survivors against the tests as they are now; mutmut itself forgets its
+# verdicts when the test timeout or a module's test list changes).
 # Survivors: `cd var/mutation/<module> && ../../../.venv/bin/mutmut results`, then
 # `mutmut show <name>` for the diff of one (var/mutation/<module>/sample.txt lists the sample).
 set -euo pipefail
@@ -62,12 +64,14 @@ toml_list() { # words (globs are not expanded: set -f) -> "a", "b"
 }
 
 run_module() {
-    local module=$1 percent mutate tests skip work deselect=""
+    local module=$1 percent mutate tests skip test work deselect=""
     IFS='|' read -r percent mutate tests skip <<<"$(spec "$module")"
     percent=${MUTATION_SAMPLE:-$percent}
+    [[ $percent =~ ^[0-9]+([.][0-9]+)?$ ]] || venv_fail "MUTATION_SAMPLE must be a share in %, like 10 or 2.5 (got '$percent')"
     for test in $skip; do deselect+=", \"--deselect\", \"$test\""; done
     work=$ROOT/var/mutation/$module
     [ "${MUTATION_FRESH:-}" = 1 ] && rm -rf "$work"
+    rm -f "$work/score.txt"  # a failed run must not leave the last one's score looking current
     # What is mutated: the files, and the statements left alone. DEBUG lines are for developers; the
     # operator's log lines (the spec's contract) are INFO and up. Their text's mutants are noise.
     local mutated
@@ -78,11 +82,17 @@ do_not_mutate_patterns = ['logger\\.debug\\(']"
     # either starts the module afresh. The files' contents (tracked and new), not git's index:
     # committing a change does not change the code.
     local code
-    code=$( (git ls-files -z --cached --others --exclude-standard -- $PRODUCT | sort -z | xargs -0 sha256sum; echo "$mutated") | sha256sum | cut -c1-16)
+    code=$( (git ls-files -z --cached --others --exclude-standard -- $PRODUCT | sort -z \
+        | xargs -0 -r sh -c 'for f; do [ ! -e "$f" ] || sha256sum "$f"; done' hash; echo "$mutated") | sha256sum | cut -c1-16)
     [ -f "$work/.product-code" ] && [ "$(cat "$work/.product-code")" != "$code" ] && rm -rf "$work/mutants"
     mkdir -p "$work"
     echo "$code" >"$work/.product-code"
-    # The checkout as it is (tracked and new files, not ignored ones) into the scratch copy.
+    # The checkout as it is (tracked and new files, not ignored ones) into the scratch copy. The copy
+    # is emptied first (but for mutmut's results and this script's files), and so are mutmut's copies of
+    # the tests: a file deleted or renamed since the last run must not be collected or mutated there.
+    find "$work" -mindepth 1 -maxdepth 1 ! -name mutants ! -name .product-code ! -name '*.txt' ! -name '*.log' \
+        -exec rm -rf {} +
+    rm -rf "$work/mutants/tests"
     git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- --delete-missing-args ./ "$work/"
     cat >>"$work/pyproject.toml" <<EOF
 

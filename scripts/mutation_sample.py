@@ -5,8 +5,9 @@ venv's Python (mutmut 3.8.1, pinned: ``pick`` uses its generation functions, whi
 public API; after an upgrade, check them here first).
 
 ``pick PERCENT``: create the mutants (as ``mutmut run`` does first), choose the sample and
-write it to ``sample.txt``, one name per line, and the names still to be run (never run yet,
-or survived: new tests may kill them now) to ``to-run.txt``.
+write it to ``sample.txt``, one name per line, and the names still to be run to ``to-run.txt``:
+all but those killed (or timed out) and those mutmut skips. Survivors and "no tests" included: new
+tests may kill them now.
 
 ``score MODULE SECONDS PERCENT``: the score over the sample, from mutmut's result files.
 
@@ -51,7 +52,8 @@ def pick(percent: float) -> None:
     sample = sorted(name for name in results() if in_sample(name, percent))
     Path("sample.txt").write_text("".join(f"{name}\n" for name in sample))
     codes = results()
-    to_run = [name for name in sample if codes[name] is None or status_by_exit_code[codes[name]] == "survived"]
+    settled = {"killed", "timeout", "skipped"}
+    to_run = [name for name in sample if codes[name] is None or status_by_exit_code[codes[name]] not in settled]
     Path("to-run.txt").write_text("".join(f"{name}\n" for name in to_run))
 
 
@@ -66,10 +68,10 @@ def score(module: str, seconds: int, percent: float) -> None:
     # ("no tests") as not killed; mutmut's "skipped" (# pragma: no mutate) not at all.
     killed = count.get("killed", 0) + count.get("timeout", 0)
     tested = len(statuses) - count.get("skipped", 0)
-    share = 100 * killed / tested if tested else 0.0
+    share = f"{100 * killed / tested:.1f}%" if tested else "n/a"
     of = "all" if percent >= 100 else f"a {percent:g}% sample of {len(codes)}"
     print(
-        f"{module}: {share:.1f}% killed ({killed} of {tested} mutants, {of}; survived {count.get('survived', 0)}, "
+        f"{module}: {share} killed ({killed} of {tested} mutants, {of}; survived {count.get('survived', 0)}, "
         f"no tests {count.get('no tests', 0)}, timeout {count.get('timeout', 0)}, "
         f"suspicious {count.get('suspicious', 0)}, not run {count.get('not checked', 0)}) in {seconds} s"
     )

@@ -84,6 +84,17 @@ def console_log_on_this_sessions_stderr():
 PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError, ZeroDivisionError, AssertionError)
 
 
+def _caused_by_a_programming_error(error: BaseException | None) -> bool:
+    """The error, or one it was raised from or while handling (``raise Refused(...) from exc``)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, PROGRAMMING_ERRORS):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class _ProgrammingErrorLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -91,9 +102,12 @@ class _ProgrammingErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         # Formatted now: the console handler's redaction filter drops exc_info from this same record.
-        if record.exc_info and isinstance(record.exc_info[1], PROGRAMMING_ERRORS):
-            text = f"{record.name}: {record.getMessage()}\n{logging.Formatter().formatException(record.exc_info)}"
-            self.errors.append((text, record.exc_info[1]))
+        # The thread's name says whose it was: a thread a test left running may log into the next test.
+        if record.exc_info and _caused_by_a_programming_error(record.exc_info[1]):
+            trace = logging.Formatter().formatException(record.exc_info)
+            self.errors.append(
+                (f"{record.name} (thread {record.threadName}): {record.getMessage()}\n{trace}", record.exc_info[1])
+            )
 
 
 @pytest.fixture(autouse=True)

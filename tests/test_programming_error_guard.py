@@ -28,9 +28,21 @@ def test_a_caught_programming_error_that_was_logged_is_kept_for_the_test():
     assert isinstance(error, TypeError)
     [(text, _)] = handler.errors
     assert text.startswith(
-        "crmbridge.worker.guard-test: [WORKER] Error processing operation message: unexpected error\n"
+        "crmbridge.worker.guard-test (thread MainThread): [WORKER] Error processing operation message: unexpected"
     )
     assert "TypeError: 'NoneType' object is not subscriptable" in text
+
+
+def test_an_error_raised_from_a_programming_error_is_one_too():
+    try:
+        try:
+            {}["ID"]
+        except KeyError as exc:
+            raise RuntimeError("cannot read the answer") from exc
+    except RuntimeError as wrapped:
+        error = wrapped
+
+    assert logged(_ProgrammingErrorLog(), error) == [error]
 
 
 def test_a_service_failure_or_a_deliberate_fault_is_not_a_programming_error():

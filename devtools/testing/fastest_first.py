@@ -7,6 +7,9 @@ retry and pacing tests before the 0.1 s test that catches it. With the durations
 measured in its stats run (in this process: mutmut forks every run from its own), the
 cheap tests come first. Killed mutants cost a fraction of the time; survivors cost the same.
 
+pytest-django's order stays: tests in a transaction, then transactional ones (they empty the
+tables), then those without the database; the sort is within each group.
+
 Loaded by ``scripts/mutation.sh`` only (``-p devtools.testing.fastest_first``); outside a
 mutant's run (the stats and clean runs, or no mutmut at all) it leaves the order alone.
 """
@@ -28,9 +31,21 @@ def _durations() -> dict[str, float]:
     return dict(state().duration_by_test)
 
 
+def _django_group(item: pytest.Item) -> int:
+    """pytest-django's order (``pytest_django.plugin.pytest_collection_modifyitems``), for function tests."""
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    transactional = "transactional_db" in fixtures or bool(
+        marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))
+    )
+    if transactional:
+        return 1
+    return 0 if marker or "db" in fixtures else 2
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     durations = _durations()
     if durations:
         # sort() is stable: tests with the same (or no) recorded time keep pytest's order.
-        items.sort(key=lambda item: durations.get(item.nodeid, float("inf")))
+        items.sort(key=lambda item: (_django_group(item), durations.get(item.nodeid, float("inf"))))

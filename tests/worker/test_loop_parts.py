@@ -165,8 +165,12 @@ def test_a_read_waits_for_a_message_that_arrives_meanwhile(sandbox, redis_client
     worker = Worker(fast_config(poll_interval=30), name="waiter")
     worker.consumer.ensure_groups()
     message = {"v": "1", "entity": "deal", "op": "create", "id": "1"}
-    threading.Timer(0.3, redis_client.xadd, args=(streams.operations_stream(), message)).start()
-    assert worker.process_new()  # blocked until it came, not back empty at once
+    arrival = threading.Timer(0.3, redis_client.xadd, args=(streams.operations_stream(), message))
+    arrival.start()
+    try:
+        assert worker.process_new()  # blocked until it came, not back empty at once
+    finally:
+        arrival.join()
 
 
 def unread(redis_client) -> int:
@@ -191,9 +195,12 @@ def test_a_blocking_read_returns_what_arrives_while_it_waits(redis_client):
     consumer = StreamConsumer(redis_client, name="reader", stream_names=[streams.operations_stream()])
     consumer.ensure_groups()
     fields = {"v": "1", "entity": "deal", "op": "create", "id": "7"}
-    threading.Timer(0.3, lambda: redis_client.xadd(streams.operations_stream(), fields)).start()
-
-    read = consumer.read_new(count=10, block_ms=20_000)
+    arrival = threading.Timer(0.3, redis_client.xadd, args=(streams.operations_stream(), fields))
+    arrival.start()
+    try:
+        read = consumer.read_new(count=10, block_ms=20_000)
+    finally:
+        arrival.join()  # not into the next test's Redis
 
     assert [m.fields["id"] for m in read] == ["7"]
 
@@ -287,6 +294,6 @@ def test_the_heartbeat_thread_beats_on_its_own_while_the_loop_is_alive(redis_cli
         return redis_client.hget(telemetry.worker_key("beater"), "last_beat") not in (None, first)
 
     try:
-        wait_for(beat_after_first, 10, "a new beat")
+        wait_for(beat_after_first, what="a new beat")
     finally:
         heartbeat.remove()

@@ -115,7 +115,7 @@ def test_a_second_sigterm_stops_the_worker_at_once_with_128_plus_the_signal(sand
     """Found by mutation testing (``_install_signal_handlers``): the first signal waits for the request
     in flight; a second one ends the process there, exit status 143 like a shell's."""
     make_orders(customers[:1], 1)
-    sandbox.set_faults(latency_ms=8_000)  # the worker's first batch hangs in the portal
+    sandbox.set_faults(latency_ms=30_000)  # the worker's first batch hangs in the portal, far longer than the test
     log = tmp_path / "worker.log"
     worker = start_worker_process(log_path=log)
     try:
@@ -123,7 +123,9 @@ def test_a_second_sigterm_stops_the_worker_at_once_with_128_plus_the_signal(sand
         worker.send_signal(signal.SIGTERM)
         wait_for(lambda: "Received SIGTERM" in log.read_text(), what="the first signal taken")
         # The first handler sets the flag from a thread of its own: repeat until a signal finds it set.
-        assert wait_for(lambda: worker.send_signal(signal.SIGTERM) or worker.poll(), 15, "the exit", 0.2) == 143
+        assert (
+            wait_for(lambda: worker.send_signal(signal.SIGTERM) or worker.poll(), what="the exit", interval=0.2) == 143
+        )
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -54,7 +54,7 @@ def test_taken_over_messages_survive_a_redis_error_in_the_same_chores(
         return order.bitrix_deal_id is not None
 
     with caplog.at_level(logging.WARNING, logger="crmbridge.worker"):
-        wait_for(synced, 10, "the taken-over order synced")
+        wait_for(synced, what="the taken-over order synced")
     assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
     pattern = r"\[WORKER\] Takeover interrupted by a Redis error; processing the [1-9]\d* claimed"
     assert any(re.fullmatch(pattern, r.getMessage()) for r in caplog.records), caplog.messages
@@ -74,7 +74,7 @@ def test_own_messages_left_undecided_by_an_interrupted_chunk_are_processed_again
         order.refresh_from_db()
         return order.bitrix_deal_id is not None
 
-    wait_for(synced, 10, "the interrupted chunk's order synced")
+    wait_for(synced, what="the interrupted chunk's order synced")
     assert redis_client.xpending(streams.operations_stream(), streams.GROUP)["pending"] == 0
 
 
