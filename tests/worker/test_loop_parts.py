@@ -7,10 +7,12 @@ import threading
 import time
 
 import pytest
+from django.db import DatabaseError
 
 from crmbridge.bitrix.errors import BitrixError, ErrorKind
 from crmbridge.redis_io import streams, telemetry
 from crmbridge.redis_io.connection import reset_clients
+from crmbridge.worker.chores import _survive_database_errors
 from crmbridge.worker.heartbeat import Heartbeat
 from crmbridge.worker.runner import Worker
 from crmbridge.worker.stream_consumer import StreamConsumer, StreamMessage
@@ -297,3 +299,15 @@ def test_the_heartbeat_thread_beats_on_its_own_while_the_loop_is_alive(redis_cli
         wait_for(beat_after_first, what="a new beat")
     finally:
         heartbeat.remove()
+
+
+def test_a_chore_that_fails_on_the_database_is_logged_by_its_name(caplog):
+    """Found by mutation testing: the ERROR line names the chore (the relay, a reconciliation)."""
+
+    def relay() -> None:
+        raise DatabaseError("database is locked")
+
+    with caplog.at_level(logging.ERROR, logger="crmbridge.worker"):
+        assert _survive_database_errors("Outbox relay", relay) is None
+
+    assert [m.splitlines()[0] for m in caplog.messages] == ["[WORKER] Outbox relay failed"]  # then the traceback

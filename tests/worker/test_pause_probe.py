@@ -103,9 +103,10 @@ def test_a_probe_that_gets_an_answer_resumes_at_once_and_says_so(sandbox, redis_
 
 def test_the_heartbeat_threads_beat_says_nothing_is_held(redis_client):
     """Found by mutation testing: the beat thread passes no count; its default must be none held."""
-    heartbeat = Heartbeat(client=redis_client, name="beating", config={}, interval=60)
+    heartbeat = Heartbeat(client=redis_client, name="beating", config={"batch_size": 5}, interval=60)
 
     heartbeat.beat()
 
     [beat] = [w for w in telemetry.read_workers(redis_client) if w["name"] == "beating"]
     assert beat["current"] == ""
+    assert beat["config"] == {"batch_size": 5}  # the status endpoint's "config"
