@@ -30,12 +30,17 @@ def test_a_shutdown_ends_a_long_wait_at_once():
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.django_db
-def test_chores_return_the_messages_they_take_over_without_processing_them(redis_client):
+def held_by_a_gone_consumer(redis_client) -> None:
+    """One operation (deal 1) read by a consumer that never beat and is gone."""
     dead = StreamConsumer(redis_client, name="gone", stream_names=streams.consumed_streams())
     dead.ensure_groups()
     redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": "1"})
     assert len(dead.read_new(count=10, block_ms=None)) == 1
+
+
+@pytest.mark.django_db
+def test_chores_return_the_messages_they_take_over_without_processing_them(redis_client):
+    held_by_a_gone_consumer(redis_client)
     worker = Worker(fast_config(claim_idle_seconds=0.001), name="alive")
     time.sleep(0.01)
 
@@ -210,10 +215,7 @@ def test_a_blocking_read_returns_what_arrives_while_it_waits(redis_client):
 @pytest.mark.django_db
 def test_a_takeover_with_room_for_one_message_takes_it(redis_client):
     """Found by mutation testing (``room > 1``): the last free place in the chunk is taken too."""
-    dead = StreamConsumer(redis_client, name="gone", stream_names=streams.consumed_streams())
-    dead.ensure_groups()
-    redis_client.xadd(streams.operations_stream(), {"v": "1", "entity": "deal", "op": "create", "id": "1"})
-    assert len(dead.read_new(count=10, block_ms=None)) == 1
+    held_by_a_gone_consumer(redis_client)
     worker = Worker(fast_config(claim_idle_seconds=0.001, max_chunk=1), name="alive")
     time.sleep(0.01)
 
