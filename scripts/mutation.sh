@@ -105,7 +105,7 @@ pytest_add_cli_args_test_selection = [$(toml_list $tests)]
 EOF
     printf '\n==> mutation testing: %s (%s; %s%% of its mutants; tests: %s)\n' "$module" "$mutate" "$percent" "$tests"
     local started=$SECONDS names=()
-    # The sample's mutants not run yet, and its survivors: new tests may kill them now.
+    # The sample's mutants not settled yet (never run, survived, no tests...): new tests may kill them now.
     (cd "$work" && "$VENV/bin/python" "$ROOT/scripts/mutation_sample.py" pick "$percent" >>mutmut-run.log 2>&1) \
         || venv_fail "mutmut could not create the mutants for $module (log: $work/mutmut-run.log)"
     mapfile -t names <"$work/to-run.txt"

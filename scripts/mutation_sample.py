@@ -49,9 +49,9 @@ def pick(percent: float) -> None:
     copy_src_dir()
     copy_also_copy_files()
     create_mutants(max_children=2)
-    sample = sorted(name for name in results() if in_sample(name, percent))
-    Path("sample.txt").write_text("".join(f"{name}\n" for name in sample))
     codes = results()
+    sample = sorted(name for name in codes if in_sample(name, percent))
+    Path("sample.txt").write_text("".join(f"{name}\n" for name in sample))
     settled = {"killed", "timeout", "skipped"}
     to_run = [name for name in sample if codes[name] is None or status_by_exit_code[codes[name]] not in settled]
     Path("to-run.txt").write_text("".join(f"{name}\n" for name in to_run))
